@@ -1,0 +1,157 @@
+"""GinBuild: the service's static binary for hosts and its OCI image for containers.
+
+The binary is built by a `local.Command` whose only trigger is a hash of the Go
+sources (and go.mod/go.sum), so an unchanged service is never rebuilt and a
+changed one always is. Images are built from `<source>/Dockerfile` by
+pulumi-docker and referenced by digest, so every deploy is exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
+
+# Files whose content decides what the binary is; tests do not.
+_SOURCE_SUFFIXES = (".go", ".mod", ".sum")
+_SKIP_DIRS = {".git", "vendor", "bin", "testdata", "node_modules"}
+
+
+def source_hash(source_dir: Path) -> str:
+    """sha256 over the relative paths and contents of the build inputs."""
+    digest = hashlib.sha256()
+    for path in sorted(source_dir.rglob("*")):
+        rel = path.relative_to(source_dir)
+        if any(part in _SKIP_DIRS for part in rel.parts) or not path.is_file():
+            continue
+        if path.suffix not in _SOURCE_SUFFIXES or path.name.endswith("_test.go"):
+            continue
+        digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def git_stamp(source_dir: Path) -> tuple[str, str]:
+    """(commit, commit time) of the source's git checkout, or 'unknown'.
+
+    The commit time, not the wall clock, is the build time so that the same
+    sources always produce the same inputs (and no spurious diffs).
+    """
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(source_dir), "log", "-1", "--format=%h %cI"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.split()
+        if len(out) == 2:
+            return out[0], out[1]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown", "unknown"
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    """Where an image is pushed; `password` is a Pulumi secret when given."""
+
+    repository: str
+    username: str | None = None
+    password: pulumi.Input[str] | None = None
+
+
+@dataclass(frozen=True)
+class GinBuildArgs:
+    app_name: str
+    source_dir: Path
+    output_dir: Path          # where binaries go (gitignored build/ under the project)
+    version: str | None = None
+    build_binary: bool = True
+    goarch: str = "amd64"
+    registries: tuple[RegistrySpec, ...] = ()
+    image_platform: str = "linux/amd64"
+    ldflags_vars: dict[str, str] = field(default_factory=lambda: {
+        "version": "main.version", "commit": "main.commit", "buildTime": "main.buildTime",
+    })
+
+
+class GinBuild(pulumi.ComponentResource):
+    """Builds the service once per source change; exposes binary and image digests."""
+
+    version: str
+    source_hash: str
+    binary_path: str | None
+    binary_sha256: pulumi.Output[str] | None
+    images: dict[str, docker.Image]
+    image_digests: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, args: GinBuildArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gin-deploy:build:GinBuild", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.source_hash = source_hash(args.source_dir)
+        self.version = args.version or f"0.0.0-src.{self.source_hash[:12]}"
+        commit, build_time = git_stamp(args.source_dir)
+        stamps = {"version": self.version, "commit": commit, "buildTime": build_time}
+
+        self.binary_path = None
+        self.binary_sha256 = None
+        if args.build_binary:
+            out = args.output_dir / f"{args.app_name}-{self.source_hash[:16]}-{args.goarch}"
+            self.binary_path = str(out)
+            ldflags = " ".join(
+                ["-s", "-w"] + [f"-X {args.ldflags_vars[k]}={v}" for k, v in stamps.items()]
+            )
+            build = command.local.Command(
+                f"{name}-binary",
+                create=(
+                    "set -eu; "
+                    f"go build -trimpath -ldflags {shlex.quote(ldflags)} "
+                    f"-o {shlex.quote(str(out))} . "
+                    f"&& sha256sum {shlex.quote(str(out))} | cut -d' ' -f1"
+                ),
+                dir=str(args.source_dir),
+                environment={"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": args.goarch,
+                             "GOFLAGS": "-mod=readonly"},
+                triggers=[self.source_hash, self.version, args.goarch],
+                opts=child,
+            )
+            self.binary_sha256 = build.stdout.apply(lambda s: s.strip().splitlines()[-1])
+
+        self.images = {}
+        self.image_digests = {}
+        for registry in args.registries:
+            key = registry.repository
+            image = docker.Image(
+                f"{name}-image-{_short(key)}",
+                image_name=f"{registry.repository}:{self.version}",
+                build=docker.DockerBuildArgs(
+                    context=str(args.source_dir),
+                    dockerfile=str(args.source_dir / "Dockerfile"),
+                    platform=args.image_platform,
+                    args={"VERSION": self.version, "COMMIT": commit, "BUILD_TIME": build_time},
+                ),
+                registry=docker.RegistryArgs(
+                    server=registry.repository.split("/", 1)[0],
+                    username=registry.username,
+                    password=pulumi.Output.secret(registry.password)
+                    if registry.password is not None else None,
+                ) if registry.username else None,
+                opts=child,
+            )
+            self.images[key] = image
+            self.image_digests[key] = image.repo_digest
+
+        self.register_outputs({
+            "version": self.version,
+            "binaryPath": self.binary_path,
+            "binarySha256": self.binary_sha256,
+            "imageDigests": self.image_digests,
+        })
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]

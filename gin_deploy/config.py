@@ -1,0 +1,598 @@
+"""The stack config contract (namespace `gin-deploy`) as typed, validated values.
+
+`load_stack_config()` reads `pulumi.Config("gin-deploy")` once, in `__main__.py`;
+components never read config themselves. Every problem is reported at once with
+its full key path, and the program stops with `ConfigError` before any resource
+is registered.
+
+Secrets: values that must be secret (an SSH private key, a kubeconfig, a
+registry password) may only come from config stored encrypted — nested secrets
+set with `pulumi config set --secret --path 'targets[2].privateKey'` — or from a
+file path on the deploying machine; a plain value is an error. App secrets are
+named in `app.secretEnv` and read from their own secret config keys.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pulumi
+from pulumi.runtime import config as pulumi_config
+
+from gin_deploy.schema import Problems, parse_value, spec_field
+
+NAMESPACE = "gin-deploy"
+TOP_LEVEL_KEYS = ("app", "domain", "tls", "targets", "edge")
+TARGET_KINDS = ("host", "ecs", "kubernetes")
+# Kinds whose component exists; selecting another fails with a clear message.
+IMPLEMENTED_KINDS: tuple[str, ...] = ("host",)
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# Env vars the deploy tooling sets itself; users must not override them.
+RESERVED_ENV = frozenset({"PORT", "BIND_ADDR", "INSTANCE_ID"})
+
+# AWS Fargate task sizes: CPU units -> allowed memory (MiB).
+FARGATE_SIZES: Mapping[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack config; the message lists every problem by key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"invalid stack config ({len(problems)} problem{'s' if len(problems) != 1 else ''}); "
+            f"nothing was deployed:\n{lines}"
+        )
+
+
+# --- checks (return a message or None) ------------------------------------------
+
+
+def is_dns_name(value: str) -> bool:
+    if not value or len(value) > 253 or value.endswith("."):
+        return False
+    return all(_LABEL.match(label) for label in value.lower().split("."))
+
+
+def _dns_name(value: str) -> str | None:
+    if is_dns_name(value):
+        return None
+    return ("must be a valid DNS name (labels of a-z, 0-9 and '-', at most 253 chars), "
+            f"got {value!r}")
+
+
+def _resource_name(value: str) -> str | None:
+    if _NAME.match(value):
+        return None
+    return f"must be 1-32 chars of a-z, 0-9 and '-', starting with a letter, got {value!r}"
+
+
+def _abs_http_path(value: str) -> str | None:
+    if value.startswith("/") and " " not in value and "?" not in value:
+        return None
+    return f"must be an absolute URL path starting with '/', got {value!r}"
+
+
+def _env_map(value: dict[str, str]) -> str | None:
+    bad = [k for k in value if not _ENV_NAME.match(k)]
+    if bad:
+        return f"env var names must match [A-Za-z_][A-Za-z0-9_]*, got {bad}"
+    reserved = sorted(RESERVED_ENV & set(value))
+    if reserved:
+        return f"{reserved} are set by gin-deploy per instance and cannot be overridden"
+    return None
+
+
+def _env_names(value: tuple[str, ...]) -> str | None:
+    bad = [k for k in value if not _ENV_NAME.match(k)]
+    if bad:
+        return f"names must be valid env var names, got {bad}"
+    return None
+
+
+def _cidrs(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"must be a list of IP addresses or CIDRs, got {item!r}"
+    return None
+
+
+def _region(value: str) -> str | None:
+    return None if _REGION.match(value) else f"must be a region name like us-east-1, got {value!r}"
+
+
+def _email(value: str) -> str | None:
+    return None if _EMAIL.match(value) else f"must be an email address, got {value!r}"
+
+
+def _acme_server(value: str) -> str | None:
+    url = urlparse(value)
+    if url.scheme == "https" and url.hostname:
+        return None
+    if url.scheme == "http" and url.hostname in _LOCAL_HOSTS:
+        return None  # a local test CA such as Pebble
+    return f"must be an https:// ACME directory URL (http only for localhost), got {value!r}"
+
+
+# --- the contract ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str = spec_field("name", "Service name; prefixes resources.", "hello-gin",
+                           check=_resource_name)
+    source: str = spec_field("source", "Directory with go.mod (and a Dockerfile for image "
+                             "targets), relative to the project.", "app")
+    port: int = spec_field("port", "Port the service listens on in containers.", 8080,
+                           min=1, max=65535)
+    health_path: str = spec_field("healthPath", "Liveness endpoint.", "/healthz",
+                                  check=_abs_http_path)
+    ready_path: str = spec_field("readyPath", "Readiness endpoint; gates rollouts.", "/readyz",
+                                 check=_abs_http_path)
+    env: dict[str, str] = spec_field("env", "Plain env vars for the service.",
+                                     default_factory=dict, check=_env_map)
+    secret_env: tuple[str, ...] = spec_field(
+        "secretEnv", "Names of secret config keys (`pulumi config set --secret NAME`) "
+        "exposed to the service as env vars of the same name.", (), check=_env_names)
+    version: str | None = spec_field("version", "Release version; default: a hash of the "
+                                     "sources.", None)
+    shutdown_timeout: int = spec_field("shutdownTimeout", "Seconds the service drains "
+                                       "in-flight requests on SIGTERM; stop timeouts exceed it.",
+                                       10, min=1, max=300)
+    trusted_proxies: tuple[str, ...] = spec_field(
+        "trustedProxies", "CIDRs whose X-Forwarded-For the service trusts (hosts: set to the "
+        "loopback nginx automatically).", (), check=_cidrs)
+
+
+@dataclass(frozen=True)
+class AcmeConfig:
+    email: str = spec_field("email", "Account email for the ACME CA.", check=_email)
+    server: str = spec_field("server", "ACME directory URL (Let's Encrypt by default; "
+                             "staging or any RFC 8555 server).",
+                             "https://acme-v02.api.letsencrypt.org/directory",
+                             check=_acme_server)
+    ca_bundle: str | None = spec_field("caBundle", "PEM file trusted for the ACME server "
+                                       "itself (test servers such as Pebble).", None)
+
+
+@dataclass(frozen=True)
+class HstsConfig:
+    max_age: int = spec_field("maxAge", "Strict-Transport-Security max-age, seconds.",
+                              63072000, min=0, max=2 * 63072000)
+    include_subdomains: bool = spec_field("includeSubDomains", "Add includeSubDomains.", True)
+    preload: bool = spec_field("preload", "Add preload (only if you submit the domain).", False)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    mode: str | None = spec_field("mode", "Host certificates: `self-signed` (a per-stack local "
+                                  "CA) or `acme`; default `acme` when `acme` is set.", None,
+                                  choices=("self-signed", "acme"))
+    acme: AcmeConfig | None = spec_field("acme", "ACME account and server.", None)
+    hsts: HstsConfig = spec_field("hsts", "HSTS header policy.", default_factory=HstsConfig)
+
+    @property
+    def effective_mode(self) -> str:
+        return self.mode or ("acme" if self.acme else "self-signed")
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    version: str = spec_field("version", "Version (image tag) of the canary release.")
+    weight: int = spec_field("weight", "Percent of traffic to the canary.", 0, min=0, max=100)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    server: str = spec_field("server", "Image repository, e.g. ghcr.io/acme/hello-gin.")
+    username: str | None = spec_field("username", "Registry user.", None)
+    password: str | None = spec_field("password", "Registry password (must be a secret).", None)
+
+
+@dataclass(frozen=True)
+class TargetBase:
+    name: str = spec_field("name", "Unique target name; prefixes its resources.",
+                           check=_resource_name)
+    kind: str = spec_field("kind", "Target kind.", choices=TARGET_KINDS)
+    weight: int = spec_field("weight", "Share of traffic at the edge (0 = deployed, out of "
+                             "rotation).", 1, min=0, max=255)
+    region: str | None = spec_field("region", "Region (required by latency routing; ecs: the "
+                                    "AWS region).", None, check=_region)
+
+
+@dataclass(frozen=True)
+class HostTargetConfig(TargetBase):
+    connection: str = spec_field("connection", "How to reach the host.", "local",
+                                 choices=("local", "ssh"))
+    host: str | None = spec_field("host", "SSH address (ssh only).", None)
+    user: str | None = spec_field("user", "SSH user (ssh only).", None)
+    ssh_port: int = spec_field("sshPort", "SSH port.", 22, min=1, max=65535)
+    private_key: str | None = spec_field("privateKey", "SSH private key (must be a secret).", None)
+    private_key_path: str | None = spec_field("privateKeyPath", "SSH private key file on the "
+                                              "deploying machine.", None)
+    instances: int = spec_field("instances", "Instances of the service on the host.", 2,
+                                min=1, max=64)
+    supervisor: str = spec_field("supervisor", "Process supervisor.", "supervisord",
+                                 choices=("supervisord", "systemd"))
+    mode: str | None = spec_field("mode", "`user`: own nginx + supervisord as the login user on "
+                                  "unprivileged ports; `system`: system nginx and services. "
+                                  "Default: user for local, system for ssh.", None,
+                                  choices=("user", "system"))
+    base_port: int = spec_field("basePort", "Loopback port of the first instance; the rest "
+                                "follow.", 9080, min=1024, max=65535)
+    http_port: int | None = spec_field("httpPort", "nginx HTTP port (default 8080 user mode, "
+                                       "80 system).", None, min=1, max=65535)
+    https_port: int | None = spec_field("httpsPort", "nginx HTTPS port (default 8443 user mode, "
+                                        "443 system).", None, min=1, max=65535)
+    state_dir: str | None = spec_field("stateDir", "Where releases, configs and logs live on the "
+                                       "host (default: per stack under ~/.local/state for "
+                                       "user mode, /srv/gin-deploy/<app> for system).", None)
+    install: bool = spec_field("install", "apt-get install missing nginx/supervisor/certbot "
+                               "(Debian/Ubuntu hosts).", False)
+    keep_releases: int = spec_field("keepReleases", "Releases kept for instant rollback.", 5,
+                                    min=2, max=50)
+    ready_timeout: int = spec_field("readyTimeout", "Seconds an instance may take to become "
+                                    "ready in a rolling update.", 30, min=1, max=600)
+    trusted_proxies: tuple[str, ...] = spec_field(
+        "trustedProxies", "CIDRs of proxies in front of nginx whose X-Forwarded-For is "
+        "trusted (e.g. a CDN).", (), check=_cidrs)
+
+    @property
+    def effective_mode(self) -> str:
+        return self.mode or ("user" if self.connection == "local" else "system")
+
+    @property
+    def effective_http_port(self) -> int:
+        return self.http_port or (8080 if self.effective_mode == "user" else 80)
+
+    @property
+    def effective_https_port(self) -> int:
+        return self.https_port or (8443 if self.effective_mode == "user" else 443)
+
+    @property
+    def instance_ports(self) -> tuple[int, ...]:
+        return tuple(range(self.base_port, self.base_port + self.instances))
+
+
+@dataclass(frozen=True)
+class EcsTargetConfig(TargetBase):
+    cpu: int = spec_field("cpu", "Fargate CPU units.", 256, choices=tuple(FARGATE_SIZES))
+    memory: int = spec_field("memory", "Fargate memory, MiB (must fit the CPU size).", 512)
+    desired_count: int = spec_field("desiredCount", "Tasks to run.", 2, min=1, max=1000)
+    min_count: int | None = spec_field("minCount", "Autoscaling minimum (default "
+                                       "desiredCount).", None, min=1, max=1000)
+    max_count: int | None = spec_field("maxCount", "Autoscaling maximum (default "
+                                       "2 x desiredCount).", None, min=1, max=1000)
+    arch: str = spec_field("arch", "CPU architecture of the tasks and image.", "amd64",
+                           choices=("amd64", "arm64"))
+
+
+@dataclass(frozen=True)
+class KubernetesTargetConfig(TargetBase):
+    context: str | None = spec_field("context", "kubeconfig context of the cluster.", None)
+    kubeconfig: str | None = spec_field("kubeconfig", "kubeconfig contents (must be a "
+                                        "secret).", None)
+    kubeconfig_path: str | None = spec_field("kubeconfigPath", "kubeconfig file on the "
+                                             "deploying machine.", None)
+    namespace: str | None = spec_field("namespace", "Namespace (default: the app name).", None,
+                                       check=_dns_name)
+    replicas: int = spec_field("replicas", "Replicas (the HPA minimum).", 2, min=1, max=1000)
+    max_replicas: int | None = spec_field("maxReplicas", "HPA maximum (default 3 x "
+                                          "replicas).", None, min=1, max=1000)
+    canary: CanaryConfig | None = spec_field("canary", "Canary release split by HTTPRoute "
+                                             "weights.", None)
+    registry: RegistryConfig | None = spec_field("registry", "Registry the image is pushed to "
+                                                 "for this cluster.", None)
+
+
+@dataclass(frozen=True)
+class HealthCheckConfig:
+    interval: int = spec_field("interval", "Route 53 health check interval, seconds.", 30,
+                               choices=(10, 30))
+    failure_threshold: int = spec_field("failureThreshold", "Failures before unhealthy.", 3,
+                                        min=1, max=10)
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    routing: str = spec_field("routing", "How Route 53 spreads users over targets.",
+                              "weighted", choices=("weighted", "latency", "failover"))
+    zone: str | None = spec_field("zone", "Route 53 hosted zone that holds the domain.", None,
+                                  check=_dns_name)
+    cdn: bool = spec_field("cdn", "Put CloudFront in front of the targets.", False)
+    health_check: HealthCheckConfig = spec_field("healthCheck", "Per-target health checks.",
+                                                 default_factory=HealthCheckConfig)
+
+
+TargetConfig = HostTargetConfig | EcsTargetConfig | KubernetesTargetConfig
+TARGET_CLASSES: Mapping[str, type[TargetConfig]] = {
+    "host": HostTargetConfig,
+    "ecs": EcsTargetConfig,
+    "kubernetes": KubernetesTargetConfig,
+}
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    project: str
+    stack: str
+    project_dir: Path
+    app: AppConfig
+    domain: str
+    tls: TlsConfig
+    targets: tuple[TargetConfig, ...]
+    edge: EdgeConfig | None
+    # Values of app.secretEnv, by env var name; only ever passed on as Pulumi secrets.
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+# --- reading raw config ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawValue:
+    value: Any
+    secret: bool
+
+
+def _decode(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_raw_config(namespace: str = NAMESPACE) -> dict[str, RawValue]:
+    """Every key of the namespace with its decoded value and whether it is secret.
+
+    Reads the engine-provided config directly so that keys we do not know (typos)
+    can be reported, and secret-ness is known per top-level key.
+    """
+    raw: dict[str, RawValue] = {}
+    prefix = f"{namespace}:"
+    # The SDK offers per-key reads only; the key set is the engine-provided map
+    # (set_all_config) plus the PULUMI_CONFIG environment fallback.
+    keys = set(pulumi_config.CONFIG.get()) | set(pulumi_config.get_config_env())
+    for full_key in sorted(keys):
+        if full_key.startswith(prefix):
+            text = pulumi_config.get_config(full_key)
+            raw[full_key[len(prefix):]] = RawValue(
+                _decode(text) if isinstance(text, str) else text,
+                pulumi_config.is_config_secret(full_key),
+            )
+    return raw
+
+
+def load_stack_config() -> StackConfig:
+    """The validated config of the running stack; raises ConfigError."""
+    return parse_stack_config(
+        read_raw_config(),
+        project=pulumi.get_project(),
+        stack=pulumi.get_stack(),
+        project_dir=Path.cwd(),
+    )
+
+
+# --- parsing and cross-field rules ---------------------------------------------
+
+
+def parse_stack_config(
+    raw: Mapping[str, RawValue], *, project: str, stack: str, project_dir: Path
+) -> StackConfig:
+    problems = Problems()
+    p = f"{NAMESPACE}:"
+
+    app_raw = raw["app"].value if "app" in raw else {}
+    app = parse_value(AppConfig, app_raw, f"{p}app", problems) or AppConfig()
+    secret_env = _secret_env(app, raw, problems)
+    allowed_keys = set(TOP_LEVEL_KEYS) | set(app.secret_env)
+    for key in sorted(raw):
+        if key not in allowed_keys:
+            problems.add(f"{p}{key}", "unknown key (allowed: " + ", ".join(TOP_LEVEL_KEYS) +
+                         ", and the secret keys named in app.secretEnv)")
+    _check_source(app, project_dir, problems)
+
+    domain = "localhost"
+    if "domain" in raw:
+        domain = parse_value(str, raw["domain"].value, f"{p}domain", problems) or domain
+        if msg := _dns_name(domain):
+            problems.add(f"{p}domain", msg)
+
+    tls = parse_value(TlsConfig, raw["tls"].value if "tls" in raw else {}, f"{p}tls",
+                      problems) or TlsConfig()
+    if tls.mode == "acme" and tls.acme is None:
+        problems.add(f"{p}tls.acme", "is required when tls.mode is acme (email and server)")
+    if tls.acme and tls.acme.ca_bundle and not (project_dir / tls.acme.ca_bundle).is_file():
+        problems.add(f"{p}tls.acme.caBundle", f"file {tls.acme.ca_bundle!r} does not exist")
+
+    targets = _targets(raw.get("targets"), problems)
+    edge = None
+    if "edge" in raw:
+        edge = parse_value(EdgeConfig, raw["edge"].value, f"{p}edge", problems)
+    _cross_checks(domain, tls, targets, edge, problems)
+
+    if problems:
+        raise ConfigError(problems.items)
+    return StackConfig(project, stack, project_dir, app, domain, tls, targets, edge, secret_env)
+
+
+def _secret_env(app: AppConfig, raw: Mapping[str, RawValue], problems: Problems) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for i, name in enumerate(app.secret_env):
+        path = f"{NAMESPACE}:app.secretEnv[{i}]"
+        if name in app.env:
+            problems.add(path, f"{name!r} is also a plain env var in app.env; keep it in one place")
+        item = raw.get(name)
+        if item is None:
+            problems.add(path, f"secret config key '{NAMESPACE}:{name}' is not set; set it with "
+                         f"`pulumi config set --secret {name}`")
+        elif not item.secret:
+            problems.add(path, f"config key '{NAMESPACE}:{name}' is stored in plain text; "
+                         f"set it with `pulumi config set --secret {name}`")
+        else:
+            values[name] = item.value if isinstance(item.value, str) else json.dumps(item.value)
+    return values
+
+
+def _check_source(app: AppConfig, project_dir: Path, problems: Problems) -> None:
+    source = project_dir / app.source
+    if not (source / "go.mod").is_file():
+        problems.add(f"{NAMESPACE}:app.source", f"{app.source!r} has no go.mod (a directory "
+                     "with the Gin service, relative to the project)")
+
+
+def _targets(item: RawValue | None, problems: Problems) -> tuple[TargetConfig, ...]:
+    path = f"{NAMESPACE}:targets"
+    if item is None or item.value in (None, [], ""):
+        problems.add(path, "at least one target is required (kind: host | ecs | kubernetes)")
+        return ()
+    if not isinstance(item.value, list):
+        problems.add(path, "must be a list of targets")
+        return ()
+    targets: list[TargetConfig] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(item.value):
+        tpath = f"{path}[{i}]"
+        if not isinstance(entry, dict):
+            problems.add(tpath, "must be an object with name and kind")
+            continue
+        kind = entry.get("kind")
+        if not isinstance(kind, str) or kind not in TARGET_CLASSES:
+            problems.add(f"{tpath}.kind", f"must be one of {' | '.join(TARGET_KINDS)}, "
+                         f"got {kind!r}")
+            continue
+        before = len(problems)
+        target = parse_value(TARGET_CLASSES[kind], entry, tpath, problems)
+        if len(problems) > before or target is None:
+            continue
+        if target.name in seen:
+            problems.add(f"{tpath}.name", f"duplicate target name {target.name!r} "
+                         f"(also targets[{seen[target.name]}])")
+        seen.setdefault(target.name, i)
+        _check_target(target, tpath, item.secret, problems)
+        targets.append(target)
+    return tuple(targets)
+
+
+def _require_secret(path: str, field_name: str, targets_secret: bool, problems: Problems) -> None:
+    if not targets_secret:
+        problems.add(f"{path}.{field_name}", "must be a secret, not plain text: set it with "
+                     f"`pulumi config set --secret --path '{path.split(':', 1)[1]}.{field_name}'`"
+                     " (or use the *Path variant pointing at a file)")
+
+
+def _check_target(t: TargetConfig, path: str, targets_secret: bool, problems: Problems) -> None:
+    if isinstance(t, HostTargetConfig):
+        _check_host(t, path, targets_secret, problems)
+    elif isinstance(t, EcsTargetConfig):
+        if t.region is None:
+            problems.add(f"{path}.region", "is required for ecs targets (an AWS region)")
+        if t.memory not in FARGATE_SIZES.get(t.cpu, ()):
+            allowed = ", ".join(str(m) for m in FARGATE_SIZES[t.cpu])
+            problems.add(f"{path}.memory", f"{t.memory} MiB is not a Fargate size for cpu "
+                         f"{t.cpu}; allowed: {allowed}")
+        lo = t.min_count or t.desired_count
+        hi = t.max_count or 2 * t.desired_count
+        if lo > hi:
+            problems.add(f"{path}.minCount", f"minCount {lo} exceeds maxCount {hi}")
+    elif isinstance(t, KubernetesTargetConfig):
+        sources = [s for s in (t.context, t.kubeconfig, t.kubeconfig_path) if s]
+        if len(sources) > 1:
+            problems.add(path, "set only one of context, kubeconfig, kubeconfigPath")
+        if t.kubeconfig:
+            _require_secret(path, "kubeconfig", targets_secret, problems)
+        if t.kubeconfig_path and not Path(t.kubeconfig_path).expanduser().is_file():
+            problems.add(f"{path}.kubeconfigPath", f"file {t.kubeconfig_path!r} does not exist")
+        if t.registry and t.registry.password:
+            _require_secret(path, "registry.password", targets_secret, problems)
+        if t.max_replicas is not None and t.max_replicas < t.replicas:
+            problems.add(f"{path}.maxReplicas", f"must be >= replicas ({t.replicas})")
+
+
+def _check_host(t: HostTargetConfig, path: str, targets_secret: bool, problems: Problems) -> None:
+    if t.connection == "ssh":
+        if not t.host:
+            problems.add(f"{path}.host", "is required when connection is ssh")
+        if not t.user:
+            problems.add(f"{path}.user", "is required when connection is ssh")
+        if t.private_key and t.private_key_path:
+            problems.add(path, "set only one of privateKey, privateKeyPath")
+        if not (t.private_key or t.private_key_path):
+            problems.add(f"{path}.privateKey", "an SSH key is required for ssh: privateKey "
+                         "(secret) or privateKeyPath")
+    else:
+        for name, value in (("host", t.host), ("user", t.user), ("privateKey", t.private_key),
+                            ("privateKeyPath", t.private_key_path)):
+            if value:
+                problems.add(f"{path}.{name}", "only applies to connection: ssh")
+    if t.private_key:
+        _require_secret(path, "privateKey", targets_secret, problems)
+    if t.private_key_path and not Path(t.private_key_path).expanduser().is_file():
+        problems.add(f"{path}.privateKeyPath", f"file {t.private_key_path!r} does not exist")
+    if t.effective_mode == "user" and t.supervisor == "systemd":
+        problems.add(f"{path}.supervisor", "systemd needs mode: system (user mode runs its own "
+                     "supervisord)")
+    ports = {"httpPort": t.effective_http_port, "httpsPort": t.effective_https_port}
+    if t.effective_mode == "user":
+        for key, port in ports.items():
+            if port < 1024:
+                problems.add(f"{path}.{key}", f"{port} needs root; user mode needs a port >= 1024")
+    if t.effective_http_port == t.effective_https_port:
+        problems.add(f"{path}.httpsPort", "must differ from httpPort")
+    for key, port in ports.items():
+        if port in t.instance_ports:
+            problems.add(f"{path}.{key}", f"{port} collides with the instance ports "
+                         f"{t.instance_ports[0]}-{t.instance_ports[-1]} (basePort + instances)")
+    if t.instance_ports[-1] > 65535:
+        problems.add(f"{path}.basePort", "basePort + instances exceeds 65535")
+
+
+def _cross_checks(
+    domain: str,
+    tls: TlsConfig,
+    targets: tuple[TargetConfig, ...],
+    edge: EdgeConfig | None,
+    problems: Problems,
+) -> None:
+    p = f"{NAMESPACE}:"
+    if targets and all(t.weight == 0 for t in targets):
+        problems.add(f"{p}targets", "all weights are 0: at least one target must take traffic")
+    if tls.effective_mode == "acme" and domain == "localhost":
+        pass  # allowed for local test CAs; public ACME CAs refuse it themselves
+    if edge is None:
+        return
+    if edge.zone is None:
+        problems.add(f"{p}edge.zone", "is required for edge routing (the Route 53 hosted zone)")
+    elif domain != edge.zone and not domain.endswith("." + edge.zone):
+        problems.add(f"{p}domain", f"{domain!r} is not inside edge.zone {edge.zone!r}")
+    if edge.routing == "latency":
+        for i, t in enumerate(targets):
+            if t.region is None:
+                problems.add(f"{p}targets[{i}].region", "is required with edge.routing latency")
+    if edge.routing == "failover" and len(targets) < 2:
+        problems.add(f"{p}edge.routing", "failover needs at least two targets "
+                     "(primary, secondary)")
