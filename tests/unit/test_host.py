@@ -1,0 +1,166 @@
+"""HostTarget under mocks: what reaches the host, how, and that secrets stay secret."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.harness import RecordingMocks, is_secret, run_program, stack_config, unsecret
+
+DEV = stack_config("dev")
+
+
+def dev_with(**target: Any) -> dict[str, Any]:
+    config = dict(DEV)
+    config["gin-deploy:targets"] = [{**DEV["gin-deploy:targets"][0], **target}]
+    return config
+
+
+def payload_of(mocks: RecordingMocks, name: str = "local-deploy") -> dict[str, Any]:
+    return json.loads(unsecret(mocks.named(name).inputs["stdin"]))
+
+
+def test_dev_deploys_through_the_agent_with_update_in_place_and_destroy_on_delete() -> None:
+    mocks = run_program(DEV)
+    deploy = mocks.named("local-deploy")
+    assert deploy.typ == "command:local:Command"
+    assert deploy.inputs["create"].endswith("gin_deploy/hostctl.py deploy")
+    # update == create: a change re-runs the idempotent deploy instead of a replace,
+    # which would run destroy around it.
+    assert deploy.inputs["update"] == deploy.inputs["create"]
+    assert "triggers" not in deploy.inputs
+    assert deploy.inputs["delete"].endswith("gin_deploy/hostctl.py destroy")
+    assert not is_secret(deploy.inputs["stdin"])  # no app secrets: reviewable diffs
+
+
+def test_dev_payload_describes_three_instances_behind_nginx_on_8443() -> None:
+    payload = payload_of(run_program(DEV))
+    assert [i["port"] for i in payload["instances"]] == [9080, 9081, 9082]
+    assert payload["mode"] == "user" and payload["supervisor"] == "supervisord"
+    assert payload["nginx"]["httpsPort"] == 8443 and payload["nginx"]["httpPort"] == 8080
+    site = payload["nginx"]["site"]
+    for port in (9080, 9081, 9082):
+        assert f"server 127.0.0.1:{port}" in site
+    assert "listen 8443 ssl" in site and payload["nginx"]["main"]
+    assert payload["tls"] == {"mode": "self-signed", "domains": ["localhost"]}
+    assert payload["readyPath"] == "/readyz" and payload["readyTimeoutSeconds"] == 30
+    assert payload["env"]["TRUSTED_PROXIES"] == "127.0.0.1/32,::1/128"
+    programs = payload["supervisord"]["programs"]
+    assert programs.count("[program:") == 3 and "hostctl.py run --state" in programs
+    assert payload["systemd"] is None
+
+
+def test_release_follows_the_built_binary() -> None:
+    mocks = run_program(DEV)
+    build_sha = mocks.named("hello-gin-binary")  # the mock prints this sha256
+    payload = payload_of(mocks)
+    assert payload["release"]["sha256"] == "e3b0c442" * 8
+    assert payload["release"]["binary"].endswith("-amd64")
+    assert build_sha.inputs["create"].count(payload["release"]["binary"]) == 2
+
+
+def test_release_id_changes_with_env() -> None:
+    first = payload_of(run_program(DEV))["release"]["id"]
+    config = dict(DEV)
+    config["gin-deploy:app"] = {**DEV["gin-deploy:app"], "env": {"FEATURE": "on"}}
+    assert payload_of(run_program(config))["release"]["id"] != first
+
+
+def test_secret_env_reaches_the_host_only_as_a_secret() -> None:
+    config = dict(DEV)
+    config["gin-deploy:app"] = {**DEV["gin-deploy:app"], "secretEnv": ["DB_PASSWORD"]}
+    config["gin-deploy:DB_PASSWORD"] = "correct-horse-battery"
+    mocks = run_program(config, secret_keys=["gin-deploy:DB_PASSWORD"])
+    deploy = mocks.named("local-deploy")
+    assert is_secret(deploy.inputs["stdin"])
+    payload = json.loads(unsecret(deploy.inputs["stdin"]))
+    assert payload["env"]["DB_PASSWORD"] == "correct-horse-battery"
+    assert payload["secretEnvKeys"] == ["DB_PASSWORD"]
+    for resource in mocks.resources:
+        for key, value in resource.inputs.items():
+            if not is_secret(value):
+                assert "correct-horse-battery" not in json.dumps(value), (resource.name, key)
+
+
+def test_acme_mode_serves_the_challenge_and_keeps_renewal_running() -> None:
+    config = dev_with()
+    config["gin-deploy:tls"] = {"mode": "acme", "acme": {
+        "email": "ops@example.com", "server": "https://localhost:14000/dir"}}
+    payload = payload_of(run_program(config))
+    assert payload["tls"]["mode"] == "acme"
+    assert payload["tls"]["server"] == "https://localhost:14000/dir"
+    assert payload["tls"]["webroot"].endswith("/acme/webroot")
+    assert "acme-challenge" in payload["nginx"]["site"]
+    assert "renew-loop" in payload["supervisord"]["programs"]
+
+
+def test_state_dir_is_per_stack_and_target() -> None:
+    payload = payload_of(run_program(DEV))
+    assert payload["stateDir"].endswith("/.local/state/gin-deploy/gin-deploy-dev-local")
+    payload = payload_of(run_program(dev_with(stateDir="/var/tmp/gd")))
+    assert payload["stateDir"] == "/var/tmp/gd"
+    assert "/var/tmp/gd/tls/server.crt" in payload["nginx"]["site"]
+
+
+@pytest.fixture
+def ssh_key(tmp_path: Path) -> Path:
+    key = tmp_path / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nthrowaway\n")
+    return key
+
+
+def ssh_config(key: Path, **extra: Any) -> dict[str, Any]:
+    config = dict(DEV)
+    config["gin-deploy:targets"] = [{
+        "name": "edge", "kind": "host", "connection": "ssh", "host": "203.0.113.10",
+        "user": "deploy", "privateKeyPath": str(key), **extra}]
+    return config
+
+
+def test_ssh_target_stages_agent_and_binary_then_deploys_remotely(ssh_key: Path) -> None:
+    mocks = run_program(ssh_config(ssh_key, supervisor="systemd"))
+    uploads = {r.name: r for r in mocks.of_type("command:remote:CopyToRemote")}
+    assert sorted(uploads) == ["edge-upload-agent", "edge-upload-binary"]
+    assert uploads["edge-upload-binary"].inputs["remotePath"].endswith("/app")
+    deploy = mocks.named("edge-deploy")
+    assert deploy.typ == "command:remote:Command"
+    connection = deploy.inputs["connection"]
+    assert is_secret(connection) or is_secret(connection["privateKey"])
+    conn = unsecret(connection)
+    assert unsecret(conn["privateKey"]).startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert (conn["host"], conn["user"], conn["port"]) == ("203.0.113.10", "deploy", 22)
+    # A non-root user needs sudo for system nginx and systemd.
+    assert deploy.inputs["create"].startswith("sudo -n python3 .cache/gin-deploy/")
+    payload = json.loads(unsecret(deploy.inputs["stdin"]))
+    assert payload["mode"] == "system"
+    assert payload["stateDir"] == "/srv/gin-deploy/gin-deploy-dev-edge"
+    assert payload["nginx"]["httpsPort"] == 443 and payload["nginx"]["main"] is None
+    assert payload["supervisord"] is None
+    unit = payload["systemd"]["unit"]
+    assert "ExecStart=/srv/gin-deploy/gin-deploy-dev-edge/current/app" in unit
+    assert payload["release"]["binary"] == uploads["edge-upload-binary"].inputs["remotePath"]
+
+
+def test_ssh_user_mode_as_root_needs_no_sudo(ssh_key: Path) -> None:
+    mocks = run_program(ssh_config(ssh_key, user="root", mode="user", httpPort=18080,
+                                   httpsPort=18443))
+    deploy = mocks.named("edge-deploy")
+    assert deploy.inputs["create"].startswith("python3 ")
+    payload = json.loads(unsecret(deploy.inputs["stdin"]))
+    assert payload["stateDir"].startswith("/root/.local/state/gin-deploy/")
+
+
+def test_ssh_private_key_from_secret_config(ssh_key: Path) -> None:
+    config = ssh_config(ssh_key)
+    target = config["gin-deploy:targets"][0]
+    del target["privateKeyPath"]
+    target["privateKey"] = "-----BEGIN OPENSSH PRIVATE KEY-----\nfrom-config\n"
+    mocks = run_program(config, secret_keys=["gin-deploy:targets"])
+    conn = unsecret(mocks.named("edge-deploy").inputs["connection"])
+    assert "from-config" in unsecret(conn["privateKey"])
+    for upload in mocks.of_type("command:remote:CopyToRemote"):
+        assert is_secret(upload.inputs["connection"]) or is_secret(
+            upload.inputs["connection"]["privateKey"])
