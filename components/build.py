@@ -123,27 +123,13 @@ class GinBuild(pulumi.ComponentResource):
 
         self.images = {}
         self.image_digests = {}
+        self._source_dir = args.source_dir
+        self._stamps = {"VERSION": self.version, "COMMIT": commit, "BUILD_TIME": build_time}
+        self._name = name
         for registry in args.registries:
-            key = registry.repository
-            image = docker.Image(
-                f"{name}-image-{_short(key)}",
-                image_name=f"{registry.repository}:{self.version}",
-                build=docker.DockerBuildArgs(
-                    context=str(args.source_dir),
-                    dockerfile=str(args.source_dir / "Dockerfile"),
-                    platform=args.image_platform,
-                    args={"VERSION": self.version, "COMMIT": commit, "BUILD_TIME": build_time},
-                ),
-                registry=docker.RegistryArgs(
-                    server=registry.repository.split("/", 1)[0],
-                    username=registry.username,
-                    password=pulumi.Output.secret(registry.password)
-                    if registry.password is not None else None,
-                ) if registry.username else None,
-                opts=child,
-            )
-            self.images[key] = image
-            self.image_digests[key] = image.repo_digest
+            self.push(_short(registry.repository), registry.repository,
+                      username=registry.username, password=registry.password,
+                      platform=args.image_platform)
 
         self.register_outputs({
             "version": self.version,
@@ -151,6 +137,36 @@ class GinBuild(pulumi.ComponentResource):
             "binarySha256": self.binary_sha256,
             "imageDigests": self.image_digests,
         })
+
+
+    def push(self, key: str, repository: pulumi.Input[str], *,
+             username: pulumi.Input[str] | None = None,
+             password: pulumi.Input[str] | None = None,
+             platform: str = "linux/amd64") -> pulumi.Output[str]:
+        """Build the image for `platform` and push it to `repository` (an Input, so an
+        ECR repository created in the same program works). Returns the pushed image's
+        repo digest (`repository@sha256:...`), which deployments reference.
+        """
+        repo = pulumi.Output.from_input(repository)
+        image = docker.Image(
+            f"{self._name}-image-{key}",
+            image_name=repo.apply(lambda r: f"{r}:{self.version}"),
+            build=docker.DockerBuildArgs(
+                context=str(self._source_dir),
+                dockerfile=str(self._source_dir / "Dockerfile"),
+                platform=platform,
+                args=self._stamps,
+            ),
+            registry=docker.RegistryArgs(
+                server=repo.apply(lambda r: r.split("/", 1)[0]),
+                username=username,
+                password=pulumi.Output.secret(password) if password is not None else None,
+            ) if username is not None else None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.images[key] = image
+        self.image_digests[key] = image.repo_digest
+        return image.repo_digest
 
 
 def _short(text: str) -> str:

@@ -95,6 +95,32 @@ def test_image_digest_is_exported_per_registry() -> None:
         return pulumi.Output.all(**build.image_digests).apply(digests.update)
 
     evaluate()
-    assert sorted(digests) == ["a.example.com/svc", "b.example.com/svc"]
-    assert digests["a.example.com/svc"].startswith("a.example.com/svc@sha256:")
+    assert len(digests) == 2
+    assert sorted(d.split("@")[0] for d in digests.values()) == [
+        "a.example.com/svc", "b.example.com/svc"]
     assert len({r.name for r in mocks.of_type("docker:index/image:Image")}) == 2
+
+
+def test_push_accepts_a_repository_created_in_the_same_program() -> None:
+    args = GinBuildArgs(app_name="svc", source_dir=ROOT / "app", output_dir=ROOT / "build",
+                        version="3.1.0", build_binary=False)
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="gin-deploy", stack="test", preview=False)
+    seen: list[str] = []
+
+    @pulumi.runtime.test
+    def evaluate() -> pulumi.Output[None]:
+        build = GinBuild("svc", args)
+        repo = pulumi.Output.from_input("123456789012.dkr.ecr.us-east-1.amazonaws.com/svc")
+        digest = build.push("ecr-use1", repo, username="AWS",
+                            password=pulumi.Output.secret("token"), platform="linux/arm64")
+        return digest.apply(seen.append)
+
+    evaluate()
+    [image] = mocks.of_type("docker:index/image:Image")
+    assert image.name == "svc-image-ecr-use1"
+    assert image.inputs["imageName"] == "123456789012.dkr.ecr.us-east-1.amazonaws.com/svc:3.1.0"
+    assert unsecret(image.inputs["registry"])["server"] == (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com")
+    assert image.inputs["build"]["platform"] == "linux/arm64"
+    assert seen == [f"123456789012.dkr.ecr.us-east-1.amazonaws.com/svc@sha256:{'ab' * 32}"]
