@@ -31,8 +31,6 @@ from gin_deploy.schema import Problems, parse_value, spec_field
 NAMESPACE = "gin-deploy"
 TOP_LEVEL_KEYS = ("app", "domain", "tls", "targets", "edge")
 TARGET_KINDS = ("host", "ecs", "kubernetes")
-# Kinds whose component exists; selecting another fails with a clear message.
-IMPLEMENTED_KINDS: tuple[str, ...] = ("host",)
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")

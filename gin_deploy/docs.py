@@ -38,16 +38,16 @@ def _kind_rows(cls: type, prefix: str) -> list[tuple[str, str, str]]:
 
 def config_reference() -> str:
     out: list[str] = [START, ""]
-    out += ["#### `gin-deploy:app`", ""] + _table(list(reference_rows(AppConfig, "app")))
+    out += ["#### `gin-deploy:app`", "", *_table(list(reference_rows(AppConfig, "app")))]
     out += ["", "#### `gin-deploy:domain`", "",
             "The public DNS name (default `localhost`); host certificates also cover "
             "`localhost`.", ""]
-    out += ["#### `gin-deploy:tls`", ""] + _table(list(reference_rows(TlsConfig, "tls")))
+    out += ["#### `gin-deploy:tls`", "", *_table(list(reference_rows(TlsConfig, "tls")))]
     out += ["", "#### `gin-deploy:targets[]` (every kind)", ""]
     out += _table(list(reference_rows(TargetBase, "targets[]")))
     for title, cls in (("host", HostTargetConfig), ("ecs", EcsTargetConfig),
                        ("kubernetes", KubernetesTargetConfig)):
-        out += ["", f"#### `kind: {title}`", ""] + _table(_kind_rows(cls, "targets[]"))
+        out += ["", f"#### `kind: {title}`", "", *_table(_kind_rows(cls, "targets[]"))]
     out += ["", "#### `gin-deploy:edge` (optional)", ""]
     out += _table(list(reference_rows(EdgeConfig, "edge")))
     out += ["", END]

@@ -1,33 +1,63 @@
 """The Pulumi program: load config -> build -> targets -> edge -> exports.
 
-`__main__.py` only calls `main()`; tests call it too, under mocks.
+`__main__.py` only calls `main()`; tests call it too, under mocks. Each target
+kind registers one builder in TARGET_BUILDERS; a kind without a builder fails
+with a clear "not implemented yet" before any resource is registered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pulumi
 
 from components.build import GinBuild, GinBuildArgs
+from components.endpoint import TargetEndpoint
 from components.host import HostTarget, HostTargetArgs
 from gin_deploy.config import (
-    IMPLEMENTED_KINDS,
     NAMESPACE,
     ConfigError,
     HostTargetConfig,
     StackConfig,
+    TargetConfig,
     load_stack_config,
 )
+
+TargetBuilder = Callable[[TargetConfig, StackConfig, GinBuild], TargetEndpoint]
+
+
+def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild) -> TargetEndpoint:
+    assert isinstance(target, HostTargetConfig)
+    assert build.binary_path is not None and build.binary_sha256 is not None
+    host = HostTarget(target.name, HostTargetArgs(
+        target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls,
+        project=cfg.project, stack=cfg.stack, version=build.version,
+        binary_path=build.binary_path, binary_sha256=build.binary_sha256,
+        project_dir=cfg.project_dir, secret_env=cfg.secret_env,
+        private_key=_private_key(target),
+    ))
+    origin = target.host if target.connection == "ssh" and target.host else "localhost"
+    return TargetEndpoint(
+        name=target.name, kind="host", url=host.url,
+        origin_host=pulumi.Output.from_input(origin), weight=target.weight,
+        region=target.region, ca_cert=host.ca_cert,
+    )
+
+
+# One builder per implemented target kind.
+TARGET_BUILDERS: dict[str, TargetBuilder] = {
+    "host": build_host,
+}
 
 
 def check_implemented(cfg: StackConfig) -> None:
     """Refuse target kinds whose component does not exist yet, before any resource."""
     problems = [
         f"{NAMESPACE}:targets[{i}].kind: {t.kind!r} targets are not implemented yet "
-        f"(implemented: {', '.join(IMPLEMENTED_KINDS)})"
+        f"(implemented: {', '.join(sorted(TARGET_BUILDERS))})"
         for i, t in enumerate(cfg.targets)
-        if t.kind not in IMPLEMENTED_KINDS
+        if t.kind not in TARGET_BUILDERS
     ]
     if cfg.edge is not None:
         problems.append(f"{NAMESPACE}:edge: edge routing is not implemented yet")
@@ -48,28 +78,14 @@ def main() -> None:
             build_binary=any(t.kind == "host" for t in cfg.targets),
         ),
     )
-    endpoints: dict[str, pulumi.Output[str]] = {}
-    ca_certs: dict[str, str] = {}
-    for target in cfg.targets:
-        if isinstance(target, HostTargetConfig):
-            assert build.binary_path is not None and build.binary_sha256 is not None
-            host = HostTarget(target.name, HostTargetArgs(
-                target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls,
-                project=cfg.project, stack=cfg.stack, version=build.version,
-                binary_path=build.binary_path, binary_sha256=build.binary_sha256,
-                project_dir=cfg.project_dir,
-                secret_env=cfg.secret_env,
-                private_key=_private_key(target),
-            ))
-            endpoints[target.name] = host.url
-            if host.ca_cert:
-                ca_certs[target.name] = host.ca_cert
+    endpoints = [TARGET_BUILDERS[t.kind](t, cfg, build) for t in cfg.targets]
 
     pulumi.export("version", build.version)
-    pulumi.export("endpoints", endpoints)
-    pulumi.export("url", next(iter(endpoints.values())))
+    pulumi.export("endpoints", {e.name: e.url for e in endpoints})
+    pulumi.export("url", endpoints[0].url)
+    ca_certs = [e.ca_cert for e in endpoints if e.ca_cert]
     if ca_certs:
-        pulumi.export("caCert", next(iter(ca_certs.values())))
+        pulumi.export("caCert", ca_certs[0])
 
 
 def _private_key(target: HostTargetConfig) -> pulumi.Output[str] | None:

@@ -8,6 +8,7 @@ receive. Secrets keep their secret wrapper in the recorded inputs (`is_secret`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,12 @@ class Registered:
     parent_urn: str | None = None
 
 
+# Per-type extra outputs and per-token invoke results that cloud providers would
+# return; test modules of each target kind register theirs here at import.
+OUTPUT_FACTORIES: dict[str, Callable[[pulumi.runtime.MockResourceArgs], dict[str, Any]]] = {}
+CALL_RESULTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
 @dataclass
 class RecordingMocks(pulumi.runtime.Mocks):
     resources: list[Registered] = field(default_factory=list)
@@ -50,11 +57,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "docker:index/image:Image":
             repository = unsecret(args.inputs["imageName"]).rsplit(":", 1)[0]
             outputs["repoDigest"] = f"{repository}@sha256:{'ab' * 32}"
+        factory = OUTPUT_FACTORIES.get(args.typ)
+        if factory is not None:
+            outputs.update(factory(args))
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         self.calls.append((args.token, dict(args.args)))
-        return {}
+        result = CALL_RESULTS.get(args.token)
+        return result(dict(args.args)) if result is not None else {}
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.typ == typ]
