@@ -1,0 +1,226 @@
+"""Drive gin-deploy from Python: preview, up, refresh, destroy and outputs of a stack.
+
+    from gin_deploy import automation
+    result = automation.up("dev", on_output=print)
+    print(result.summary, result.outputs["url"])
+
+The same module is a CLI: `python -m gin_deploy up --stack dev` (see `--help`).
+
+Everything runs the project's own Pulumi toolchain (`.tools/bin`, installed by
+scripts/setup.sh) against a local file backend in `.pulumi-state/` unless
+PULUMI_BACKEND_URL is set, with the passphrase secrets provider; the passphrase
+comes from PULUMI_CONFIG_PASSPHRASE(_FILE) or is generated once into
+`.pulumi-passphrase` (mode 0600, git-ignored).
+
+Calls on different stacks may run concurrently (each command names its stack;
+the backend locks per stack). A call on a stack that another operation holds
+fails at once with StackLockedError instead of waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+ROOT = Path(__file__).resolve().parents[1]
+OPERATIONS = ("preview", "up", "refresh", "destroy", "outputs")
+
+OnOutput = Callable[[str], None]
+OnEvent = Callable[[auto.EngineEvent], None]
+
+
+class StackLockedError(RuntimeError):
+    """Another operation holds the stack's lock."""
+
+
+class OperationFailed(RuntimeError):
+    """The engine reported a failed operation; `output` holds its full log."""
+
+    def __init__(self, operation: str, stack: str, output: str) -> None:
+        self.operation, self.stack, self.output = operation, stack, output
+        super().__init__(f"{operation} of stack {stack!r} failed:\n{_error_lines(output)}")
+
+
+def _error_lines(output: str) -> str:
+    """The lines that say why, not the whole progress log."""
+    keep = [line for line in output.splitlines()
+            if "error" in line.lower() or line.startswith(("    - ", "  - ", "hostctl:"))]
+    return "\n".join(keep[-40:]) or output[-4000:]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the program, toolchain, state and passphrase are."""
+
+    work_dir: Path = ROOT
+    tools_dir: Path | None = None       # default: <work_dir>/.tools
+    backend_url: str | None = None      # default: PULUMI_BACKEND_URL or file://<work_dir>/.pulumi-state
+    passphrase_file: Path | None = None  # default: <work_dir>/.pulumi-passphrase
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def tools(self) -> Path:
+        return self.tools_dir or self.work_dir / ".tools"
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "PATH": f"{self.tools() / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_HOME": os.environ.get("PULUMI_HOME", str(self.tools() / "pulumi-home")),
+            "PULUMI_BACKEND_URL": self.backend_url or os.environ.get("PULUMI_BACKEND_URL")
+            or _file_backend(self.work_dir / ".pulumi-state"),
+        }
+        if not (os.environ.get("PULUMI_CONFIG_PASSPHRASE")
+                or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
+            env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(
+                _ensure_passphrase(self.passphrase_file or self.work_dir / ".pulumi-passphrase"))
+        env.update(self.extra_env)
+        return env
+
+
+def _file_backend(directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"file://{directory}"
+
+
+def _ensure_passphrase(path: Path) -> Path:
+    if not path.exists() or path.stat().st_size == 0:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    operation: str
+    stack: str
+    summary: dict[str, int]             # e.g. {"create": 4, "same": 2}
+    outputs: dict[str, Any]
+    output: str                         # the engine's progress log
+
+    @property
+    def changed(self) -> bool:
+        return any(n for op, n in self.summary.items() if op != "same")
+
+
+def select_stack(stack: str, settings: Settings | None = None) -> auto.Stack:
+    """The stack, created with the passphrase secrets provider if it is new."""
+    settings = settings or Settings()
+    env = settings.env()
+    tools = settings.tools()
+    opts = auto.LocalWorkspaceOptions(
+        work_dir=str(settings.work_dir),
+        env_vars=env,
+        pulumi_home=env["PULUMI_HOME"],
+        secrets_provider="passphrase",
+        pulumi_command=auto.PulumiCommand(root=str(tools), skip_version_check=False)
+        if (tools / "bin" / "pulumi").exists() else None,
+    )
+    return auto.create_or_select_stack(stack, work_dir=str(settings.work_dir), opts=opts)
+
+
+def apply_config(st: auto.Stack, config: Mapping[str, Any] | None,
+                 secret_config: Mapping[str, Any] | None) -> None:
+    """Set config like `pulumi config set` (persisted in Pulumi.<stack>.yaml).
+
+    Keys without a namespace get `gin-deploy:`. Structured values stay structured
+    (set-all --json), and secret values are encrypted by the stack's provider.
+    """
+    items: dict[str, dict[str, Any]] = {}
+    for values, secret in ((config or {}, False), (secret_config or {}, True)):
+        for key, value in values.items():
+            full = key if ":" in key else f"gin-deploy:{key}"
+            if isinstance(value, dict | list):
+                items[full] = {"objectValue": value, "value": json.dumps(value), "secret": secret}
+            else:
+                items[full] = {"value": value if isinstance(value, str) else json.dumps(value),
+                               "secret": secret}
+    if items:
+        st.workspace.set_all_config_json(st.name, json.dumps(items))
+
+
+def _summary(counts: Mapping[Any, int] | None) -> dict[str, int]:
+    return {str(getattr(k, "value", k)): int(v) for k, v in (counts or {}).items() if v}
+
+
+def _run(operation: str, stack: str, settings: Settings | None,
+         config: Mapping[str, Any] | None, secret_config: Mapping[str, Any] | None,
+         body: Callable[[auto.Stack], OperationResult]) -> OperationResult:
+    st = select_stack(stack, settings)
+    apply_config(st, config, secret_config)
+    try:
+        return body(st)
+    except auto.ConcurrentUpdateError as err:
+        raise StackLockedError(
+            f"stack {stack!r} is locked by another operation; wait for it to finish, or if "
+            f"it crashed run `pulumi cancel --stack {stack}` (self-managed backends: "
+            f"`pulumi stack --stack {stack}` shows the lock)") from err
+    except auto.CommandError as err:
+        raise OperationFailed(operation, stack, str(err)) from err
+
+
+def preview(stack: str, *, settings: Settings | None = None,
+            config: Mapping[str, Any] | None = None,
+            secret_config: Mapping[str, Any] | None = None,
+            expect_no_changes: bool = False, diff: bool = False,
+            policy_packs: tuple[str, ...] = (),
+            on_output: OnOutput | None = None, on_event: OnEvent | None = None) -> OperationResult:
+    def body(st: auto.Stack) -> OperationResult:
+        res = st.preview(expect_no_changes=expect_no_changes or None, diff=diff or None,
+                         policy_packs=list(policy_packs) or None,
+                         on_output=on_output, on_event=on_event, color="never")
+        return OperationResult("preview", stack, _summary(res.change_summary), {}, res.stdout)
+    return _run("preview", stack, settings, config, secret_config, body)
+
+
+def up(stack: str, *, settings: Settings | None = None,
+       config: Mapping[str, Any] | None = None,
+       secret_config: Mapping[str, Any] | None = None,
+       expect_no_changes: bool = False, diff: bool = False,
+       policy_packs: tuple[str, ...] = (),
+       on_output: OnOutput | None = None, on_event: OnEvent | None = None) -> OperationResult:
+    def body(st: auto.Stack) -> OperationResult:
+        res = st.up(expect_no_changes=expect_no_changes or None, diff=diff or None,
+                    policy_packs=list(policy_packs) or None,
+                    on_output=on_output, on_event=on_event, color="never")
+        return OperationResult("up", stack, _summary(res.summary.resource_changes),
+                               _plain_outputs(res.outputs), res.stdout)
+    return _run("up", stack, settings, config, secret_config, body)
+
+
+def refresh(stack: str, *, settings: Settings | None = None,
+            expect_no_changes: bool = False,
+            on_output: OnOutput | None = None, on_event: OnEvent | None = None) -> OperationResult:
+    def body(st: auto.Stack) -> OperationResult:
+        res = st.refresh(expect_no_changes=expect_no_changes or None,
+                         on_output=on_output, on_event=on_event, color="never")
+        return OperationResult("refresh", stack, _summary(res.summary.resource_changes), {},
+                               res.stdout)
+    return _run("refresh", stack, settings, None, None, body)
+
+
+def destroy(stack: str, *, settings: Settings | None = None, remove: bool = False,
+            on_output: OnOutput | None = None, on_event: OnEvent | None = None) -> OperationResult:
+    def body(st: auto.Stack) -> OperationResult:
+        res = st.destroy(on_output=on_output, on_event=on_event, color="never")
+        if remove:
+            st.workspace.remove_stack(stack)
+        return OperationResult("destroy", stack, _summary(res.summary.resource_changes), {},
+                               res.stdout)
+    return _run("destroy", stack, settings, None, None, body)
+
+
+def outputs(stack: str, *, settings: Settings | None = None) -> dict[str, Any]:
+    """The stack's outputs; secret ones stay masked as '[secret]'."""
+    return _plain_outputs(select_stack(stack, settings).outputs())
+
+
+def _plain_outputs(values: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
+    return {k: "[secret]" if v.secret else v.value for k, v in values.items()}
