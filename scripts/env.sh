@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Source this to drive the project's own Pulumi toolchain by hand:
 #   source scripts/env.sh && pulumi preview --stack dev
 # It puts .tools/bin first on PATH, uses a local file backend in .pulumi-state/

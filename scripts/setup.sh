@@ -13,13 +13,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 GO_MIN=1.24
 GO_FALLBACK=1.26.8          # fetched from the Go module proxy when go is missing or too old
+ACTIONLINT_VERSION=v1.7.12  # lints .github/workflows in the test run
 APT_PACKAGES=(
   nginx-light supervisor openssh-server openssh-client certbot pebble wrk hey testssl.sh
-  systemd curl openssl ca-certificates git python3 python3-venv iproute2 unzip
+  systemd curl openssl ca-certificates git python3 python3-venv iproute2 unzip shellcheck
 )
 # The command each package provides, to skip apt when all are present.
 APT_PROBES=(nginx supervisord sshd certbot pebble wrk hey testssl systemd-analyze curl
-            openssl git python3 unzip)
+            openssl git python3 unzip shellcheck)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -81,6 +82,16 @@ python_env() {
   touch "$stamp"
 }
 
+go_tools() {
+  if [ ! -x "$ROOT/.tools/bin/actionlint" ] || \
+     [ "$("$ROOT/.tools/bin/actionlint" -version | head -1)" != "$ACTIONLINT_VERSION" ]; then
+    log "building actionlint $ACTIONLINT_VERSION from the Go module proxy"
+    mkdir -p "$ROOT/.tools/bin"
+    GOBIN="$ROOT/.tools/bin" CGO_ENABLED=0 go install \
+      "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  fi
+}
+
 main() {
   apt_packages
   export PATH="$ROOT/.tools/bin:$PATH"
@@ -88,6 +99,7 @@ main() {
   python_env
   log "downloading the Go modules of app/"
   (cd app && go mod download)
+  go_tools
   "$ROOT/scripts/install-pulumi.sh"
   log "set-up complete"
 }
