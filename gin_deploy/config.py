@@ -287,6 +287,86 @@ class EcsTargetConfig(TargetBase):
                                        "2 x desiredCount).", None, min=1, max=1000)
     arch: str = spec_field("arch", "CPU architecture of the tasks and image.", "amd64",
                            choices=("amd64", "arm64"))
+    spot: int = spec_field("spot", "Percent of tasks on FARGATE_SPOT (0 = none; below 100 "
+                           "one task always stays on FARGATE).", 0, min=0, max=100)
+    # Network: a new VPC, or your own (vpcId + subnet ids).
+    nat: str = spec_field("nat", "Egress for tasks: `none` runs them in public subnets with "
+                          "public IPs (cheap dev), `single` one NAT gateway, `perAz` one per "
+                          "AZ. With vpcId: `none` uses publicSubnetIds, else "
+                          "privateSubnetIds.", "single", choices=("none", "single", "perAz"))
+    az_count: int = spec_field("azCount", "Availability zones of the new VPC.", 3, min=2, max=3)
+    vpc_cidr: str = spec_field("vpcCidr", "IPv4 CIDR of the new VPC (/16 to /20).",
+                               "10.0.0.0/16", check=lambda v: _cidrs((v,)))
+    vpc_id: str | None = spec_field("vpcId", "Existing VPC to use instead of a new one.", None,
+                                    check=lambda v: None if v.startswith("vpc-")
+                                    else f"must be a VPC id (vpc-...), got {v!r}")
+    public_subnet_ids: tuple[str, ...] = spec_field(
+        "publicSubnetIds", "With vpcId: subnets (2+ AZs) for the load balancer.", (),
+        check=lambda v: None if all(s.startswith("subnet-") for s in v)
+        else f"must be subnet ids (subnet-...), got {list(v)}")
+    private_subnet_ids: tuple[str, ...] = spec_field(
+        "privateSubnetIds", "With vpcId: subnets with NAT egress for the tasks.", (),
+        check=lambda v: None if all(s.startswith("subnet-") for s in v)
+        else f"must be subnet ids (subnet-...), got {list(v)}")
+    ingress_cidrs: tuple[str, ...] = spec_field(
+        "ingressCidrs", "Who may reach the load balancer on 80/443.", ("0.0.0.0/0",),
+        check=_cidrs)
+    # TLS and DNS.
+    certificate_arn: str | None = spec_field(
+        "certificateArn", "Existing ACM certificate (same region) instead of a new one.", None,
+        check=lambda v: None if re.match(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/", v)
+        else f"must be an ACM certificate ARN, got {v!r}")
+    sans: tuple[str, ...] = spec_field(
+        "sans", "Extra names on the new certificate (`*.` wildcards allowed).", (),
+        check=lambda v: next((f"must be DNS names, got {s!r}" for s in v
+                              if not is_dns_name(s.removeprefix("*."))), None))
+    hosted_zone: str | None = spec_field(
+        "hostedZone", "Route 53 public zone for certificate validation and the alias record "
+        "(default: edge.zone, else the domain's parent).", None, check=_dns_name)
+    # Load balancer.
+    idle_timeout: int = spec_field("idleTimeout", "Load balancer idle timeout, seconds.", 60,
+                                   min=1, max=4000)
+    access_logs_bucket: str | None = spec_field(
+        "accessLogsBucket", "Existing S3 bucket (with the ELB log delivery policy) for access "
+        "logs.", None, check=lambda v: None if re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v)
+        else f"must be an S3 bucket name, got {v!r}")
+    # Deployments and scaling.
+    health_check_grace_seconds: int = spec_field(
+        "healthCheckGraceSeconds", "Seconds new tasks may fail load balancer health checks.",
+        30, min=0, max=3600)
+    blue_green: bool = spec_field("blueGreen", "Native ECS blue/green deployments instead of "
+                                  "rolling.", False)
+    bake_minutes: int = spec_field("bakeMinutes", "Blue/green: minutes both versions stay "
+                                   "before the old one is dropped (rollback window).", 5,
+                                   min=0, max=1440)
+    cpu_target: int = spec_field("cpuTarget", "Autoscaling: target average CPU percent.", 60,
+                                 min=10, max=95)
+    requests_per_target: int = spec_field("requestsPerTarget", "Autoscaling: target load "
+                                          "balancer requests per task per minute.", 1000,
+                                          min=1, max=1000000)
+    # Images, logs, IAM.
+    keep_images: int = spec_field("keepImages", "Images the ECR repository keeps.", 20,
+                                  min=1, max=10000)
+    log_retention_days: int = spec_field(
+        "logRetentionDays", "CloudWatch Logs retention.", 30,
+        choices=(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                 2192, 2557, 2922, 3288, 3653))
+    task_policy_arns: tuple[str, ...] = spec_field(
+        "taskPolicyArns", "IAM policies for a task role (default: no task role, so the app "
+        "gets no AWS credentials).", (),
+        check=lambda v: next((f"must be IAM policy ARNs, got {a!r}" for a in v
+                              if not re.match(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/", a)),
+                             None))
+
+    def effective_zone(self, domain: str, edge_zone: str | None) -> str:
+        """The Route 53 zone that holds `domain` for this target."""
+        parent = domain.split(".", 1)[1] if domain.count(".") >= 2 else domain
+        return self.hosted_zone or edge_zone or parent
+
+    @property
+    def scaling_bounds(self) -> tuple[int, int]:
+        """(min, max) tasks for autoscaling."""
+        return self.min_count or self.desired_count, self.max_count or 2 * self.desired_count
 
 
 @dataclass(frozen=True)
@@ -304,7 +384,70 @@ class KubernetesTargetConfig(TargetBase):
     canary: CanaryConfig | None = spec_field("canary", "Canary release split by HTTPRoute "
                                              "weights.", None)
     registry: RegistryConfig | None = spec_field("registry", "Registry the image is pushed to "
-                                                 "for this cluster.", None)
+                                                 "for this cluster (required).", None)
+    max_surge: str = spec_field("maxSurge", "Rolling update: extra pods during a rollout (a "
+                                "count or a percentage).", "1")
+    max_unavailable: str = spec_field("maxUnavailable", "Rolling update: pods that may be "
+                                      "unavailable during a rollout (a count or a percentage).",
+                                      "0")
+    cpu_request: str = spec_field("cpuRequest", "CPU request per pod (Kubernetes quantity).",
+                                  "100m")
+    cpu_limit: str = spec_field("cpuLimit", "CPU limit per pod.", "500m")
+    memory_request: str = spec_field("memoryRequest", "Memory request per pod.", "64Mi")
+    memory_limit: str = spec_field("memoryLimit", "Memory limit per pod.", "128Mi")
+    cpu_target: int = spec_field("cpuTarget", "HPA target: average CPU use, percent of the "
+                                 "request.", 70, min=10, max=100)
+    memory_target: int = spec_field("memoryTarget", "HPA target: average memory use, percent of "
+                                    "the request.", 80, min=10, max=100)
+    pre_stop_sleep: int = spec_field("preStopSleep", "Seconds a stopping pod keeps serving "
+                                     "while the gateway stops sending to it (the grace period "
+                                     "adds app.shutdownTimeout).", 5, min=0, max=60)
+    network_policy: bool = spec_field("networkPolicy", "NetworkPolicy: the app's pods accept "
+                                      "traffic only from the gateway's namespace.", True)
+    install_gateway: bool = spec_field("installGateway", "Install NGINX Gateway Fabric and the "
+                                       "Gateway API CRDs (Helm); false reuses gatewayClassName.",
+                                       True)
+    install_cert_manager: bool = spec_field("installCertManager", "Install cert-manager (Helm); "
+                                            "false reuses the cluster's.", True)
+    gateway_class_name: str = spec_field("gatewayClassName", "GatewayClass of the Gateway.",
+                                         "nginx", check=_dns_name)
+    gateway_namespace: str | None = spec_field("gatewayNamespace", "Namespace of the Gateway, "
+                                               "its NGINX pods and certificate (default: "
+                                               "namespace + `-gateway`).", None, check=_dns_name)
+    trusted_proxies: tuple[str, ...] = spec_field(
+        "trustedProxies", "CIDRs of the load balancer in front of the gateway whose client "
+        "address NGINX trusts (see clientIpMode).", (), check=_cidrs)
+    client_ip_mode: str = spec_field("clientIpMode", "How that load balancer passes the client "
+                                     "address.", "XForwardedFor",
+                                     choices=("XForwardedFor", "ProxyProtocol"))
+    wait_for_address: bool = spec_field("waitForAddress", "Wait until the gateway's load "
+                                        "balancer has an address (false on clusters without "
+                                        "one).", True)
+
+    def effective_namespace(self, app_name: str) -> str:
+        return self.namespace or app_name
+
+    def effective_gateway_namespace(self, app_name: str) -> str:
+        return self.gateway_namespace or f"{self.effective_namespace(app_name)}-gateway"
+
+    @property
+    def effective_max_replicas(self) -> int:
+        return self.max_replicas or 3 * self.replicas
+
+    @property
+    def canary_weight(self) -> int:
+        """Percent of traffic to the canary; 0 when there is none."""
+        return self.canary.weight if self.canary else 0
+
+    @staticmethod
+    def parse_quantity(value: str) -> float | None:
+        """A Kubernetes quantity ('250m', '64Mi', '1.5', '1G') as a number, or None."""
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", value)
+        if not match:
+            return None
+        scale = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+                 "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
+        return float(match[1]) * scale[match[2]]
 
 
 @dataclass(frozen=True)
@@ -431,7 +574,7 @@ def parse_stack_config(
     edge = None
     if "edge" in raw:
         edge = parse_value(EdgeConfig, raw["edge"].value, f"{p}edge", problems)
-    _cross_checks(domain, tls, targets, edge, problems)
+    _cross_checks(app, secret_env, domain, tls, targets, edge, problems)
 
     if problems:
         raise ConfigError(problems.items)
@@ -513,14 +656,47 @@ def _check_target(t: TargetConfig, path: str, targets_secret: bool, problems: Pr
             allowed = ", ".join(str(m) for m in FARGATE_SIZES[t.cpu])
             problems.add(f"{path}.memory", f"{t.memory} MiB is not a Fargate size for cpu "
                          f"{t.cpu}; allowed: {allowed}")
-        lo = t.min_count or t.desired_count
-        hi = t.max_count or 2 * t.desired_count
+        lo, hi = t.scaling_bounds
         if lo > hi:
             problems.add(f"{path}.minCount", f"minCount {lo} exceeds maxCount {hi}")
+        elif not lo <= t.desired_count <= hi:
+            problems.add(f"{path}.desiredCount", f"{t.desired_count} is outside minCount.."
+                         f"maxCount ({lo}..{hi})")
+        if t.vpc_id is None:
+            for key, value in (("publicSubnetIds", t.public_subnet_ids),
+                               ("privateSubnetIds", t.private_subnet_ids)):
+                if value:
+                    problems.add(f"{path}.{key}", "only applies with vpcId (your own VPC)")
+            net = ipaddress.ip_network(t.vpc_cidr, strict=False)
+            if net.version != 4 or not 16 <= net.prefixlen <= 20:
+                problems.add(f"{path}.vpcCidr", f"must be an IPv4 CIDR from /16 to /20, got "
+                             f"{t.vpc_cidr!r}")
+        else:
+            if len(set(t.public_subnet_ids)) < 2:
+                problems.add(f"{path}.publicSubnetIds", "with vpcId, at least two public "
+                             "subnets (in different AZs) are required for the load balancer")
+            if t.nat == "none" and t.private_subnet_ids:
+                problems.add(f"{path}.privateSubnetIds", "unused with nat: none (tasks run in "
+                             "the public subnets); remove it or set nat: single")
+            if t.nat != "none" and not t.private_subnet_ids:
+                problems.add(f"{path}.privateSubnetIds", "with vpcId, the tasks' subnets (with "
+                             "NAT egress) are required, or set nat: none for public-IP tasks")
+        if t.certificate_arn:
+            if t.sans:
+                problems.add(f"{path}.sans", "only applies to a new certificate, not with "
+                             "certificateArn")
+            arn_region = t.certificate_arn.split(":")[3]
+            if t.region and arn_region != t.region:
+                problems.add(f"{path}.certificateArn", f"is in {arn_region}; a load balancer "
+                             f"in {t.region} needs a certificate from {t.region}")
     elif isinstance(t, KubernetesTargetConfig):
-        sources = [s for s in (t.context, t.kubeconfig, t.kubeconfig_path) if s]
-        if len(sources) > 1:
-            problems.add(path, "set only one of context, kubeconfig, kubeconfigPath")
+        if t.kubeconfig and t.kubeconfig_path:
+            problems.add(path, "set only one of kubeconfig, kubeconfigPath (context may "
+                         "select a context in either)")
+        if not (t.context or t.kubeconfig or t.kubeconfig_path):
+            problems.add(f"{path}.context", "one of context, kubeconfig (secret) or "
+                         "kubeconfigPath is required: a target never deploys to whatever the "
+                         "current kubeconfig context happens to be")
         if t.kubeconfig:
             _require_secret(path, "kubeconfig", targets_secret, problems)
         if t.kubeconfig_path and not Path(t.kubeconfig_path).expanduser().is_file():
@@ -529,6 +705,42 @@ def _check_target(t: TargetConfig, path: str, targets_secret: bool, problems: Pr
             _require_secret(path, "registry.password", targets_secret, problems)
         if t.max_replicas is not None and t.max_replicas < t.replicas:
             problems.add(f"{path}.maxReplicas", f"must be >= replicas ({t.replicas})")
+        for ns_key, ns in (("namespace", t.namespace), ("gatewayNamespace", t.gateway_namespace)):
+            if ns and ("." in ns or len(ns) > 63):
+                problems.add(f"{path}.{ns_key}", f"must be a DNS label (no dots, at most 63 "
+                             f"chars), got {ns!r}")
+        if t.namespace and not t.gateway_namespace and len(t.namespace) > 55:
+            problems.add(f"{path}.gatewayNamespace", "is required when namespace is longer "
+                         "than 55 chars (the default appends '-gateway')")
+        if t.gateway_namespace and t.gateway_namespace == t.namespace:
+            problems.add(f"{path}.gatewayNamespace", "must differ from namespace (the app's "
+                         "namespace enforces the restricted Pod Security Standard)")
+        rollout = {"maxSurge": t.max_surge, "maxUnavailable": t.max_unavailable}
+        for rollout_key, amount in rollout.items():
+            if not re.fullmatch(r"\d+%?", amount):
+                problems.add(f"{path}.{rollout_key}", f"must be a count or a percentage like "
+                             f"25%, got {amount!r}")
+        if all(v.rstrip("%") == "0" for v in rollout.values()):
+            problems.add(f"{path}.maxUnavailable", "maxSurge and maxUnavailable cannot both "
+                         "be 0 (a rollout could never progress)")
+        for kind, request, limit in (("cpu", t.cpu_request, t.cpu_limit),
+                                     ("memory", t.memory_request, t.memory_limit)):
+            req, lim = t.parse_quantity(request), t.parse_quantity(limit)
+            if req is None or req <= 0:
+                problems.add(f"{path}.{kind}Request", f"must be a positive Kubernetes quantity "
+                             f"like {'250m' if kind == 'cpu' else '64Mi'}, got {request!r}")
+            if lim is None or lim <= 0:
+                problems.add(f"{path}.{kind}Limit", f"must be a positive Kubernetes quantity "
+                             f"like {'1' if kind == 'cpu' else '256Mi'}, got {limit!r}")
+            if req and lim and req > lim:
+                problems.add(f"{path}.{kind}Limit", f"{limit} is below {kind}Request {request}")
+        if t.canary and t.canary.version and not re.fullmatch(
+                r"sha256:[0-9a-f]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", t.canary.version):
+            problems.add(f"{path}.canary.version", "must be an image tag (A-Z a-z 0-9 _ . -, at "
+                         f"most 128 chars) or a digest sha256:<64 hex>, got {t.canary.version!r}")
+        if t.client_ip_mode == "ProxyProtocol" and not t.trusted_proxies:
+            problems.add(f"{path}.trustedProxies", "is required with clientIpMode ProxyProtocol "
+                         "(the addresses of the load balancer that sends it)")
 
 
 def _check_host(t: HostTargetConfig, path: str, targets_secret: bool, problems: Problems) -> None:
@@ -569,7 +781,31 @@ def _check_host(t: HostTargetConfig, path: str, targets_secret: bool, problems: 
         problems.add(f"{path}.basePort", "basePort + instances exceeds 65535")
 
 
+# Fargate stops a task at most 120 s after SIGTERM; the container's stop timeout
+# must exceed the drain by a margin, so the drain must fit below it.
+FARGATE_MAX_DRAIN_S = 115
+SSM_MAX_SECRET_BYTES = 8192  # an Advanced-tier SSM parameter
+
+
+def _ecs_app_checks(app: AppConfig, secret_env: Mapping[str, str], domain: str,
+                    indexes: list[int], problems: Problems) -> None:
+    p = f"{NAMESPACE}:"
+    where = ", ".join(f"targets[{i}]" for i in indexes)
+    if app.shutdown_timeout > FARGATE_MAX_DRAIN_S:
+        problems.add(f"{p}app.shutdownTimeout", f"{app.shutdown_timeout}s does not fit Fargate's "
+                     f"120 s stop timeout; ecs targets ({where}) need <= {FARGATE_MAX_DRAIN_S}")
+    if "." not in domain:
+        problems.add(f"{p}domain", f"ecs targets ({where}) need a public DNS name (a Route 53 "
+                     f"record and an ACM certificate), got {domain!r}")
+    for name, value in secret_env.items():
+        if len(value.encode()) > SSM_MAX_SECRET_BYTES:
+            problems.add(f"{p}{name}", f"secret is larger than the {SSM_MAX_SECRET_BYTES} bytes "
+                         "an SSM parameter holds (ecs targets)")
+
+
 def _cross_checks(
+    app: AppConfig,
+    secret_env: Mapping[str, str],
     domain: str,
     tls: TlsConfig,
     targets: tuple[TargetConfig, ...],
@@ -579,8 +815,23 @@ def _cross_checks(
     p = f"{NAMESPACE}:"
     if targets and all(t.weight == 0 for t in targets):
         problems.add(f"{p}targets", "all weights are 0: at least one target must take traffic")
-    if tls.effective_mode == "acme" and domain == "localhost":
-        pass  # allowed for local test CAs; public ACME CAs refuse it themselves
+    ecs = [(i, t) for i, t in enumerate(targets) if isinstance(t, EcsTargetConfig)]
+    if ecs:
+        _ecs_app_checks(app, secret_env, domain, [i for i, _t in ecs], problems)
+    for i, t in enumerate(targets):
+        if isinstance(t, KubernetesTargetConfig) and t.registry is None:
+            problems.add(f"{p}targets[{i}].registry", "is required for kubernetes targets (the "
+                         "image repository the cluster pulls from, e.g. {server: "
+                         "ghcr.io/acme/hello-gin})")
+    for i, ecs_target in ecs:
+        zone = ecs_target.effective_zone(domain, edge.zone if edge else None)
+        for name in (domain, *(s.removeprefix("*.") for s in ecs_target.sans)):
+            if name != zone and not name.endswith("." + zone):
+                problems.add(f"{p}targets[{i}].hostedZone", f"{name!r} is not inside the Route "
+                             f"53 zone {zone!r} (set hostedZone)")
+    if edge is None and len(ecs) > 1:
+        problems.add(f"{p}targets", f"{len(ecs)} ecs targets would each point {domain!r} at "
+                     "their load balancer; add gin-deploy:edge to route across them")
     if edge is None:
         return
     if edge.zone is None:

@@ -13,8 +13,10 @@ from pathlib import Path
 import pulumi
 
 from components.build import GinBuild, GinBuildArgs
+from components.ecs import build_ecs
 from components.endpoint import TargetEndpoint
 from components.host import HostTarget, HostTargetArgs
+from components.kubernetes import build_kubernetes
 from gin_deploy.config import (
     NAMESPACE,
     ConfigError,
@@ -48,6 +50,8 @@ def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild) -> Targe
 # One builder per implemented target kind.
 TARGET_BUILDERS: dict[str, TargetBuilder] = {
     "host": build_host,
+    "ecs": build_ecs,
+    "kubernetes": build_kubernetes,
 }
 
 

@@ -19,7 +19,10 @@ from tests.unit.harness import ROOT, RecordingMocks, run_program, stack_config
 
 HOST = {"name": "local", "kind": "host"}
 ECS = {"name": "aws", "kind": "ecs", "region": "us-east-1", "cpu": 256, "memory": 512}
-K8S = {"name": "k8s", "kind": "kubernetes", "context": "prod"}
+K8S = {"name": "k8s", "kind": "kubernetes", "context": "prod",
+       "registry": {"server": "ghcr.io/acme/hello-gin"}}
+# ecs targets need a public name (an ACM certificate, a Route 53 record).
+PUBLIC = {"domain": "api.example.com"}
 
 
 def parse(config: dict[str, Any], secret: tuple[str, ...] = ()) -> Any:
@@ -108,14 +111,15 @@ def test_health_paths_must_be_absolute(key: str) -> None:
 
 @pytest.mark.parametrize(("cpu", "memory"), [(256, 4096), (512, 512), (1024, 1024), (4096, 31744)])
 def test_fargate_cpu_memory_pairs_aws_rejects(cpu: int, memory: int) -> None:
-    msg = only_problem({"targets": [{**ECS, "cpu": cpu, "memory": memory}]})
+    msg = only_problem({**PUBLIC, "targets": [{**ECS, "cpu": cpu, "memory": memory}]})
     assert msg.startswith(f"gin-deploy:targets[0].memory: {memory} MiB is not a Fargate size")
 
 
 @pytest.mark.parametrize(
     ("cpu", "memory"), [(256, 512), (256, 2048), (4096, 30720), (16384, 122880)])
 def test_fargate_pairs_aws_accepts(cpu: int, memory: int) -> None:
-    assert parse({"targets": [{**ECS, "cpu": cpu, "memory": memory}]}).targets[0].memory == memory
+    cfg = parse({**PUBLIC, "targets": [{**ECS, "cpu": cpu, "memory": memory}]})
+    assert cfg.targets[0].memory == memory
 
 
 def test_fargate_table_matches_aws_documentation() -> None:
@@ -125,7 +129,7 @@ def test_fargate_table_matches_aws_documentation() -> None:
 
 
 def test_fargate_cpu_must_be_a_fargate_size() -> None:
-    msg = problems({"targets": [{**ECS, "cpu": 300}]})[0]
+    msg = problems({**PUBLIC, "targets": [{**ECS, "cpu": 300}]})[0]
     assert msg.startswith("gin-deploy:targets[0].cpu: must be one of 256 | 512")
 
 
@@ -195,7 +199,7 @@ def test_ssh_private_key_stored_as_secret_is_accepted() -> None:
 
 
 def test_kubeconfig_given_in_plain_text_is_rejected() -> None:
-    target = {"name": "k", "kind": "kubernetes", "kubeconfig": "apiVersion: v1"}
+    target = {**K8S, "context": None, "kubeconfig": "apiVersion: v1"}
     msg = only_problem({"targets": [target]})
     assert msg.startswith("gin-deploy:targets[0].kubeconfig: must be a secret")
 
@@ -221,6 +225,18 @@ def test_ssh_needs_host_user_and_key() -> None:
         "targets[0].host", "targets[0].user", "targets[0].privateKey"]
 
 
+def test_kubernetes_targets_need_a_registry() -> None:
+    target = {k: v for k, v in K8S.items() if k != "registry"}
+    msg = only_problem({"targets": [target]})
+    assert msg.startswith("gin-deploy:targets[0].registry: is required for kubernetes targets")
+
+
+def test_ecs_drain_must_fit_fargates_stop_timeout() -> None:
+    msg = only_problem({**PUBLIC, "app": {"shutdownTimeout": 116}, "targets": [ECS]})
+    assert msg.startswith("gin-deploy:app.shutdownTimeout: 116s does not fit Fargate's")
+    assert parse({**PUBLIC, "app": {"shutdownTimeout": 115}, "targets": [ECS]})
+
+
 def test_reserved_env_names() -> None:
     msg = only_problem({"targets": [HOST], "app": {"env": {"PORT": "1"}}})
     assert msg.startswith("gin-deploy:app.env: ['PORT'] are set by gin-deploy")
@@ -240,7 +256,8 @@ def test_every_problem_is_reported_at_once() -> None:
     found = problems(config)
     assert [p.split(": ")[0] for p in found] == [
         "gin-deploy:app.port", "gin-deploy:app.healthPath", "gin-deploy:domain",
-        "gin-deploy:targets[0].memory", "gin-deploy:targets[2].kind", "gin-deploy:targets"]
+        "gin-deploy:targets[0].memory", "gin-deploy:targets[2].kind", "gin-deploy:targets",
+        "gin-deploy:domain"]
 
 
 def test_edge_rules() -> None:
@@ -273,11 +290,16 @@ def test_valid_config_does_register_resources() -> None:
     assert mocks.resources != []
 
 
-@pytest.mark.parametrize("target", [ECS, K8S])
-def test_unimplemented_kinds_fail_clearly_before_any_resource(target: dict[str, Any]) -> None:
+def test_unimplemented_parts_fail_clearly_before_any_resource(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gin_deploy import program
+
+    # A kind without a builder (as every kind was before its component landed).
+    monkeypatch.delitem(program.TARGET_BUILDERS, "host")
     mocks = RecordingMocks()
-    with pytest.raises(ConfigError, match="targets are not implemented yet"):
-        run_program({"gin-deploy:targets": [HOST, target]}, mocks=mocks)
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.kind: 'host' targets are not "
+                                          r"implemented yet"):
+        run_program(stack_config("dev"), mocks=mocks)
     assert mocks.resources == []
 
 

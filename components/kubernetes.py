@@ -1,0 +1,335 @@
+"""KubernetesTarget: the service on one Kubernetes cluster, behind NGINX over HTTPS.
+
+Per cluster, with its own `kubernetes.Provider` (from a kubeconfig context or a
+kubeconfig given as a Pulumi secret), so one stack can hold clusters of several
+clouds: two namespaces (the app's under Pod Security `restricted`, the gateway's),
+the app's Deployment (image by digest), Service, HPA, PDB and NetworkPolicy,
+NGINX Gateway Fabric (Gateway API) and cert-manager installed by Helm, a Gateway
+with HTTP and HTTPS listeners, HTTPRoutes (redirect; HSTS; canary split by
+weight), and an ACME ClusterIssuer solving HTTP-01 through that Gateway.
+
+Every object is rendered by gin_deploy.render.kubernetes from plain values; the
+few Outputs (the pushed image's digest, generated Secret names) are set at their
+leaves here. Semantics and operations: docs/kubernetes.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.build import GinBuild
+from components.endpoint import TargetEndpoint
+from gin_deploy.config import (
+    AppConfig,
+    KubernetesTargetConfig,
+    StackConfig,
+    TargetConfig,
+    TlsConfig,
+)
+from gin_deploy.render import kubernetes as render
+from gin_deploy.render import kubernetes_versions as versions
+
+Manifest = dict[str, Any]
+_CONTAINER = ("spec", "template", "spec", "containers", 0)
+
+
+@dataclass(frozen=True)
+class KubernetesTargetArgs:
+    target: KubernetesTargetConfig
+    app: AppConfig
+    domain: str
+    tls: TlsConfig
+    version: str
+    # The stable release: the repo digest GinBuild pushed (`repo@sha256:...`).
+    image: pulumi.Input[str]
+    project_dir: Path
+    # Values of app.secretEnv by env name; they reach the cluster only as secrets.
+    secret_env: Mapping[str, str] = field(default_factory=dict)
+    # kubeconfig contents as a Pulumi secret; None: the local kubeconfig + context.
+    kubeconfig: pulumi.Input[str] | None = None
+    registry_password: pulumi.Input[str] | None = None
+
+
+def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
+    """The plain values every manifest is rendered from."""
+    t, app, hsts = args.target, args.app, args.tls.hsts
+    return render.KubernetesApp(
+        name=app.name,
+        namespace=t.effective_namespace(app.name),
+        gateway_namespace=t.effective_gateway_namespace(app.name),
+        domain=args.domain,
+        version=args.version,
+        port=app.port,
+        health_path=app.health_path,
+        ready_path=app.ready_path,
+        env=dict(app.env),
+        shutdown_timeout=app.shutdown_timeout,
+        trusted_proxies=app.trusted_proxies,
+        replicas=t.replicas,
+        max_replicas=t.effective_max_replicas,
+        max_surge=t.max_surge,
+        max_unavailable=t.max_unavailable,
+        cpu_request=t.cpu_request,
+        cpu_limit=t.cpu_limit,
+        memory_request=t.memory_request,
+        memory_limit=t.memory_limit,
+        cpu_target=t.cpu_target,
+        memory_target=t.memory_target,
+        pre_stop_sleep=t.pre_stop_sleep,
+        gateway_class_name=t.gateway_class_name,
+        wait_for_address=t.wait_for_address,
+        hsts=render.hsts_header(hsts.max_age, hsts.include_subdomains, hsts.preload),
+    )
+
+
+def acme_of(tls: TlsConfig, project_dir: Path) -> render.Acme | None:
+    if tls.effective_mode != "acme" or tls.acme is None:
+        return None
+    bundle = (project_dir / tls.acme.ca_bundle).read_text() if tls.acme.ca_bundle else None
+    return render.Acme(tls.acme.email, tls.acme.server, bundle)
+
+
+def canary_image(repository: str, version: str) -> str:
+    """`<repository>:<tag>`, or `<repository>@sha256:...` for a digest."""
+    return f"{repository}@{version}" if version.startswith("sha256:") else f"{repository}:{version}"
+
+
+def with_leaf(manifest: Manifest, path: Sequence[str | int], value: Any) -> Manifest:
+    """A copy of `manifest` with the value at `path` replaced (e.g. by an Output).
+
+    Only the containers along `path` are copied; the rest is shared, unchanged.
+    """
+    result = copy.copy(manifest)
+    node: Any = result
+    for key in path[:-1]:
+        child = copy.copy(node[key])
+        node[key] = child
+        node = child
+    node[path[-1]] = value
+    return result
+
+
+class CustomResource(pulumi.CustomResource):
+    """A Kubernetes custom resource, like `k8s.apiextensions.CustomResource` (same type
+    token `kubernetes:<apiVersion>:<kind>`), that also exposes the object's `status`."""
+
+    status: pulumi.Output[Any]
+
+    def __init__(self, resource_name: str, manifest: Manifest,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
+                 "metadata": manifest["metadata"], "spec": manifest["spec"], "status": None}
+        super().__init__(f"kubernetes:{manifest['apiVersion']}:{manifest['kind']}",
+                         resource_name, props, opts)
+
+
+# Top-level fields of core objects besides apiVersion/kind, as pulumi-kubernetes args.
+_ARGS = {"metadata": "metadata", "spec": "spec", "type": "type", "immutable": "immutable",
+         "stringData": "string_data",
+         "automountServiceAccountToken": "automount_service_account_token"}
+
+
+def _first_address(status: Any) -> str | None:
+    addresses = (status or {}).get("addresses") or []
+    return addresses[0].get("value") if addresses else None
+
+
+class KubernetesTarget(pulumi.ComponentResource):
+    """The service on one cluster: workload, NGINX Gateway Fabric, cert-manager, canary."""
+
+    provider: k8s.Provider
+    namespace: str
+    gateway_namespace: str
+    deployment: k8s.apps.v1.Deployment
+    canary: k8s.apps.v1.Deployment | None
+    gateway: CustomResource
+    url: pulumi.Output[str]
+    # The gateway load balancer's IP or host name; None until the cloud assigns one.
+    address: pulumi.Output[str | None]
+
+    def __init__(self, name: str, args: KubernetesTargetArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gin-deploy:kubernetes:KubernetesTarget", name, None, opts)
+        # Plain values first: everything below is rendered from these.
+        t = args.target
+        assert t.registry is not None  # checked by build_kubernetes
+        self._target_name = name
+        app = kubernetes_app(args)
+        acme = acme_of(args.tls, args.project_dir)
+        weight = t.canary_weight
+        self.namespace, self.gateway_namespace = app.namespace, app.gateway_namespace
+
+        self.provider = k8s.Provider(
+            f"{name}-provider",
+            context=t.context,
+            kubeconfig=pulumi.Output.secret(args.kubeconfig) if args.kubeconfig else None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        def apply(role: str, manifest: Manifest, *, depends_on: Sequence[pulumi.Resource] = (),
+                  **kwargs: Any) -> Any:
+            """The typed pulumi-kubernetes resource for a rendered core object."""
+            group, _, version = manifest["apiVersion"].rpartition("/")
+            module = getattr(k8s, {"": "core", "apps": "apps", "autoscaling": "autoscaling",
+                                   "policy": "policy", "networking.k8s.io": "networking"}[group])
+            cls = getattr(getattr(module, version), manifest["kind"])
+            values = {_ARGS[k]: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+            values.update(kwargs)
+            return cls(f"{name}-{role}", **values, opts=self._opts(depends_on))
+
+        def custom(role: str, manifest: Manifest, *,
+                   depends_on: Sequence[pulumi.Resource] = ()) -> CustomResource:
+            return CustomResource(f"{name}-{role}", manifest, self._opts(depends_on))
+
+        # Namespaces.
+        app_ns = apply("namespace", render.app_namespace(app))
+        gateway_ns = apply("gateway-namespace", render.gateway_namespace(app))
+
+        # Cluster add-ons: the Gateway API, NGINX Gateway Fabric, cert-manager.
+        crds: list[pulumi.Resource] = []
+        gateway_deps: list[pulumi.Resource] = [gateway_ns]
+        if t.install_gateway:
+            crds.append(k8s.yaml.v2.ConfigFile(
+                f"{name}-gateway-api-crds", file=versions.GATEWAY_API_CRDS_URL,
+                opts=self._opts([])))
+            gateway_deps.append(self._helm(
+                "nginx-gateway-fabric", versions.NGINX_GATEWAY_FABRIC,
+                render.gateway_fabric_values(t.gateway_class_name, t.trusted_proxies,
+                                             t.client_ip_mode), crds))
+        issuer_deps: list[pulumi.Resource] = [*crds]
+        if t.install_cert_manager:
+            issuer_deps.append(self._helm("cert-manager", versions.CERT_MANAGER,
+                                          render.cert_manager_values(), crds))
+
+        # The workload.
+        ns_deps: list[pulumi.Resource] = [app_ns]
+        account = apply("service-account", render.service_account(app), depends_on=ns_deps)
+        env_secret = None
+        if args.secret_env:
+            manifest = render.env_secret(app, {})
+            env_secret = apply("env", manifest, depends_on=ns_deps,
+                               string_data=pulumi.Output.secret(dict(args.secret_env)))
+        pull_secret = None
+        if t.registry.username and args.registry_password is not None:
+            server = t.registry.server.split("/", 1)[0]
+            username = t.registry.username
+            config_json = pulumi.Output.from_input(args.registry_password).apply(
+                lambda password: {".dockerconfigjson": render.dockerconfigjson(
+                    server, username, password)})
+            pull_secret = apply("registry-credentials", render.registry_secret(app, ""),
+                                depends_on=ns_deps, string_data=pulumi.Output.secret(config_json))
+
+        def workload(track: str, image: pulumi.Input[str], version: str, *, pinned: bool,
+                     replicas: int | None) -> Manifest:
+            manifest = render.deployment(
+                app, track=track, image="", version=version, pinned=pinned, replicas=replicas,
+                env_secret_name="" if env_secret else None,
+                pull_secret_name="" if pull_secret else None)
+            manifest = with_leaf(manifest, (*_CONTAINER, "image"), image)
+            if env_secret is not None:
+                manifest = with_leaf(manifest, (*_CONTAINER, "envFrom", 0, "secretRef", "name"),
+                                     env_secret.metadata.name)
+            if pull_secret is not None:
+                manifest = with_leaf(manifest, ("spec", "template", "spec", "imagePullSecrets",
+                                                0, "name"), pull_secret.metadata.name)
+            return manifest
+
+        workload_deps = [app_ns, account]
+        self.deployment = apply("deployment", workload(
+            "stable", args.image, args.version, pinned=True, replicas=None),
+            depends_on=workload_deps)
+        apply("service", render.service(app), depends_on=ns_deps)
+        apply("hpa", render.horizontal_pod_autoscaler(app), depends_on=[self.deployment])
+        apply("pdb", render.pod_disruption_budget(app), depends_on=ns_deps)
+        self.canary = None
+        if weight and t.canary is not None:
+            image = canary_image(t.registry.server, t.canary.version)
+            self.canary = apply("canary-deployment", workload(
+                "canary", image, t.canary.version, pinned=image.count("@sha256:") == 1,
+                replicas=render.canary_replicas(app, weight)), depends_on=workload_deps)
+            apply("canary-service", render.service(app, "canary"), depends_on=ns_deps)
+        if t.network_policy:
+            apply("network-policy", render.network_policy(app), depends_on=ns_deps)
+
+        # Certificates and the edge.
+        issuer = custom("cluster-issuer", render.cluster_issuer(app, acme),
+                        depends_on=issuer_deps)
+        custom("certificate", render.certificate(app, acme),
+               depends_on=[gateway_ns, issuer, *issuer_deps])
+        self.gateway = custom("gateway", render.gateway(app), depends_on=gateway_deps + crds)
+        route = custom("https-route", render.https_route(app, weight),
+                       depends_on=[app_ns, self.gateway, *crds])
+        custom("redirect-route", render.redirect_route(app),
+               depends_on=[app_ns, self.gateway, *crds])
+
+        url = f"https://{args.domain}"
+        # Resolves once the release and its route exist, so consumers wait for them.
+        self.url = pulumi.Output.all(self.deployment.id, route.id).apply(lambda _: url)
+        self.address = self.gateway.status.apply(_first_address)
+        self.register_outputs({
+            "url": self.url,
+            "address": self.address,
+            "namespace": self.namespace,
+            "gatewayNamespace": self.gateway_namespace,
+        })
+
+    def _opts(self, depends_on: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self.provider,
+                                      depends_on=list(depends_on))
+
+    def _helm(self, role: str, chart: versions.HelmChart, values: dict[str, Any],
+              depends_on: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
+        return k8s.helm.v3.Release(
+            f"{self._target_name}-{role}",
+            name=chart.name,
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository)
+            if chart.repository else None,
+            namespace=chart.name,
+            create_namespace=True,
+            values=values,
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=600,
+            opts=self._opts(depends_on),
+        )
+
+
+def _image_key(repository: str) -> str:
+    return "k8s-" + hashlib.sha256(repository.encode()).hexdigest()[:8]
+
+
+def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild) -> TargetEndpoint:
+    """TARGET_BUILDERS entry: push the image to the target's registry, then deploy."""
+    assert isinstance(target, KubernetesTargetConfig)
+    assert target.registry is not None  # required by config validation
+    registry = target.registry
+    password = pulumi.Output.secret(registry.password) if registry.password else None
+    key = _image_key(registry.server)
+    # Targets sharing a repository share one push.
+    digest = build.image_digests.get(key) or build.push(
+        key, registry.server, username=registry.username, password=password)
+    kubeconfig: pulumi.Input[str] | None = None
+    if target.kubeconfig:
+        kubeconfig = pulumi.Output.secret(target.kubeconfig)
+    elif target.kubeconfig_path:
+        kubeconfig = pulumi.Output.secret(Path(target.kubeconfig_path).expanduser().read_text())
+    k8s_target = KubernetesTarget(target.name, KubernetesTargetArgs(
+        target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls, version=build.version,
+        image=digest, project_dir=cfg.project_dir, secret_env=cfg.secret_env,
+        kubeconfig=kubeconfig, registry_password=password,
+    ))
+    return TargetEndpoint(
+        name=target.name, kind="kubernetes", url=k8s_target.url,
+        origin_host=k8s_target.address.apply(lambda a: a or ""), weight=target.weight,
+        region=target.region,
+    )
