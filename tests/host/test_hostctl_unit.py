@@ -1,0 +1,596 @@
+"""The agent's pieces without nginx or supervisord: payload validation, release files,
+the current switch, pruning, the lock, TLS issuance, the systemd strategy against a
+fake systemctl, rolling restart and rollback logic, `run`, and secret redaction."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gin_deploy import hostctl
+from tests.host.conftest import free_ports, require, run_agent
+
+pytestmark = [pytest.mark.host, pytest.mark.timeout(60)]
+
+
+def minimal(tmp_path: Path, **over: Any) -> dict[str, Any]:
+    binary = tmp_path / "staged-app"
+    if not binary.exists():
+        binary.write_bytes(b"#!/bin/sh\necho hi\n")
+    payload: dict[str, Any] = {
+        "app": "hello-gin",
+        "stateDir": str(tmp_path / "state"),
+        "mode": "user",
+        "supervisor": "supervisord",
+        "release": {"id": "r1", "binary": str(binary),
+                    "sha256": hashlib.sha256(binary.read_bytes()).hexdigest()},
+        "env": {"A": "1", "DB_PASSWORD": "hunter2-secret"},
+        "secretEnvKeys": ["DB_PASSWORD"],
+        "instances": [{"name": "hello-gin-9080", "port": 9080}],
+        "nginx": {"httpPort": 8080, "httpsPort": 8443, "site": "# site\n",
+                  "main": "http { include x; }"},
+        "supervisord": {"main": "[supervisord]\n", "programs": "[program:hello-gin-9080]\n"},
+        "systemd": None,
+        "tls": {"mode": "self-signed", "domains": ["localhost"]},
+    }
+    payload.update(over)
+    return payload
+
+
+# --------------------------------------------------------------------------- payload
+
+
+def test_valid_payload_parses_with_defaults(tmp_path: Path) -> None:
+    p = hostctl.parse_payload(minimal(tmp_path), "deploy")
+    assert p.ready_path == "/readyz" and p.ready_timeout == 30 and p.keep_releases == 5
+    assert p.instances == (hostctl.Instance("hello-gin-9080", 9080),)
+    assert p.install is False and p.tls is not None and p.tls.mode == "self-signed"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"app": "bad name"}, "app must match"),
+    ({"stateDir": "relative/dir"}, "stateDir must be an absolute path"),
+    ({"stateDir": "/"}, "stateDir must be a dedicated directory"),
+    ({"mode": "cluster"}, "mode must be one of user, system"),
+    ({"supervisor": "systemd", "systemd": {"unit": "x"}}, "systemd needs mode system"),
+    ({"instances": []}, "instances must not be empty"),
+    ({"instances": [{"name": "a", "port": 70000}]}, "instances[0].port must be an integer"),
+    ({"instances": [{"name": "a", "port": 1}, {"name": "b", "port": 1}]}, "unique ports"),
+    ({"release": {"id": "../x", "binary": "/b", "sha256": "0" * 64}}, "release.id must match"),
+    ({"release": {"id": "r", "binary": "/b", "sha256": "xyz"}}, "release.sha256 must be 64 hex"),
+    ({"nginx": {"httpPort": 1, "httpsPort": 1, "site": "s", "main": "m"}}, "must differ"),
+    ({"nginx": {"httpPort": 1, "httpsPort": 2, "site": "s"}}, "nginx.main is required"),
+    ({"supervisord": {"main": "m", "programs": "[program:other]"}},
+     "has no [program:hello-gin-9080] section"),
+    ({"tls": {"mode": "acme", "domains": ["a.example"]}}, "tls.email is required"),
+    ({"tls": {"mode": "self-signed", "domains": ["bad domain"]}}, "invalid name"),
+    ({"env": {"1BAD": "x"}}, "key '1BAD' must match"),
+    ({"readyTimeoutSeconds": 0}, "readyTimeoutSeconds must be a number"),
+])
+def test_invalid_payload_names_the_field(tmp_path: Path, change: dict[str, Any],
+                                         message: str) -> None:
+    with pytest.raises(hostctl.HostError) as err:
+        hostctl.parse_payload(minimal(tmp_path, **change), "deploy")
+    assert message in str(err.value)
+    assert str(err.value).startswith("invalid payload: ")
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    data = minimal(tmp_path)
+    del data["nginx"], data["tls"]
+    with pytest.raises(hostctl.HostError) as err:
+        hostctl.parse_payload(data, "deploy")
+    assert "nginx is required" in str(err.value) and "tls is required" in str(err.value)
+
+
+def test_destroy_needs_only_the_basics(tmp_path: Path) -> None:
+    p = hostctl.parse_payload({"app": "a", "stateDir": str(tmp_path / "s"), "mode": "user",
+                               "supervisor": "supervisord",
+                               "instances": [{"name": "a-1", "port": 1000}]}, "destroy")
+    assert p.release is None and p.nginx is None
+
+
+def test_cli_reports_missing_and_broken_payloads_with_exit_1(tmp_path: Path) -> None:
+    proc = run_agent("deploy", None)
+    assert proc.returncode == 1 and "no JSON payload on stdin" in proc.stderr
+    proc = subprocess.run([sys.executable, str(hostctl.__file__), "deploy"], input="{nope",
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and "not valid JSON" in proc.stderr
+    assert proc.stdout == ""
+    proc = run_agent("deploy", minimal(tmp_path, mode="cluster"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("hostctl: error: invalid payload: mode must be one of")
+
+
+def test_missing_tool_says_what_to_do(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}  # nothing findable on PATH...
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import hostctl; "
+            "hostctl.SBIN_DIRS = (); hostctl.sys.executable = '/nonexistent/python';"
+            "sys.exit(hostctl.main(['deploy']))")
+    proc = subprocess.run([sys.executable, "-c", code, str(Path(hostctl.__file__).parent)],
+                          input=json.dumps(minimal(tmp_path)), env=env, capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 1
+    assert "nginx, supervisord, supervisorctl not found on host; install them or set " \
+           "install: true" in proc.stderr
+
+
+# --------------------------------------------------------------------------- releases
+
+
+def test_release_install_verifies_sha_and_keeps_env_private(tmp_path: Path) -> None:
+    p = hostctl.parse_payload(minimal(tmp_path), "deploy")
+    layout = hostctl.Layout(p.state_dir)
+    hostctl.ensure_state_dir(layout)
+    assert hostctl.install_release(p, layout) is True
+    app = Path(layout.release_app("r1"))
+    assert app.stat().st_mode & 0o777 == 0o755
+    env = Path(layout.release_env("r1"))
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert json.loads(env.read_text()) == {"A": "1", "DB_PASSWORD": "hunter2-secret"}
+    assert hostctl.install_release(p, layout) is False  # idempotent
+
+    bad = minimal(tmp_path)
+    bad["release"] = {**bad["release"], "id": "r2", "sha256": "0" * 64}
+    with pytest.raises(hostctl.HostError, match=r"has sha256 .* expected 0{64}; upload it again"):
+        hostctl.install_release(hostctl.parse_payload(bad, "deploy"), layout)
+    assert not Path(layout.release_dir("r2"), "app").exists()
+
+
+def test_systemd_env_file_is_rendered_when_not_given(tmp_path: Path) -> None:
+    data = minimal(tmp_path, mode="system", supervisor="systemd", supervisord=None,
+                   systemd={"unit": "[Service]\n"})
+    data["env"]["PORT"] = "1"
+    data["env"]["Q"] = 'a"b$c'
+    p = hostctl.parse_payload(data, "deploy")
+    layout = hostctl.Layout(p.state_dir)
+    hostctl.ensure_state_dir(layout)
+    hostctl.install_release(p, layout)
+    app_env = Path(layout.release_app_env("r1"))
+    assert app_env.stat().st_mode & 0o777 == 0o600
+    text = app_env.read_text()
+    assert 'DB_PASSWORD="hunter2-secret"' in text and 'Q="a\\"b\\$c"' in text
+    assert "PORT=" not in text
+
+
+def test_current_switch_is_atomic(tmp_path: Path) -> None:
+    layout = hostctl.Layout(str(tmp_path))
+    for rid in ("a", "b"):
+        os.makedirs(layout.release_dir(rid))
+    hostctl.switch_current(layout, "a")
+    assert hostctl.current_release(layout) == "a"
+    missing = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            if not os.path.exists(layout.current):
+                missing.append(1)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for i in range(300):
+        hostctl.switch_current(layout, "b" if i % 2 == 0 else "a")
+    stop.set()
+    t.join()
+    assert not missing
+    assert os.readlink(layout.current) == "releases/a"
+    assert sorted(os.listdir(tmp_path)) == ["current", "releases"]  # no temp links left
+
+
+def test_prune_keeps_newest_and_never_current_or_previous(tmp_path: Path) -> None:
+    layout = hostctl.Layout(str(tmp_path))
+    now = time.time()
+    for i, rid in enumerate(["r0", "r1", "r2", "r3", "r4", "r5", "r6"]):
+        os.makedirs(layout.release_dir(rid))
+        os.utime(layout.release_dir(rid), (now - 100 + i, now - 100 + i))
+    # r0 is current (an old release re-deployed? no: protected), r1 previous
+    assert hostctl.releases_to_prune(layout, 3, ("r0", "r1")) == ["r3", "r2"]
+    assert hostctl.prune_releases(layout, 3, ("r0", "r1")) == ["r3", "r2"]
+    assert sorted(os.listdir(layout.releases)) == ["r0", "r1", "r4", "r5", "r6"]
+    assert hostctl.releases_to_prune(layout, 1, ("r6", None)) == ["r5", "r4", "r1", "r0"]
+
+
+def test_lock_contention_fails_fast_with_the_lock_path(tmp_path: Path) -> None:
+    data = minimal(tmp_path)
+    layout = hostctl.Layout(data["stateDir"])
+    hostctl.ensure_state_dir(layout)
+    with open(layout.lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        start = time.monotonic()
+        proc = run_agent("deploy", data, timeout=20)
+        assert time.monotonic() - start < 5
+    assert proc.returncode == 1
+    assert f"another gin-deploy operation holds {layout.lock}" in proc.stderr
+
+
+def test_refuses_a_foreign_non_empty_state_dir(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "precious.txt").write_text("x")
+    layout = hostctl.Layout(str(tmp_path / "state"))
+    with pytest.raises(hostctl.HostError, match=r"has no \.gin-deploy marker"):
+        hostctl.ensure_state_dir(layout)
+    proc = run_agent("destroy", {"app": "a", "stateDir": layout.state_dir, "mode": "user",
+                                 "supervisor": "supervisord",
+                                 "instances": [{"name": "a-1", "port": 1000}]})
+    assert proc.returncode == 1 and "refusing to delete" in proc.stderr
+    assert (tmp_path / "state" / "precious.txt").exists()
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.mark.parametrize("backend", ["cryptography", "openssl"])
+def test_self_signed_ca_is_reused_and_leaf_follows_domains(tmp_path: Path, backend: str) -> None:
+    openssl = require("openssl")
+    certs: hostctl.CertTool = (hostctl.CryptographyCertTool() if backend == "cryptography"
+                               else hostctl.OpensslCertTool())
+    layout = hostctl.Layout(str(tmp_path))
+    hostctl.ensure_state_dir(layout)
+    cert, key, issued = hostctl.ensure_self_signed(layout, "app", ["api.example.com",
+                                                                   "localhost"], certs)
+    assert issued
+    assert Path(layout.ca_key).stat().st_mode & 0o777 == 0o600
+    assert Path(key).stat().st_mode & 0o777 == 0o600
+    info = certs.inspect(cert)
+    assert info.sans == {"DNS:api.example.com", "DNS:localhost", "IP:127.0.0.1"}
+    assert 360 < (info.not_after - hostctl._utcnow()).days <= 365
+    verify = subprocess.run([openssl, "verify", "-CAfile", layout.ca_crt, cert],
+                            capture_output=True, text=True, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    ca_text = subprocess.run([openssl, "x509", "-in", layout.ca_crt, "-noout", "-text"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "CA:TRUE" in ca_text
+    ca_before = Path(layout.ca_crt).read_bytes()
+    leaf_before = Path(cert).read_bytes()
+
+    assert hostctl.ensure_self_signed(layout, "app", ["localhost", "api.example.com"],
+                                      certs)[2] is False
+    assert Path(cert).read_bytes() == leaf_before
+    assert hostctl.ensure_self_signed(layout, "app", ["localhost"], certs)[2] is True
+    assert Path(layout.ca_crt).read_bytes() == ca_before  # the CA is created once
+    assert certs.inspect(cert).sans == {"DNS:localhost", "IP:127.0.0.1"}
+
+
+def test_leaf_close_to_expiry_is_reissued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = hostctl.Layout(str(tmp_path))
+    hostctl.ensure_state_dir(layout)
+    monkeypatch.setattr(hostctl, "LEAF_DAYS", 20)
+    hostctl.ensure_self_signed(layout, "app", ["localhost"])
+    monkeypatch.setattr(hostctl, "LEAF_DAYS", 365)
+    assert hostctl.ensure_self_signed(layout, "app", ["localhost"])[2] is True
+    assert hostctl.ensure_self_signed(layout, "app", ["localhost"])[2] is False
+
+
+def test_stable_tls_paths_are_relative_symlinks(tmp_path: Path) -> None:
+    layout = hostctl.Layout(str(tmp_path))
+    hostctl.ensure_state_dir(layout)
+    cert, key, _ = hostctl.ensure_self_signed(layout, "app", ["localhost"])
+    assert hostctl.point_tls(layout, cert, key) is True
+    assert hostctl.point_tls(layout, cert, key) is False
+    assert os.readlink(layout.server_crt) == "self-signed/server.crt"
+    assert Path(layout.server_key).resolve() == Path(key).resolve()
+
+
+# --------------------------------------------------------------------------- supervisors
+
+
+def test_supervisor_groups_are_parsed() -> None:
+    text = ("[group:hello-gin]\nprograms=hello-gin-1,hello-gin-2\n\n[program:hello-gin-1]\n"
+            "command=x\n[program:hello-gin-2]\ncommand=y\n[program:lonely]\ncommand=z\n")
+    groups = hostctl.supervisor_groups(text)
+    assert groups == {"hello-gin-1": "hello-gin", "hello-gin-2": "hello-gin"}
+    multi = "[group:g]\nprograms=a,\n  b\n[program:a]\n"
+    assert hostctl.supervisor_groups(multi) == {"a": "g", "b": "g"}
+
+
+class ReadyServer:
+    """Tiny HTTP servers standing in for instances: /readyz answers 200 or 503."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.healthy = dict.fromkeys(ports, True)
+        self.servers = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                ok = owner.healthy[int(self.server.server_address[1])]  # type: ignore[index]
+                self.send_response(200 if ok else 503)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        for port in ports:
+            srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            self.servers.append(srv)
+
+    def close(self) -> None:
+        for srv in self.servers:
+            srv.shutdown()
+            srv.server_close()
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >> "{log}"
+case "$1" in
+  is-active) exit 0 ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def systemd_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   ) -> Iterator[tuple[hostctl.Target, Path, ReadyServer]]:
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    calls = tmp_path / "systemctl.log"
+    (fake / "systemctl").write_text(FAKE_SYSTEMCTL.format(log=calls))
+    (fake / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    ports = free_ports(3)
+    data = minimal(tmp_path, mode="system", supervisor="systemd", supervisord=None,
+                   systemd={"unit": "[Service]\nExecStart=/x\n",
+                            "unitDir": str(tmp_path / "units")},
+                   instances=[{"name": f"hello-gin-{p}", "port": p} for p in ports],
+                   readyTimeoutSeconds=1)
+    payload = hostctl.parse_payload(data, "deploy")
+    target = hostctl.Target.create(payload)
+    assert isinstance(target.supervisor, hostctl.Systemd)
+    hostctl.ensure_state_dir(target.layout)
+    for rid in ("old", "new"):
+        os.makedirs(target.layout.release_dir(rid))
+    hostctl.switch_current(target.layout, "old")
+    servers = ReadyServer(ports)
+    try:
+        yield target, calls, servers
+    finally:
+        servers.close()
+
+
+def calls_of(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_systemd_strategy_writes_unit_enables_and_cleans_up(
+        systemd_target: tuple[hostctl.Target, Path, ReadyServer]) -> None:
+    target, calls, _ = systemd_target
+    ports = [i.port for i in target.payload.instances]
+    assert target.supervisor.apply() is True
+    unit = Path(target.payload.systemd.unit_dir, "hello-gin@.service")  # type: ignore[union-attr]
+    assert unit.read_text() == "[Service]\nExecStart=/x\n"
+    assert calls_of(calls) == ["daemon-reload", *[f"enable hello-gin@{p}.service" for p in ports]]
+    assert target.supervisor.apply() is False  # unchanged unit
+    # an instance dropped from the payload is disabled and stopped
+    hostctl.save_state(target.layout, {"instances": [{"name": "old", "port": 1234}]})
+    calls.unlink()
+    target.supervisor.apply()
+    assert "disable --now hello-gin@1234.service" in calls_of(calls)
+    calls.unlink()
+    target.supervisor.destroy(target.payload.instances)
+    assert calls_of(calls) == [*[f"disable --now hello-gin@{p}.service" for p in ports],
+                               "daemon-reload"]
+    assert not unit.exists()
+
+
+def test_rolling_restart_goes_one_by_one_through_systemctl(
+        systemd_target: tuple[hostctl.Target, Path, ReadyServer]) -> None:
+    target, calls, _ = systemd_target
+    ports = [i.port for i in target.payload.instances]
+    assert hostctl.rollout(target, "new", "old", force=False) is True
+    restarts = [c for c in calls_of(calls) if c.startswith("restart")]
+    assert restarts == [f"restart hello-gin@{p}.service" for p in ports]
+    assert hostctl.current_release(target.layout) == "new"
+    calls.unlink()
+    # same release, everything ready: nothing is restarted
+    assert hostctl.rollout(target, "new", "new", force=False) is False
+    assert not [c for c in calls_of(calls) if c.startswith("restart")]
+
+
+def test_failed_instance_rolls_back_the_restarted_ones(
+        systemd_target: tuple[hostctl.Target, Path, ReadyServer],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    target, calls, servers = systemd_target
+    ports = [i.port for i in target.payload.instances]
+    servers.healthy[ports[1]] = False
+    log_file = Path(target.layout.logs, f"hello-gin-{ports[1]}.log")
+    log_file.write_text("".join(f"line {i} hunter2-secret\n" for i in range(30)))
+    with pytest.raises(hostctl.HostError) as err:
+        hostctl.rollout(target, "new", "old", force=False)
+    message = str(err.value)
+    assert message.startswith(f"instance hello-gin-{ports[1]} (http://127.0.0.1:{ports[1]}"
+                              f"/readyz) was not ready within 1s; rolled back to release old")
+    assert f"--- last 20 lines of {log_file} ---" in message
+    assert "line 29" in message and "line 9 " not in message
+    assert hostctl.current_release(target.layout) == "old"
+    restarts = [c for c in calls_of(calls) if c.startswith("restart")]
+    assert restarts == [f"restart hello-gin@{p}.service" for p in
+                        (ports[0], ports[1], ports[0], ports[1])]
+    # the secret never reaches the output
+    hostctl.log(message)
+    assert "hunter2-secret" not in capsys.readouterr().err
+
+
+def test_redaction_masks_every_secret_value(capsys: pytest.CaptureFixture[str]) -> None:
+    hostctl.set_secrets(["pa55word", "longer-pa55word-value"])
+    try:
+        hostctl.log("a longer-pa55word-value b pa55word")
+        hostctl.emit({"x": "pa55word"})
+    finally:
+        hostctl.set_secrets([])
+    out = capsys.readouterr()
+    assert "pa55word" not in out.err + out.out
+    assert out.err == "hostctl: a *** b ***\n" and json.loads(out.out) == {"x": "***"}
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_execs_the_current_release_with_its_env(tmp_path: Path) -> None:
+    layout = hostctl.Layout(str(tmp_path / "state"))
+    hostctl.ensure_state_dir(layout)
+    rdir = Path(layout.release_dir("r1"))
+    rdir.mkdir()
+    out = tmp_path / "env.out"
+    (rdir / "app").write_text(f'#!/bin/sh\necho "$$ $PWD" > {out}\nenv >> {out}\n')
+    (rdir / "app").chmod(0o755)
+    (rdir / "env.json").write_text(json.dumps({"GREETING": "hi there", "PORT": "1"}))
+    hostctl.switch_current(layout, "r1")
+    proc = subprocess.Popen([sys.executable, str(hostctl.__file__), "run", "--state",
+                             layout.state_dir, "--port", "9099", "--name", "hello-gin-9099"])
+    assert proc.wait(timeout=20) == 0
+    lines = out.read_text().splitlines()
+    pid, cwd = lines[0].split(" ", 1)
+    assert int(pid) == proc.pid  # exec, not a child: supervisord signals the app itself
+    assert cwd == str(rdir)
+    env = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
+    assert env["GREETING"] == "hi there"
+    assert env["PORT"] == "9099" and env["BIND_ADDR"] == "127.0.0.1"
+    assert env["INSTANCE_ID"] == "hello-gin-9099"
+
+
+def test_run_without_a_release_fails_clearly(tmp_path: Path) -> None:
+    proc = run_agent("run", None, "--state", str(tmp_path), "--port", "1", "--name", "x")
+    assert proc.returncode == 1
+    assert f"{tmp_path}/current does not exist; deploy a release first" in proc.stderr
+
+
+# --------------------------------------------------------------------------- more pieces
+
+
+def test_settle_time_follows_the_upstream_failure_settings() -> None:
+    site = ("upstream a_backend {\n    least_conn;\n"
+            "    server 127.0.0.1:1 weight=1 max_fails=2 fail_timeout=5s;\n"
+            "    server 127.0.0.1:2 max_fails=2 fail_timeout=30s backup;\n    keepalive 3;\n}\n"
+            "server { listen 80; }\n")
+    assert hostctl.nginx_settle_seconds(site) == 5
+    assert hostctl.nginx_settle_seconds("upstream b { server x:1; }") == 10  # nginx defaults
+    assert hostctl.nginx_settle_seconds("upstream b { server x:1 max_fails=0; }") == 0
+    assert hostctl.nginx_settle_seconds("upstream b { server x:1 fail_timeout=500ms; }") == 0.5
+
+
+def test_log_tail_skips_rotated_and_other_instances_logs(tmp_path: Path) -> None:
+    p = hostctl.parse_payload(minimal(tmp_path), "deploy")
+    layout = hostctl.Layout(p.state_dir)
+    hostctl.ensure_state_dir(layout)
+    for name in ("hello-gin-9080.log", "hello-gin-9080.err.log", "hello-gin-9080.log.1",
+                 "hello-gin-90801.log"):
+        Path(layout.logs, name).write_text(f"from {name}\n")
+    sup = hostctl.make_supervisor(p, layout)
+    files = [Path(f).name for f in sup.log_files(p.instances[0])]
+    assert files == ["hello-gin-9080.err.log", "hello-gin-9080.log"]
+
+
+def test_install_true_uses_apt_get(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("install: true needs root")
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    calls = tmp_path / "apt.log"
+    (fake / "apt-get").write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1] == 'install':\n"
+        "    for tool in ('nginx', 'supervisord', 'supervisorctl'):\n"
+        f"        path = os.path.join({str(fake)!r}, tool)\n"
+        "        open(path, 'w').write('#!/bin/sh\\n')\n"
+        "        os.chmod(path, 0o755)\n")
+    (fake / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    monkeypatch.setattr(hostctl, "SBIN_DIRS", ())
+    monkeypatch.setattr(hostctl.sys, "executable", str(tmp_path / "nowhere" / "python3"))
+    p = hostctl.parse_payload(minimal(tmp_path, install=True), "deploy")
+    hostctl.ensure_tools(p)
+    assert calls.read_text().splitlines() == ["update -q", "install -y -q nginx supervisor"]
+    (fake / "nginx").unlink()
+    p = hostctl.parse_payload(minimal(tmp_path), "deploy")
+    with pytest.raises(hostctl.HostError, match="nginx not found on host; install it or set"):
+        hostctl.ensure_tools(p)
+
+
+FAKE_NGINX = """#!/bin/sh
+echo "$*" >> "{log}"
+if [ "$1" = "-t" ] && grep -q BROKEN "{site}"; then
+  echo 'nginx: [emerg] unknown directive "BROKEN" in {site}:1' >&2
+  echo 'nginx: configuration file /etc/nginx/nginx.conf test failed' >&2
+  exit 1
+fi
+exit 0
+"""
+
+
+def test_system_nginx_validates_in_place_and_restores_on_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    site_path = conf_d / "gin-deploy-hello-gin.conf"
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    calls = tmp_path / "nginx.log"
+    (fake / "nginx").write_text(FAKE_NGINX.format(log=calls, site=site_path))
+    (fake / "nginx").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(hostctl, "SBIN_DIRS", ())
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.write_text(f"{os.getpid()}\n")  # "running"
+    monkeypatch.setattr(hostctl.SystemNginx, "PID_FILE", str(pid_file))
+    monkeypatch.setattr(hostctl.SystemNginx, "master_pid", lambda self: None)
+    data = minimal(tmp_path, mode="system")
+    data["nginx"] = {"httpPort": 80, "httpsPort": 443, "site": "server {}\n",
+                     "confDir": str(conf_d)}
+    p = hostctl.parse_payload(data, "deploy")
+    nginx = hostctl.make_nginx(hostctl.Layout(p.state_dir), "system", "hello-gin", p.nginx)
+    assert nginx.apply("server { good; }\n", "") is True
+    assert site_path.read_text() == "server { good; }\n"
+    assert calls.read_text().splitlines() == ["-t", "-s reload"]
+    with pytest.raises(hostctl.HostError) as err:
+        nginx.apply("BROKEN;\n", "")
+    assert 'unknown directive "BROKEN"' in str(err.value)
+    assert site_path.read_text() == "server { good; }\n"  # the old site is back
+    with pytest.raises(hostctl.HostError):
+        nginx.check("BROKEN;\n", "")
+    assert site_path.read_text() == "server { good; }\n"
+    assert calls.read_text().splitlines()[-1] == "-t"  # never reloaded with a bad site
+    nginx.remove()
+    assert not site_path.exists()
+
+
+def test_renew_loop_runs_certbot_renew_repeatedly(tmp_path: Path) -> None:
+    layout = hostctl.Layout(str(tmp_path / "state"))
+    hostctl.ensure_state_dir(layout)
+    os.makedirs(layout.acme_dir("config"))
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    calls = tmp_path / "certbot.log"
+    (fake / "certbot").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    (fake / "certbot").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([sys.executable, str(hostctl.__file__), "renew-loop", "--state",
+                             layout.state_dir, "--interval-seconds", "0.2"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(calls_of(calls)) < 2:
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    lines = calls_of(calls)
+    assert len(lines) >= 2
+    assert lines[0].startswith(f"renew --config-dir {layout.state_dir}/acme/config ")
+    assert "--deploy-hook" in lines[0] and "--non-interactive" in lines[0]
