@@ -93,8 +93,11 @@ class HostConnection:
         Never `triggers`: a trigger change means replace, and replacing a deploy
         would run its delete (destroy) around it. Replacement, if it happens for
         another reason, deletes first so the new deploy is not torn down after.
+        Its stdout/stderr are kept secret: pulumi-command keeps only same-named
+        outputs secret, and these commands may be fed secrets on stdin.
         """
-        opts = self._opts(depends_on, delete_before_replace=True)
+        opts = self._opts(depends_on, delete_before_replace=True,
+                          additional_secret_outputs=["stdout", "stderr"])
         if self._remote is None:
             return command.local.Command(
                 f"{self._name}-{role}", create=create, update=create, delete=delete,

@@ -100,6 +100,7 @@ def run_program(
     secret_keys: list[str] | tuple[str, ...] = (),
     preview: bool = False,
     mocks: RecordingMocks | None = None,
+    transforms: tuple[Callable[[pulumi.ResourceTransformationArgs], Any], ...] = (),
 ) -> RecordingMocks:
     """Run gin_deploy.program.main() with `config`; return the recorded resources.
 
@@ -113,6 +114,9 @@ def run_program(
 
     @pulumi.runtime.test
     def evaluate() -> None:
+        # Transformations see resource options, which mocks do not record.
+        for transform in transforms:
+            pulumi.runtime.register_stack_transformation(transform)
         program.main()
 
     evaluate()

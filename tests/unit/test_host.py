@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 from tests.unit.harness import RecordingMocks, is_secret, run_program, stack_config, unsecret
@@ -34,6 +35,21 @@ def test_dev_deploys_through_the_agent_with_update_in_place_and_destroy_on_delet
     assert "triggers" not in deploy.inputs
     assert deploy.inputs["delete"].endswith("gin_deploy/hostctl.py destroy")
     assert not is_secret(deploy.inputs["stdin"])  # no app secrets: reviewable diffs
+
+
+def test_deploy_options_keep_outputs_secret_and_never_destroy_after_a_replace() -> None:
+    options: dict[str, pulumi.ResourceOptions] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        options[args.name] = args.opts
+
+    run_program(DEV, transforms=(record,))
+    deploy = options["local-deploy"]
+    # pulumi-command keeps only same-named outputs secret; stdin may carry secrets.
+    assert deploy.additional_secret_outputs == ["stdout", "stderr"]
+    assert deploy.delete_before_replace is True
+    # The build's stdout (a sha256) feeds the payload and stays plain.
+    assert not options["hello-gin-binary"].additional_secret_outputs
 
 
 def test_dev_payload_describes_three_instances_behind_nginx_on_8443() -> None:
