@@ -51,7 +51,7 @@ class OperationFailed(RuntimeError):
 def _error_lines(output: str) -> str:
     """The lines that say why, not the whole progress log."""
     keep = [line for line in output.splitlines()
-            if "error" in line.lower() or line.startswith(("    - ", "  - ", "hostctl:"))]
+            if "error" in line.lower() or "gin-deploy:" in line or "hostctl:" in line]
     return "\n".join(keep[-40:]) or output[-4000:]
 
 

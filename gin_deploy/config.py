@@ -572,7 +572,8 @@ def parse_stack_config(
 
     targets = _targets(raw.get("targets"), problems)
     edge = None
-    if "edge" in raw:
+    # An empty edge object (the project default) means no edge routing.
+    if "edge" in raw and raw["edge"].value not in (None, {}, ""):
         edge = parse_value(EdgeConfig, raw["edge"].value, f"{p}edge", problems)
     _cross_checks(app, secret_env, domain, tls, targets, edge, problems)
 

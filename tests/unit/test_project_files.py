@@ -40,6 +40,15 @@ def test_every_contract_key_is_typed_and_described() -> None:
     assert PROJECT["config"]["targets"]["items"] == {"type": "object"}
 
 
+def test_every_contract_key_has_a_default_so_the_cli_never_preempts_our_messages() -> None:
+    # The CLI refuses a stack that lacks a typed key with no default, before the
+    # program can explain; optional keys must default to "off".
+    for key, decl in PROJECT["config"].items():
+        assert decl.get("default") is not None, key
+    assert PROJECT["config"]["edge"]["default"] == {}
+    assert PROJECT["config"]["targets"]["default"] == []
+
+
 def test_app_default_in_pulumi_yaml_matches_the_code() -> None:
     default = PROJECT["config"]["app"]["default"]
     code = AppConfig()

@@ -1,0 +1,132 @@
+"""The dev stack for real: the pulumi CLI and the Automation API, this machine, real nginx.
+
+One stack goes through its whole life in order (the tests depend on each other's
+state, like a user's session): first `up` through the CLI as the README says,
+no-change up / preview / refresh, a new version under load, a bad release that
+is rolled back under load, then destroy. A second stack proves bad config fails
+before anything exists.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gin_deploy import automation
+from tests.e2e.conftest import Project
+from tests.host.conftest import Load, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.host]
+STACK = "dev"
+
+
+def get(project: Project, path: str) -> tuple[int, dict[str, Any], http.client.HTTPResponse]:
+    conn = http.client.HTTPSConnection("localhost", project.https_port,
+                                       context=project.tls_context(), timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, json.loads(body) if body else {}, resp
+    finally:
+        conn.close()
+
+
+def versions_served(project: Project, n: int = 40) -> set[str]:
+    """The version reported by each instance, over enough requests to reach them all."""
+    seen: dict[str, str] = {}
+    for _ in range(n):
+        _status, who, _ = get(project, "/whoami")
+        _status, ver, _ = get(project, "/version")
+        seen[who["instance"]] = ver["version"]
+    return set(seen.values())
+
+
+def test_first_up_through_the_cli_serves_https_through_nginx(project: Project) -> None:
+    project.write_stack_file(STACK, project.dev_config())
+    project.pulumi("stack", "init", STACK, "--secrets-provider", "passphrase")
+    out = project.pulumi("up", "--stack", STACK, "--yes", "--skip-preview")
+    assert "hello-gin-binary" in out.stdout and "local-deploy" in out.stdout
+    status, body, resp = get(project, "/healthz")
+    assert status == 200 and body == {"status": "ok"}
+    assert resp.getheader("Strict-Transport-Security", "").startswith("max-age=63072000")
+    outputs = automation.outputs(STACK, settings=project.settings)
+    assert outputs["url"] == f"https://localhost:{project.https_port}"
+    assert outputs["caCert"] == str(project.state_dir / "tls" / "ca.crt")
+    assert outputs["endpoints"] == {"local": outputs["url"]}
+    assert re.fullmatch(r"0\.0\.0-src\.[0-9a-f]{12}", outputs["version"])
+
+
+def test_second_up_changes_nothing_and_preview_and_refresh_agree(project: Project) -> None:
+    events: list[str] = []
+    result = automation.up(STACK, settings=project.settings, on_output=events.append)
+    assert not result.changed, result.summary
+    assert set(result.summary) == {"same"}
+    assert events, "progress must stream"
+    preview = automation.preview(STACK, settings=project.settings, expect_no_changes=True)
+    assert not preview.changed
+    refresh = automation.refresh(STACK, settings=project.settings, expect_no_changes=True)
+    assert not refresh.changed
+
+
+def test_new_version_rolls_out_under_load_with_zero_failed_requests(project: Project) -> None:
+    config = project.dev_config()
+    config["gin-deploy:app"] = {**config["gin-deploy:app"], "version": "2.0.0"}
+    project.write_stack_file(STACK, config)
+    with Load(project, threads=6) as load:  # type: ignore[arg-type]
+        result = automation.up(STACK, settings=project.settings)
+    assert load.ok > 100 and not load.failures, load.summary()
+    assert result.summary.get("update", 0) >= 1
+    assert versions_served(project) == {"2.0.0"}
+
+
+def test_release_that_never_gets_ready_is_rolled_back_and_the_old_one_keeps_serving(
+        project: Project) -> None:
+    config = project.dev_config(readyTimeout=3)
+    config["gin-deploy:app"] = {**config["gin-deploy:app"], "version": "3.0.0-broken",
+                                "env": {"STARTUP_DELAY": "1h"}}
+    project.write_stack_file(STACK, config)
+    with Load(project, threads=6) as load:  # type: ignore[arg-type]
+        with pytest.raises(automation.OperationFailed) as err:
+            automation.up(STACK, settings=project.settings)
+    assert load.ok > 50 and not load.failures, load.summary()
+    message = str(err.value)
+    assert re.search(r"instance hello-gin-\d+ \(http://127\.0\.0\.1:\d+/readyz\) was not "
+                     r"ready within 3s; rolled back to release 2\.0\.0-", message), message
+    assert versions_served(project) == {"2.0.0"}
+    # The stack still knows where the service is.
+    outputs = automation.outputs(STACK, settings=project.settings)
+    assert outputs.get("url") == f"https://localhost:{project.https_port}", outputs
+
+
+def test_bad_config_fails_preview_before_anything_exists(project: Project) -> None:
+    config = project.dev_config(instances=0)
+    config["gin-deploy:domain"] = "not a domain"
+    project.write_stack_file("broken", config)
+    with pytest.raises(automation.OperationFailed) as err:
+        automation.preview("broken", settings=project.settings)
+    message = str(err.value)
+    assert "gin-deploy:targets[0].instances: must be >= 1" in message
+    assert "gin-deploy:domain: must be a valid DNS name" in message
+    assert "Traceback" not in message
+    resources = project.stack_export("broken")["deployment"].get("resources") or []
+    assert resources == []
+
+
+def test_destroy_leaves_no_process_port_or_file(project: Project) -> None:
+    from gin_deploy import hostctl
+
+    layout = hostctl.Layout(str(project.state_dir))
+    assert hostctl.target_processes(layout), "the stack should be running before destroy"
+    automation.destroy(STACK, settings=project.settings)
+    assert wait_for(lambda: not hostctl.target_processes(layout), timeout=15)
+    ports = [project.http_port, project.https_port,
+             *range(project.base_port, project.base_port + project.instances)]
+    assert all(hostctl.port_free(p) for p in ports), ports
+    assert not Path(project.state_dir).exists()
+    assert automation.outputs(STACK, settings=project.settings) == {}

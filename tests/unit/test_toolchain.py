@@ -1,0 +1,136 @@
+"""The Pulumi toolchain pins and installer, and gin-deploy's own language host (no network)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pulumi_command
+import pytest
+from pulumi.runtime.proto import language_pb2
+
+from gin_deploy import langhost
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "install-pulumi.sh"
+
+
+def read_versions() -> dict[str, str]:
+    lines = (ROOT / "tools" / "versions.env").read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.startswith("#")]
+    assert all(len(pair) == 2 for pair in pairs), pairs
+    return dict(pairs)
+
+
+def test_versions_env_has_exactly_the_two_pins_matching_the_python_requirements() -> None:
+    versions = read_versions()
+    assert set(versions) == {"PULUMI_VERSION", "PULUMI_COMMAND_VERSION"}
+    for value in versions.values():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", value), value
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"pulumi=={versions['PULUMI_VERSION']}" in deps
+    assert f"pulumi-command=={versions['PULUMI_COMMAND_VERSION']}" in deps
+    # What is installed, and the provider version the Python package asks the engine for.
+    assert importlib.metadata.version("pulumi") == versions["PULUMI_VERSION"]
+    plugin = json.loads((Path(pulumi_command.__file__).parent / "pulumi-plugin.json").read_text())
+    assert plugin == {"resource": True, "name": "command",
+                      "version": versions["PULUMI_COMMAND_VERSION"]}
+
+
+def test_install_script_is_valid_strict_bash() -> None:
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+    text = SCRIPT.read_text()
+    assert "set -euo pipefail" in text
+    assert os.access(SCRIPT, os.X_OK)
+    # Only tools/versions.env writes versions (comments may name one as an example).
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    versions = read_versions()
+    assert versions["PULUMI_VERSION"] not in code and versions["PULUMI_COMMAND_VERSION"] not in code
+
+
+def test_install_script_help_needs_no_network() -> None:
+    out = subprocess.run([str(SCRIPT), "--help"], check=True, capture_output=True, text=True)
+    assert "--retry" in out.stdout and "tools/versions.env" in out.stdout
+
+
+# ---------------------------------------------------------------- langhost
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["127.0.0.1:4000"], "127.0.0.1:4000"),
+    (["--logtostderr", "-v=9", "--tracing", "http://t:9411", "127.0.0.1:4000"], "127.0.0.1:4000"),
+    ([], ""),
+])
+def test_engine_address_is_the_last_positional_argument(argv: list[str], expected: str) -> None:
+    assert langhost.engine_address(argv) == expected
+
+
+def test_entry_point_resolution(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "main.py").write_text("")
+    assert langhost.entry_point(tmp_path) == tmp_path / "__main__.py"
+    assert langhost.entry_point(tmp_path, ".") == tmp_path / "__main__.py"
+    assert langhost.entry_point(tmp_path, "src") == tmp_path / "src" / "__main__.py"
+    assert langhost.entry_point(tmp_path, "main.py") == tmp_path / "main.py"
+    assert langhost.entry_point(str(tmp_path), "missing.py") == tmp_path / "missing.py"
+
+
+def test_program_environment_is_restored_and_project_modules_dropped(tmp_path: Path) -> None:
+    (tmp_path / "tinymod_for_langhost.py").write_text("VALUE = 1\n")
+    main = tmp_path / "__main__.py"
+    cwd, path, argv = os.getcwd(), list(sys.path), list(sys.argv)
+    with langhost.program_environment(main, ["a", "b"]):
+        assert Path.cwd() == tmp_path
+        assert sys.path[0] == str(tmp_path)
+        assert sys.argv == [str(main), "a", "b"]
+        import tinymod_for_langhost  # type: ignore[import-not-found]  # noqa: F401
+    assert (os.getcwd(), sys.path, sys.argv) == (cwd, path, argv)
+    assert "tinymod_for_langhost" not in sys.modules
+
+
+def test_user_traceback_starts_at_the_program(tmp_path: Path) -> None:
+    main = tmp_path / "__main__.py"
+    main.write_text("def boom():\n    raise ValueError('boom')\nboom()\n")
+    try:
+        langhost.runpy.run_path(str(main))
+    except ValueError:
+        text = langhost.user_traceback(main)
+    assert text.splitlines()[1] == f'  File "{main}", line 3, in <module>'
+    assert "runpy" not in text and text.rstrip().endswith("ValueError: boom")
+
+
+def test_plugin_info_and_minimal_rpcs() -> None:
+    host = langhost.LanguageHost("127.0.0.1:1")
+    assert host.GetPluginInfo(None, None).version == importlib.metadata.version("pulumi")
+    assert not host.GetRequiredPackages(None, None).packages
+    assert b"scripts/setup.sh" in next(iter(host.InstallDependencies(None, None))).stdout
+    deps = host.GetProgramDependencies(None, None).dependencies
+    assert {"pulumi", "pulumi-command"} <= {d.name.lower().replace("_", "-") for d in deps}
+    assert not host.RuntimeOptionsPrompts(None, None).prompts
+
+
+def test_run_plugin_streams_output_and_exit_code(tmp_path: Path) -> None:
+    (tmp_path / "__main__.py").write_text(
+        "import os, sys\nprint('out', sys.argv[1:], os.getcwd())\n"
+        "print('err', os.environ['X'], file=sys.stderr)\nsys.exit(3)\n")
+    request = language_pb2.RunPluginRequest(
+        pwd=str(tmp_path.parent), args=["engine:1"], env=["X=y", f"PATH={os.environ['PATH']}"],
+        info=language_pb2.ProgramInfo(root_directory=str(tmp_path),
+                                      program_directory=str(tmp_path), entry_point="."))
+    callbacks: list[Any] = []
+    context = SimpleNamespace(add_callback=callbacks.append)
+    replies = list(langhost.LanguageHost("").RunPlugin(request, context))
+    stdout = b"".join(r.stdout for r in replies if r.WhichOneof("output") == "stdout")
+    stderr = b"".join(r.stderr for r in replies if r.WhichOneof("output") == "stderr")
+    assert stdout.decode() == f"out ['engine:1'] {tmp_path.parent}\n"
+    assert stderr.decode() == "err y\n"
+    assert replies[-1].WhichOneof("output") == "exitcode" and replies[-1].exitcode == 3
+    assert len(callbacks) == 1
