@@ -8,9 +8,11 @@ directories and ports are private to the test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -156,10 +158,6 @@ def _kill_everything_under(state_dir: Path) -> None:
     from gin_deploy import hostctl
 
     if state_dir.exists():
-        import signal
-
         for pid in hostctl.target_processes(hostctl.Layout(str(state_dir))):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass

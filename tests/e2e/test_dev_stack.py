@@ -91,9 +91,9 @@ def test_release_that_never_gets_ready_is_rolled_back_and_the_old_one_keeps_serv
     config["gin-deploy:app"] = {**config["gin-deploy:app"], "version": "3.0.0-broken",
                                 "env": {"STARTUP_DELAY": "1h"}}
     project.write_stack_file(STACK, config)
-    with Load(project, threads=6) as load:  # type: ignore[arg-type]
-        with pytest.raises(automation.OperationFailed) as err:
-            automation.up(STACK, settings=project.settings)
+    with Load(project, threads=6) as load, pytest.raises(  # type: ignore[arg-type]
+            automation.OperationFailed) as err:
+        automation.up(STACK, settings=project.settings)
     assert load.ok > 50 and not load.failures, load.summary()
     message = str(err.value)
     assert re.search(r"instance hello-gin-\d+ \(http://127\.0\.0\.1:\d+/readyz\) was not "
