@@ -77,11 +77,13 @@ class HostConnection:
     def prepare_staging(self) -> list[pulumi.Resource]:
         if self._remote is None:
             return []
+        staging = shlex.quote(self.staging_dir)
+        # Deleted last (everything staged depends on it), so destroy leaves no file.
         mkdir = command.remote.Command(
             f"{self._name}-staging",
             connection=self._remote,
-            create=f"mkdir -p {shlex.quote(self.staging_dir)} && chmod 700 "
-                   f"{shlex.quote(self.staging_dir)}",
+            create=f"mkdir -p {staging} && chmod 700 {staging}",
+            delete=f"rm -rf {staging}",
             opts=self._opts(()),
         )
         return [mkdir]

@@ -270,6 +270,14 @@ class _Fields:
             self.fail(key, f"must be an absolute path (got {value!r})")
         return os.path.normpath(value) if value else value
 
+    def local_path(self, key: str) -> str:
+        """A path on this host; relative ones are taken from the working directory (over
+        SSH: the login user's home, where files are staged)."""
+        value = self.text(key)
+        if value and ("\0" in value or "\n" in value):
+            self.fail(key, f"must be a path (got {value!r})")
+        return os.path.abspath(value) if value else value
+
     def integer(self, key: str, default: int | None = None, lo: int = 0, hi: int = 2**31) -> int:
         value = self.data.get(key, default)
         if value is None:
@@ -380,7 +388,7 @@ def parse_payload(data: Any, command: str) -> Payload:
         digest = rel.text("sha256").lower()
         if digest and not re.fullmatch(r"[0-9a-f]{64}", digest):
             rel.fail("sha256", "must be 64 hex digits")
-        release = Release(id=rid, binary=rel.abspath("binary"), sha256=digest)
+        release = Release(id=rid, binary=rel.local_path("binary"), sha256=digest)
 
     env: dict[str, str] = {}
     raw_env = f.data.get("env", {})

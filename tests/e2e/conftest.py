@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,3 +163,56 @@ def _kill_everything_under(state_dir: Path) -> None:
         for pid in hostctl.target_processes(hostctl.Layout(str(state_dir))):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A throwaway sshd on 127.0.0.1 accepting one generated key for the current user."""
+    for tool in ("/usr/sbin/sshd", "ssh-keygen", "ssh", "sftp"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is not installed: scripts/setup.sh installs openssh")
+    if not os.path.isdir("/run/sshd"):  # sshd's privilege-separation directory
+        if os.geteuid() != 0:
+            pytest.fail("/run/sshd is missing and we are not root: create it (sshd needs it)")
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "client_key", "wrong_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
+                       check=True)
+    shutil.copy(d / "client_key.pub", d / "authorized_keys")
+    port = free_ports(1)[0]
+    (d / "sshd_config").write_text(f"""\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {d / "host_key"}
+PidFile {d / "sshd.pid"}
+AuthorizedKeysFile {d / "authorized_keys"}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AcceptEnv GIN_* PULUMI_COMMAND_*
+Subsystem sftp internal-sftp
+""")
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "w"))  # noqa: SIM115
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"sshd did not start:\n{(d / 'sshd.log').read_text()}")
+                time.sleep(0.1)
+        yield {"dir": d, "port": port, "user": pwd.getpwuid(os.geteuid()).pw_name,
+               "key": (d / "client_key").read_text(), "wrong": (d / "wrong_key").read_text()}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,63 +209,7 @@ def test_failing_command_fails_the_update(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- remote.* against a real sshd
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A throwaway sshd on 127.0.0.1 accepting one generated key for the current user."""
-    for tool in ("/usr/sbin/sshd", "ssh-keygen", "ssh", "sftp"):
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed")
-    if not os.path.isdir("/run/sshd"):  # sshd's privilege-separation directory
-        if os.geteuid() != 0:
-            pytest.skip("/run/sshd is missing and we are not root")
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    d = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "client_key", "wrong_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
-                       check=True)
-    shutil.copy(d / "client_key.pub", d / "authorized_keys")
-    port = _free_port()
-    (d / "sshd_config").write_text(f"""\
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {d / "host_key"}
-PidFile {d / "sshd.pid"}
-AuthorizedKeysFile {d / "authorized_keys"}
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-AcceptEnv GIN_* PULUMI_COMMAND_*
-Subsystem sftp internal-sftp
-""")
-    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")],
-                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "w"))  # noqa: SIM115
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"sshd did not start:\n{(d / 'sshd.log').read_text()}")
-                time.sleep(0.1)
-        yield {"dir": d, "port": port, "user": pwd.getpwuid(os.geteuid()).pw_name,
-               "key": (d / "client_key").read_text(), "wrong": (d / "wrong_key").read_text()}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _connection(sshd: dict[str, Any], key: str = "privateKey") -> dict[str, Any]:

@@ -87,6 +87,17 @@ def test_invalid_payload_names_the_field(tmp_path: Path, change: dict[str, Any],
     assert str(err.value).startswith("invalid payload: ")
 
 
+def test_a_relative_binary_path_is_taken_from_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Over SSH, files are staged relative to the login user's home.
+    monkeypatch.chdir(tmp_path)
+    data = minimal(tmp_path)
+    data["release"] = {**data["release"], "binary": ".cache/gin-deploy/x/app"}
+    p = hostctl.parse_payload(data, "deploy")
+    assert p.release is not None
+    assert p.release.binary == str(tmp_path / ".cache/gin-deploy/x/app")
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     data = minimal(tmp_path)
     del data["nginx"], data["tls"]

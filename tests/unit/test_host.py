@@ -138,6 +138,9 @@ def ssh_config(key: Path, **extra: Any) -> dict[str, Any]:
 
 def test_ssh_target_stages_agent_and_binary_then_deploys_remotely(ssh_key: Path) -> None:
     mocks = run_program(ssh_config(ssh_key, supervisor="systemd"))
+    staging = mocks.named("edge-staging")
+    assert staging.inputs["create"].startswith("mkdir -p .cache/gin-deploy/gin-deploy-dev-edge")
+    assert staging.inputs["delete"] == "rm -rf .cache/gin-deploy/gin-deploy-dev-edge"
     uploads = {r.name: r for r in mocks.of_type("command:remote:CopyToRemote")}
     assert sorted(uploads) == ["edge-upload-agent", "edge-upload-binary"]
     assert uploads["edge-upload-binary"].inputs["remotePath"].endswith("/app")

@@ -1,0 +1,91 @@
+"""A host target reached over SSH (a real sshd on 127.0.0.1), through the real engine."""
+
+from __future__ import annotations
+
+import http.client
+import pwd
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gin_deploy import automation, hostctl
+from tests.e2e.conftest import Project
+from tests.host.conftest import Load, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.host]
+STACK = "edge-ssh"
+
+
+@pytest.fixture(scope="module")
+def keys(sshd: dict[str, Any], project: Project) -> dict[str, Path]:
+    out = {}
+    for name, text in (("good", sshd["key"]), ("wrong", sshd["wrong"])):
+        path = project.root.parent / f"{name}_key"
+        path.write_text(text)
+        path.chmod(0o600)
+        out[name] = path
+    return out
+
+
+def ssh_config(project: Project, sshd: dict[str, Any], key: Path) -> dict[str, Any]:
+    return project.dev_config(connection="ssh", host="127.0.0.1", sshPort=sshd["port"],
+                              user=sshd["user"], privateKeyPath=str(key), mode="user")
+
+
+def staging_dir(sshd: dict[str, Any]) -> Path:
+    home = Path(pwd.getpwnam(sshd["user"]).pw_dir)
+    return home / ".cache" / "gin-deploy" / f"gin-deploy-{STACK}-local"
+
+
+def healthz(project: Project) -> int:
+    conn = http.client.HTTPSConnection("localhost", project.https_port,
+                                       context=project.tls_context(), timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_up_over_ssh_serves_https(project: Project, sshd: dict[str, Any],
+                                  keys: dict[str, Path]) -> None:
+    project.write_stack_file(STACK, ssh_config(project, sshd, keys["good"]))
+    result = automation.up(STACK, settings=project.settings)
+    assert result.summary.get("create", 0) >= 5, result.summary
+    assert healthz(project) == 200
+    assert (staging_dir(sshd) / "hostctl.py").exists()
+    assert (staging_dir(sshd) / "app").exists()
+
+
+def test_auth_failure_is_clear_and_the_running_release_keeps_serving(
+        project: Project, sshd: dict[str, Any], keys: dict[str, Path]) -> None:
+    config = ssh_config(project, sshd, keys["wrong"])
+    config["gin-deploy:app"] = {**config["gin-deploy:app"], "version": "9.9.9"}
+    project.write_stack_file(STACK, config)
+    with Load(project, threads=4) as load, pytest.raises(  # type: ignore[arg-type]
+            automation.OperationFailed) as err:
+        automation.up(STACK, settings=project.settings)
+    assert load.ok > 20 and not load.failures, load.summary()
+    message = str(err.value)
+    assert f"127.0.0.1:{sshd['port']}" in message and "authentication" in message, message
+
+
+def test_the_right_key_recovers(project: Project, sshd: dict[str, Any],
+                                keys: dict[str, Path]) -> None:
+    project.write_stack_file(STACK, ssh_config(project, sshd, keys["good"]))
+    automation.up(STACK, settings=project.settings)
+    assert healthz(project) == 200
+    again = automation.up(STACK, settings=project.settings)
+    assert not again.changed, again.summary
+
+
+def test_destroy_over_ssh_leaves_nothing(project: Project, sshd: dict[str, Any]) -> None:
+    layout = hostctl.Layout(str(project.state_dir))
+    automation.destroy(STACK, settings=project.settings)
+    assert wait_for(lambda: not hostctl.target_processes(layout), timeout=15)
+    assert not project.state_dir.exists()
+    assert not staging_dir(sshd).exists()
+    ports = [project.http_port, project.https_port,
+             *range(project.base_port, project.base_port + project.instances)]
+    assert all(hostctl.port_free(p) for p in ports)
