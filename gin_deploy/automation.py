@@ -49,10 +49,19 @@ class OperationFailed(RuntimeError):
 
 
 def _error_lines(output: str) -> str:
-    """The lines that say why, not the whole progress log."""
-    keep = [line for line in output.splitlines()
-            if "error" in line.lower() or "gin-deploy:" in line or "hostctl:" in line]
-    return "\n".join(keep[-40:]) or output[-4000:]
+    """The lines that say why, not the whole progress log: errors, config problems, the
+    agent's messages, and the engine's whole `Policies:` section (violations)."""
+    keep: list[str] = []
+    in_policies = False
+    for line in output.splitlines():
+        if line.strip() == "Policies:":
+            in_policies = True
+        elif in_policies and line and not line.startswith(" "):
+            in_policies = False
+        if in_policies or "error" in line.lower() or "gin-deploy:" in line \
+                or "hostctl:" in line:
+            keep.append(line)
+    return "\n".join(keep[-60:]) or output[-4000:]
 
 
 @dataclass(frozen=True)

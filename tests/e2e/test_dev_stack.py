@@ -12,6 +12,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +105,72 @@ def test_release_that_never_gets_ready_is_rolled_back_and_the_old_one_keeps_serv
     # The stack still knows where the service is.
     outputs = automation.outputs(STACK, settings=project.settings)
     assert outputs.get("url") == f"https://localhost:{project.https_port}", outputs
+
+
+def restore(project: Project, **app: Any) -> dict[str, Any]:
+    config = project.dev_config()
+    config["gin-deploy:app"] = {**config["gin-deploy:app"], "version": "2.0.0", **app}
+    project.write_stack_file(STACK, config)
+    return config
+
+
+def test_policy_pack_runs_in_the_engine_and_blocks_a_plain_secret(project: Project) -> None:
+    pack = (str(project.root / "policy"),)
+    restore(project)
+    # The compliant stack passes: an `up` under the pack (it would stop on a violation).
+    automation.up(STACK, settings=project.settings, policy_packs=pack)
+    restore(project, env={"DB_PASSWORD": "plain"})
+    with pytest.raises(automation.OperationFailed) as err:
+        automation.preview(STACK, settings=project.settings, policy_packs=pack)
+    assert "['DB_PASSWORD'] look like secrets: declare them in app.secretEnv" in str(err.value)
+
+
+def test_secret_config_never_appears_in_state_outputs_logs_or_rendered_files(
+        project: Project) -> None:
+    secret = "s3cr3t-" + secrets.token_hex(12)
+    restore(project, secretEnv=["DB_PASSWORD"])
+    result = automation.up(STACK, settings=project.settings,
+                           secret_config={"DB_PASSWORD": secret})
+    assert result.changed
+    backend = Path(project.settings.backend_url.removeprefix("file://"))  # type: ignore[union-attr]
+    places = {
+        "engine output": result.output,
+        "stack outputs": project.pulumi("stack", "output", "--json", "--stack", STACK).stdout,
+        "stack export": json.dumps(project.stack_export(STACK)),
+        "stack file": (project.root / f"Pulumi.{STACK}.yaml").read_text(),
+    }
+    for path in [*backend.rglob("*"), *project.state_dir.rglob("*")]:
+        if path.is_file() and not path.is_symlink():
+            places[str(path)] = path.read_bytes().decode(errors="replace")
+    # The app needs the value at run time: only the release's env files hold it, 0600.
+    holders = {k for k, text in places.items() if secret in text}
+    assert holders and all(Path(k).name in ("env.json", "app.env") for k in holders), holders
+    for holder in holders:
+        assert Path(holder).stat().st_mode & 0o077 == 0, holder
+
+
+def test_a_locked_stack_fails_at_once_and_other_stacks_carry_on(project: Project) -> None:
+    restore(project, version="2.0.1")
+    backend = Path(project.settings.backend_url.removeprefix("file://"))  # type: ignore[union-attr]
+    locks = backend / ".pulumi" / "locks"
+    first: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: first.update(
+        result=automation.up(STACK, settings=project.settings)))
+    runner.start()
+    try:
+        assert wait_for(lambda: any(locks.rglob("*.json")), timeout=60), "no lock appeared"
+        started = time.monotonic()
+        with pytest.raises(automation.StackLockedError, match="is locked by another operation"):
+            automation.up(STACK, settings=project.settings)
+        assert time.monotonic() - started < 30
+        # Another stack of the same project is not blocked by it.
+        project.write_stack_file("other", project.dev_config())
+        other = automation.preview("other", settings=project.settings)
+        assert other.summary.get("create", 0) >= 3
+    finally:
+        runner.join(timeout=300)
+    assert first["result"].changed
+    assert versions_served(project) == {"2.0.1"}
 
 
 def test_bad_config_fails_preview_before_anything_exists(project: Project) -> None:
