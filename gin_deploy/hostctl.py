@@ -18,7 +18,8 @@ Commands
     status        (payload, or --state DIR) current release and instance readiness
     run           --state DIR --port P --name N: exec the current release (supervisord program)
     reload-nginx  --state DIR: validate and reload this target's nginx (certbot deploy hook)
-    renew         --state DIR: certbot renew (ACME targets)
+    renew         --state DIR [--force]: certbot renew (ACME targets); --force renews now
+                  (certbot --force-renewal) even when the certificate is not due
     renew-loop    --state DIR --interval-seconds N: renew forever, every N seconds
 
 Layout under ``stateDir`` (the Pulumi side renders configs with these paths):
@@ -2330,14 +2331,19 @@ def reload_nginx(state_dir: str) -> dict[str, Any]:
     return {"reloaded": True}
 
 
-def renew(state_dir: str) -> dict[str, Any]:
+def renew(state_dir: str, force: bool = False) -> dict[str, Any]:
     layout = Layout(os.path.normpath(state_dir))
     if not os.path.isdir(layout.acme_dir("config")):
         log("no ACME certificates here; nothing to renew")
         return {"renewed": False}
+    # certbot sleeps up to 8 minutes before a non-interactive renew (meant for cron jobs all
+    # firing at the same minute); we hold the state lock meanwhile, which would block deploys.
+    # renew-loop's schedule starts at the deploy, so hosts are spread out anyway.
+    args = [tool("certbot"), "renew", *certbot_common(layout), "--no-random-sleep-on-renew"]
+    if force:
+        args.append("--force-renewal")
     with state_lock(layout):
-        run_cmd([tool("certbot"), "renew", *certbot_common(layout)], "certbot renew",
-                env=certbot_env(layout), timeout=900)
+        run_cmd(args, "certbot renew", env=certbot_env(layout), timeout=900)
     return {"renewed": True}
 
 
@@ -2365,8 +2371,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--state", required=True)
     run.add_argument("--port", type=int, required=True)
     run.add_argument("--name", required=True)
-    for name in ("reload-nginx", "renew"):
-        sub.add_parser(name).add_argument("--state", required=True)
+    sub.add_parser("reload-nginx").add_argument("--state", required=True)
+    rn = sub.add_parser("renew")
+    rn.add_argument("--state", required=True)
+    rn.add_argument("--force", action="store_true",
+                    help="renew even when not due (certbot --force-renewal)")
     loop = sub.add_parser("renew-loop")
     loop.add_argument("--state", required=True)
     loop.add_argument("--interval-seconds", type=float, default=43200.0)
@@ -2381,7 +2390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "reload-nginx":
             emit(reload_nginx(args.state))
         elif args.command == "renew":
-            emit(renew(args.state))
+            emit(renew(args.state, force=args.force))
         elif args.command == "renew-loop":
             renew_loop(args.state, args.interval_seconds)
         elif args.command == "status" and args.state:
