@@ -21,7 +21,10 @@ What it builds (see docs/ecs.md for the reasons):
   container definitions from `gin_deploy.render.ecs` (non-root, read-only,
   init, health check, awslogs, secrets only by reference);
 * target tracking autoscaling on CPU and on ALB requests per target;
-* the alias record for the domain unless edge routing owns the name.
+* the alias record for the domain unless edge routing owns the name;
+* behind edge routing, its own name on the certificate, and behind a CDN the
+  origin lock: the HTTPS listener answers 403 unless the request carries
+  CloudFront's secret header (or asks for the health check path).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.build import GinBuild
-from components.endpoint import TargetEndpoint
+from components.endpoint import EdgeOrigin, TargetEndpoint
 from gin_deploy.config import (
     AppConfig,
     EcsTargetConfig,
@@ -56,6 +59,9 @@ HEALTH_INTERVAL_S = 10
 HEALTH_TIMEOUT_S = 5
 HEALTHY_THRESHOLD = 2
 UNHEALTHY_THRESHOLD = 3
+# Origin lock rules: the health check path first, then the secret header.
+OPEN_PATH_RULE_PRIORITY = 10
+ORIGIN_VERIFY_RULE_PRIORITY = 20
 # SSM Standard parameters hold up to 4 KB; Advanced up to 8 KB.
 SSM_STANDARD_MAX_BYTES = 4096
 ECS_LB_ROLE_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
@@ -83,6 +89,8 @@ class EcsTargetArgs:
     secret_env: Mapping[str, str] = field(default_factory=dict)
     # An existing provider for the region (e.g. with assume_role); default: a new one.
     provider: aws.Provider | None = None
+    # Set by edge routing: extra names, and behind a CDN the origin lock.
+    edge: EdgeOrigin | None = None
 
 
 def task_family(app: str, stack: str, target: str) -> str:
@@ -108,6 +116,8 @@ class EcsTarget(pulumi.ComponentResource):
     target_group: aws.lb.TargetGroup
     https_listener: aws.lb.Listener
     http_listener: aws.lb.Listener
+    # Behind a CDN: the rules that forward locked traffic (health check path, secret header).
+    origin_rules: list[aws.lb.ListenerRule]
     cluster: aws.ecs.Cluster
     task_definition: aws.ecs.TaskDefinition
     service: aws.ecs.Service
@@ -129,6 +139,9 @@ class EcsTarget(pulumi.ComponentResource):
         region = t.region
         assert region is not None, "config parsing requires a region for ecs targets"
         self._name = name
+        edge = args.edge
+        locked = edge is not None and edge.locked
+        assert not (locked and t.blue_green), "config rejects blueGreen behind a CDN"
 
         # 2. The region's provider; every child below uses it explicitly.
         self.provider = args.provider or aws.Provider(
@@ -200,7 +213,9 @@ class EcsTarget(pulumi.ComponentResource):
             enable_http2=True,
             drop_invalid_header_fields=True,
             desync_mitigation_mode="defensive",
-            xff_header_processing_mode="append",
+            # Behind the CDN's lock only CloudFront gets through, and its X-Forwarded-For
+            # ends with the viewer's address: pass it on unchanged (docs/edge.md).
+            xff_header_processing_mode="preserve" if locked else "append",
             enable_xff_client_port=False,
             preserve_host_header=False,
             access_logs=aws.lb.LoadBalancerAccessLogsArgs(
@@ -227,6 +242,11 @@ class EcsTarget(pulumi.ComponentResource):
                         content_type="text/plain", message_body="not found",
                         status_code="404"),
                 ) if green is not None else aws.lb.ListenerDefaultActionArgs(
+                    type="fixed-response",
+                    fixed_response=aws.lb.ListenerDefaultActionFixedResponseArgs(
+                        content_type="text/plain", message_body="forbidden",
+                        status_code="403"),
+                ) if locked else aws.lb.ListenerDefaultActionArgs(
                     type="forward", target_group_arn=self.target_group.arn),
             ],
             routing_http_response_strict_transport_security_header_value=hsts,
@@ -248,6 +268,8 @@ class EcsTarget(pulumi.ComponentResource):
         )
         advanced = None
         listeners: list[pulumi.Resource] = [self.https_listener, self.http_listener]
+        self.origin_rules = self._origin_lock(edge) if edge is not None and locked else []
+        listeners += self.origin_rules
         if green is not None:
             # ECS shifts traffic by rewriting this rule's weights: do not fight it.
             rule = aws.lb.ListenerRule(
@@ -593,17 +615,18 @@ class EcsTarget(pulumi.ComponentResource):
         if t.certificate_arn is not None:
             return pulumi.Output.from_input(t.certificate_arn), zone_id
         assert zone_id is not None
+        sans = list(dict.fromkeys([*t.sans, *(args.edge.names if args.edge else ())]))
         cert = aws.acm.Certificate(
             f"{name}-cert",
             domain_name=args.domain,
-            subject_alternative_names=list(t.sans) or None,
+            subject_alternative_names=sans or None,
             validation_method="DNS",
             key_algorithm="RSA_2048",
             opts=self._child(),
         )
         # `*.x` and `x` share one validation record: one Record per distinct name.
         distinct: dict[str, str] = {}
-        for n in (args.domain, *t.sans):
+        for n in (args.domain, *sans):
             distinct.setdefault(n.removeprefix("*."), n)
         fqdns = []
         for i, domain_name in enumerate(distinct.values()):
@@ -628,6 +651,35 @@ class EcsTarget(pulumi.ComponentResource):
         )
         # The listener takes the ARN from the validation: it waits for ISSUED.
         return validation.certificate_arn, zone_id
+
+    def _origin_lock(self, edge: EdgeOrigin) -> list[aws.lb.ListenerRule]:
+        """Forward only the health check path and requests with the secret header;
+        the listener's default action answers everything else with 403."""
+        assert edge.verify_header is not None and edge.verify_value is not None
+        forward = [aws.lb.ListenerRuleActionArgs(
+            type="forward", target_group_arn=self.target_group.arn)]
+        rules = []
+        if edge.open_path is not None:
+            rules.append(aws.lb.ListenerRule(
+                f"{self._name}-open-path",
+                listener_arn=self.https_listener.arn,
+                priority=OPEN_PATH_RULE_PRIORITY,
+                conditions=[aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(
+                        values=[edge.open_path]))],
+                actions=forward,
+                opts=self._child()))
+        rules.append(aws.lb.ListenerRule(
+            f"{self._name}-origin-verify",
+            listener_arn=self.https_listener.arn,
+            priority=ORIGIN_VERIFY_RULE_PRIORITY,
+            conditions=[aws.lb.ListenerRuleConditionArgs(
+                http_header=aws.lb.ListenerRuleConditionHttpHeaderArgs(
+                    http_header_name=edge.verify_header,
+                    values=[pulumi.Output.secret(edge.verify_value)]))],
+            actions=forward,
+            opts=self._child()))
+        return rules
 
     def _target_group(self, args: EcsTargetArgs, role: str) -> aws.lb.TargetGroup:
         return aws.lb.TargetGroup(
@@ -698,7 +750,8 @@ def _json(document: Any) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
-def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild) -> TargetEndpoint:
+def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
+              edge: EdgeOrigin | None = None) -> TargetEndpoint:
     """TARGET_BUILDERS entry for `kind: ecs`: the EcsTarget and what edge/exports see."""
     assert isinstance(target, EcsTargetConfig)
 
@@ -712,7 +765,7 @@ def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild) -> Target
         target=target, app=cfg.app, domain=cfg.domain, hsts=cfg.tls.hsts,
         project=cfg.project, stack=cfg.stack, push_image=push,
         zone_name=target.effective_zone(cfg.domain, edge_zone),
-        manage_dns=cfg.edge is None, secret_env=cfg.secret_env,
+        manage_dns=cfg.edge is None, secret_env=cfg.secret_env, edge=edge,
     ))
     return TargetEndpoint(
         name=target.name, kind="ecs", url=ecs.url, origin_host=ecs.alb_dns_name,

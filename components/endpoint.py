@@ -1,7 +1,9 @@
-"""What every target exposes to the rest of the program (exports, edge routing)."""
+"""What every target exposes to the rest of the program (exports, edge routing), and
+what edge routing asks of a target in return."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -23,3 +25,28 @@ class TargetEndpoint:
     region: str | None = None
     alias_zone_id: pulumi.Output[str] | None = None
     ca_cert: str | None = None
+
+
+@dataclass(frozen=True)
+class EdgeOrigin:
+    """What edge routing needs from one target (program.py passes it when `edge` is set).
+
+    * `names`: extra host names the target answers under - its own name at the edge,
+      `<target>.origin.<domain>`, which its health check (and CloudFront's failover)
+      reach it by; they join the target's certificate, listeners and server names.
+    * With a CDN, the origin lock: requests must carry `verify_header` with the value
+      `verify_value` (a Pulumi secret only CloudFront and the target know), else 403;
+      `open_path` (the health check's path; Route 53 cannot send headers) stays open.
+    * `cdn_cidrs`: CloudFront's origin-facing address ranges, for proxies that take
+      the client address from CloudFront's X-Forwarded-For only when it connects.
+    """
+
+    names: tuple[str, ...] = ()
+    verify_header: str | None = None
+    verify_value: pulumi.Input[str] | None = None
+    open_path: str | None = None
+    cdn_cidrs: pulumi.Input[Sequence[str]] | None = None
+
+    @property
+    def locked(self) -> bool:
+        return self.verify_value is not None

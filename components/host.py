@@ -6,6 +6,9 @@ installs the release, runs N instances under supervisord or systemd, restarts
 them one at a time gated on readiness, rolls back on failure and reloads nginx
 only after `nginx -t` passes. The same resources serve `connection: local` and
 `connection: ssh`; only how files reach the host differs (HostConnection).
+Behind edge routing nginx also answers the host's own name at the edge, and behind
+a CDN it trusts CloudFront's client address and forwards only requests carrying
+CloudFront's secret header (the deploy payload is then a Pulumi secret).
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import base64
 import hashlib
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pulumi
 
+from components.endpoint import EdgeOrigin
 from gin_deploy.config import AppConfig, HostTargetConfig, TlsConfig
 from gin_deploy.connection import HostConnection, SshEndpoint
 from gin_deploy.render import nginx, supervisor, systemd
@@ -44,6 +48,8 @@ class HostTargetArgs:
     # Values of app.secretEnv by env name; passed to the host only as secrets.
     secret_env: Mapping[str, str] = field(default_factory=dict)
     private_key: pulumi.Input[str] | None = None
+    # Set by edge routing: extra names, and behind a CDN the origin lock.
+    edge: EdgeOrigin | None = None
 
 
 def default_state_dir(args: HostTargetArgs) -> str:
@@ -63,15 +69,28 @@ def instance_name(app: str, port: int) -> str:
     return f"{app}-{port}"
 
 
-def render_host_files(args: HostTargetArgs, state_dir: str) -> dict[str, Any]:
-    """Every file the host needs, rendered from plain values (no secrets here)."""
-    t, app = args.target, args.app
+def server_names(args: HostTargetArgs) -> list[str]:
+    """Names nginx and the certificate cover: the domain, localhost, edge names."""
+    edge_names = args.edge.names if args.edge else ()
+    return list(dict.fromkeys((args.domain, "localhost", *edge_names)))
+
+
+def render_host_files(args: HostTargetArgs, state_dir: str,
+                      origin_verify_value: str | None = None,
+                      cdn_cidrs: Sequence[str] = ()) -> dict[str, Any]:
+    """Every file the host needs, rendered from plain values.
+
+    Without edge routing there are no secrets here; behind a CDN the nginx site holds
+    the origin lock's value (`origin_verify_value`), so the payload must be a secret.
+    """
+    t, app, edge = args.target, args.app, args.edge
     sd = PurePosixPath(state_dir)
     acme = args.tls.effective_mode == "acme"
-    server_names = tuple(dict.fromkeys((args.domain, "localhost")))
+    locked = edge is not None and edge.locked
+    assert not locked or origin_verify_value is not None, "the origin lock needs its value"
     site = nginx.NginxSite(
         name=app.name,
-        server_names=server_names,
+        server_names=tuple(server_names(args)),
         upstreams=tuple(nginx.UpstreamServer(f"127.0.0.1:{p}") for p in t.instance_ports),
         tls_certificate=str(sd / "tls" / "server.crt"),
         tls_certificate_key=str(sd / "tls" / "server.key"),
@@ -79,11 +98,15 @@ def render_host_files(args: HostTargetArgs, state_dir: str) -> dict[str, Any]:
         error_log=str(sd / "logs" / "nginx-error.log"),
         http_port=t.effective_http_port,
         https_port=t.effective_https_port,
-        trusted_proxies=t.trusted_proxies,
+        trusted_proxies=tuple(dict.fromkeys((*t.trusted_proxies, *cdn_cidrs))),
         hsts_max_age=args.tls.hsts.max_age,
         hsts_include_subdomains=args.tls.hsts.include_subdomains,
         hsts_preload=args.tls.hsts.preload,
         acme_webroot=str(sd / "acme" / "webroot") if acme else None,
+        origin_verify_header=edge.verify_header if edge is not None and locked else None,
+        origin_verify_value=origin_verify_value if locked else None,
+        origin_verify_exempt_paths=(edge.open_path,)
+        if edge is not None and locked and edge.open_path else (),
     )
     files: dict[str, Any] = {
         "nginx": {
@@ -199,13 +222,14 @@ class HostTarget(pulumi.ComponentResource):
         binary_path, binary_deps = conn.stage_file("binary", args.binary_path, "app",
                                                    args.binary_sha256, ready)
 
-        files = render_host_files(args, state_dir)
+        edge = args.edge
         env = app_env(args.app)
         acme = args.tls.acme
         if args.tls.effective_mode == "acme" and acme is not None:
             tls: dict[str, Any] = {
                 "mode": "acme",
-                "domains": [args.domain],
+                "domains": list(dict.fromkeys(
+                    (args.domain, *(edge.names if edge is not None else ())))),
                 "email": acme.email,
                 "server": acme.server,
                 "caBundle": (args.project_dir / acme.ca_bundle).read_text()
@@ -213,8 +237,7 @@ class HostTarget(pulumi.ComponentResource):
                 "webroot": f"{state_dir}/acme/webroot",
             }
         else:
-            tls = {"mode": "self-signed", "domains": list(dict.fromkeys([args.domain,
-                                                                           "localhost"]))}
+            tls = {"mode": "self-signed", "domains": server_names(args)}
         instances = [{"name": instance_name(args.app.name, p), "port": p}
                      for p in t.instance_ports]
         base = {
@@ -225,7 +248,9 @@ class HostTarget(pulumi.ComponentResource):
             "instances": instances,
         }
 
-        def payload(sha: str) -> str:
+        def payload(values: list[Any]) -> str:
+            sha, verify_value, cdn_cidrs = values
+            files = render_host_files(args, state_dir, verify_value, cdn_cidrs or ())
             return json.dumps({
                 **base,
                 "release": {"id": release_id(args.version, sha, env, args.secret_env),
@@ -240,8 +265,13 @@ class HostTarget(pulumi.ComponentResource):
                 **files,
             }, sort_keys=True)
 
-        stdin: pulumi.Output[str] = pulumi.Output.from_input(args.binary_sha256).apply(payload)
-        if args.secret_env:
+        stdin: pulumi.Output[str] = pulumi.Output.all(
+            args.binary_sha256,
+            edge.verify_value if edge is not None else None,
+            edge.cdn_cidrs if edge is not None else None,
+        ).apply(payload)
+        if args.secret_env or (edge is not None and edge.locked):
+            # App secrets, or the origin lock's value in the nginx site.
             stdin = pulumi.Output.secret(stdin)
         sudo = "sudo -n " if t.effective_mode == "system" and t.user not in (None, "root") \
             and not conn.is_local else ""

@@ -6,7 +6,9 @@ clouds: two namespaces (the app's under Pod Security `restricted`, the gateway's
 the app's Deployment (image by digest), Service, HPA, PDB and NetworkPolicy,
 NGINX Gateway Fabric (Gateway API) and cert-manager installed by Helm, a Gateway
 with HTTP and HTTPS listeners, HTTPRoutes (redirect; HSTS; canary split by
-weight), and an ACME ClusterIssuer solving HTTP-01 through that Gateway.
+weight), and an ACME ClusterIssuer solving HTTP-01 through that Gateway. Behind
+edge routing the Gateway also answers the target's own name at the edge, and
+behind a CDN its HTTPS route forwards only requests with CloudFront's secret header.
 
 Every object is rendered by gin_deploy.render.kubernetes from plain values; the
 few Outputs (the pushed image's digest, generated Secret names) are set at their
@@ -26,7 +28,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.build import GinBuild
-from components.endpoint import TargetEndpoint
+from components.endpoint import EdgeOrigin, TargetEndpoint
 from gin_deploy.config import (
     AppConfig,
     KubernetesTargetConfig,
@@ -39,6 +41,7 @@ from gin_deploy.render import kubernetes_versions as versions
 
 Manifest = dict[str, Any]
 _CONTAINER = ("spec", "template", "spec", "containers", 0)
+_ORIGIN_VERIFY_VALUE = ("spec", "rules", 0, "matches", 0, "headers", 0, "value")
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,13 @@ class KubernetesTargetArgs:
     # kubeconfig contents as a Pulumi secret; None: the local kubeconfig + context.
     kubeconfig: pulumi.Input[str] | None = None
     registry_password: pulumi.Input[str] | None = None
+    # Set by edge routing: extra names, and behind a CDN the origin lock.
+    edge: EdgeOrigin | None = None
 
 
 def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
     """The plain values every manifest is rendered from."""
-    t, app, hsts = args.target, args.app, args.tls.hsts
+    t, app, hsts, edge = args.target, args.app, args.tls.hsts, args.edge
     return render.KubernetesApp(
         name=app.name,
         namespace=t.effective_namespace(app.name),
@@ -87,6 +92,9 @@ def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
         gateway_class_name=t.gateway_class_name,
         wait_for_address=t.wait_for_address,
         hsts=render.hsts_header(hsts.max_age, hsts.include_subdomains, hsts.preload),
+        extra_names=edge.names if edge else (),
+        origin_verify_header=edge.verify_header if edge and edge.locked else None,
+        origin_open_path=edge.open_path if edge and edge.locked else None,
     )
 
 
@@ -200,10 +208,15 @@ class KubernetesTarget(pulumi.ComponentResource):
             crds.append(k8s.yaml.v2.ConfigFile(
                 f"{name}-gateway-api-crds", file=versions.GATEWAY_API_CRDS_URL,
                 opts=self._opts([])))
+            values: pulumi.Input[dict[str, Any]] = render.gateway_fabric_values(
+                t.gateway_class_name, t.trusted_proxies, t.client_ip_mode)
+            if args.edge is not None and args.edge.cdn_cidrs is not None:
+                # Behind the CDN, NGINX also takes the client address from CloudFront.
+                values = pulumi.Output.from_input(args.edge.cdn_cidrs).apply(
+                    lambda cidrs: render.gateway_fabric_values(
+                        t.gateway_class_name, (*t.trusted_proxies, *cidrs), t.client_ip_mode))
             gateway_deps.append(self._helm(
-                "nginx-gateway-fabric", versions.NGINX_GATEWAY_FABRIC,
-                render.gateway_fabric_values(t.gateway_class_name, t.trusted_proxies,
-                                             t.client_ip_mode), crds))
+                "nginx-gateway-fabric", versions.NGINX_GATEWAY_FABRIC, values, crds))
         issuer_deps: list[pulumi.Resource] = [*crds]
         if t.install_cert_manager:
             issuer_deps.append(self._helm("cert-manager", versions.CERT_MANAGER,
@@ -265,8 +278,12 @@ class KubernetesTarget(pulumi.ComponentResource):
         custom("certificate", render.certificate(app, acme),
                depends_on=[gateway_ns, issuer, *issuer_deps])
         self.gateway = custom("gateway", render.gateway(app), depends_on=gateway_deps + crds)
-        route = custom("https-route", render.https_route(app, weight),
-                       depends_on=[app_ns, self.gateway, *crds])
+        https_route = render.https_route(app, weight)
+        if app.origin_verify_header is not None:
+            assert args.edge is not None and args.edge.verify_value is not None
+            https_route = with_leaf(https_route, _ORIGIN_VERIFY_VALUE,
+                                    pulumi.Output.secret(args.edge.verify_value))
+        route = custom("https-route", https_route, depends_on=[app_ns, self.gateway, *crds])
         custom("redirect-route", render.redirect_route(app),
                depends_on=[app_ns, self.gateway, *crds])
 
@@ -285,7 +302,7 @@ class KubernetesTarget(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, provider=self.provider,
                                       depends_on=list(depends_on))
 
-    def _helm(self, role: str, chart: versions.HelmChart, values: dict[str, Any],
+    def _helm(self, role: str, chart: versions.HelmChart, values: pulumi.Input[dict[str, Any]],
               depends_on: Sequence[pulumi.Resource]) -> k8s.helm.v3.Release:
         return k8s.helm.v3.Release(
             f"{self._target_name}-{role}",
@@ -308,7 +325,8 @@ def _image_key(repository: str) -> str:
     return "k8s-" + hashlib.sha256(repository.encode()).hexdigest()[:8]
 
 
-def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild) -> TargetEndpoint:
+def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
+                     edge: EdgeOrigin | None = None) -> TargetEndpoint:
     """TARGET_BUILDERS entry: push the image to the target's registry, then deploy."""
     assert isinstance(target, KubernetesTargetConfig)
     assert target.registry is not None  # required by config validation
@@ -326,7 +344,7 @@ def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild) ->
     k8s_target = KubernetesTarget(target.name, KubernetesTargetArgs(
         target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls, version=build.version,
         image=digest, project_dir=cfg.project_dir, secret_env=cfg.secret_env,
-        kubeconfig=kubeconfig, registry_password=password,
+        kubeconfig=kubeconfig, registry_password=password, edge=edge,
     ))
     return TargetEndpoint(
         name=target.name, kind="kubernetes", url=k8s_target.url,

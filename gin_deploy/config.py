@@ -119,6 +119,40 @@ def _cidrs(value: tuple[str, ...]) -> str | None:
     return None
 
 
+# CloudFront path patterns: '/', then letters, digits and _-.*$/~"'@:+ (? and * wildcards).
+_PATH_PATTERN = re.compile(r"^/[A-Za-z0-9_\-.*$/~\"'@:+?&=]*$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
+# Headers CloudFront does not let an origin custom header set (or that mean something else).
+_RESERVED_HEADER_PREFIXES = ("x-amz-", "x-edge-", "cloudfront-", "x-forwarded-")
+_RESERVED_HEADERS = frozenset({
+    "accept-encoding", "authorization", "cache-control", "connection", "content-length",
+    "cookie", "host", "if-match", "if-modified-since", "if-none-match", "if-range",
+    "if-unmodified-since", "max-forwards", "pragma", "proxy-authorization", "proxy-connection",
+    "range", "request-range", "te", "trailer", "transfer-encoding", "upgrade", "via",
+    "x-real-ip", "x-request-id"})
+CLOUDFRONT_MAX_CACHE_BEHAVIORS = 25
+
+
+def _path_patterns(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if not _PATH_PATTERN.match(v) or len(v) > 255]
+    if bad:
+        return f"must be CloudFront path patterns starting with '/' (e.g. /static/*), got {bad}"
+    if len(set(value)) != len(value):
+        return "must not repeat a pattern"
+    if len(value) > CLOUDFRONT_MAX_CACHE_BEHAVIORS:
+        return f"at most {CLOUDFRONT_MAX_CACHE_BEHAVIORS} patterns (CloudFront cache behaviors)"
+    return None
+
+
+def _origin_header(value: str) -> str | None:
+    lower = value.lower()
+    if not _HEADER_NAME.match(value) or len(value) > 64:
+        return f"must be a header name of letters, digits and single dashes, got {value!r}"
+    if lower in _RESERVED_HEADERS or lower.startswith(_RESERVED_HEADER_PREFIXES):
+        return f"{value!r} is a header CloudFront or the proxies set themselves; pick another name"
+    return None
+
+
 def _region(value: str) -> str | None:
     return None if _REGION.match(value) else f"must be a region name like us-east-1, got {value!r}"
 
@@ -452,6 +486,10 @@ class KubernetesTargetConfig(TargetBase):
 
 @dataclass(frozen=True)
 class HealthCheckConfig:
+    path: str | None = spec_field("path", "Path each HTTPS health check requests (default "
+                                  "app.readyPath); behind the CDN the one path the origin "
+                                  "lock lets through without the secret header.", None,
+                                  check=_abs_http_path)
     interval: int = spec_field("interval", "Route 53 health check interval, seconds.", 30,
                                choices=(10, 30))
     failure_threshold: int = spec_field("failureThreshold", "Failures before unhealthy.", 3,
@@ -460,13 +498,33 @@ class HealthCheckConfig:
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    routing: str = spec_field("routing", "How Route 53 spreads users over targets.",
+    routing: str = spec_field("routing", "How Route 53 spreads users over targets: by "
+                              "`weight`, by `region` (latency) or primary/secondary in "
+                              "target order (failover).",
                               "weighted", choices=("weighted", "latency", "failover"))
-    zone: str | None = spec_field("zone", "Route 53 hosted zone that holds the domain.", None,
-                                  check=_dns_name)
-    cdn: bool = spec_field("cdn", "Put CloudFront in front of the targets.", False)
+    zone: str | None = spec_field("zone", "Route 53 hosted zone that holds the domain "
+                                  "(required).", None, check=_dns_name)
+    cdn: bool = spec_field("cdn", "Put CloudFront in front of the targets; their origins then "
+                           "answer only CloudFront (403 otherwise).", False)
     health_check: HealthCheckConfig = spec_field("healthCheck", "Per-target health checks.",
                                                  default_factory=HealthCheckConfig)
+    price_class: str = spec_field("priceClass", "CloudFront price class (which edge locations "
+                                  "serve users).", "PriceClass_All",
+                                  choices=("PriceClass_All", "PriceClass_200", "PriceClass_100"))
+    cacheable_paths: tuple[str, ...] = spec_field(
+        "cacheablePaths", "CloudFront path patterns safe to cache (GET/HEAD, the same response "
+        "for every user), e.g. /static/*; nothing else is ever cached.", (),
+        check=_path_patterns)
+    cache_ttl: int = spec_field("cacheTtl", "Seconds cacheablePaths responses are cached when "
+                                "the app sends no Cache-Control max-age.", 300,
+                                min=1, max=31536000)
+    origin_verify_header: str = spec_field(
+        "originVerifyHeader", "Header carrying the random secret CloudFront adds to every "
+        "origin request (the origin lock).", "X-Origin-Verify", check=_origin_header)
+
+    def check_path(self, app: AppConfig) -> str:
+        """The path health checks request (and the origin lock exempts)."""
+        return self.health_check.path or app.ready_path
 
 
 TargetConfig = HostTargetConfig | EcsTargetConfig | KubernetesTargetConfig
@@ -835,14 +893,76 @@ def _cross_checks(
                      "their load balancer; add gin-deploy:edge to route across them")
     if edge is None:
         return
+    _edge_checks(domain, targets, edge, problems)
+
+
+ORIGIN_LABEL = "origin"
+
+
+def routed_origin_name(domain: str) -> str:
+    """With a CDN: the name CloudFront connects to, carrying the routing records."""
+    return f"{ORIGIN_LABEL}.{domain}"
+
+
+def target_origin_name(target: str, domain: str) -> str:
+    """One target's own name: health checks and CloudFront failover reach it directly."""
+    return f"{target}.{ORIGIN_LABEL}.{domain}"
+
+
+def _edge_checks(domain: str, targets: tuple[TargetConfig, ...], edge: EdgeConfig,
+                 problems: Problems) -> None:
+    p = f"{NAMESPACE}:"
     if edge.zone is None:
-        problems.add(f"{p}edge.zone", "is required for edge routing (the Route 53 hosted zone)")
+        needs = "the Route 53 records and health checks"
+        if edge.cdn:
+            needs += ", CloudFront's alias and its certificate's DNS validation"
+        problems.add(f"{p}edge.zone", f"is required for edge routing: the Route 53 hosted "
+                     f"zone holding {domain!r} ({needs})")
     elif domain != edge.zone and not domain.endswith("." + edge.zone):
         problems.add(f"{p}domain", f"{domain!r} is not inside edge.zone {edge.zone!r}")
-    if edge.routing == "latency":
-        for i, t in enumerate(targets):
-            if t.region is None:
-                problems.add(f"{p}targets[{i}].region", "is required with edge.routing latency")
-    if edge.routing == "failover" and len(targets) < 2:
-        problems.add(f"{p}edge.routing", "failover needs at least two targets "
-                     "(primary, secondary)")
+    elif domain == edge.zone and not edge.cdn:
+        problems.add(f"{p}domain", f"{domain!r} is the zone apex; without cdn the routing "
+                     "records for it are CNAMEs to each target's own name, which the apex "
+                     "cannot hold: use a subdomain or set edge.cdn: true")
+    if "." not in domain:
+        problems.add(f"{p}domain", f"edge routing needs a public DNS name, got {domain!r}")
+    for i, t in enumerate(targets):
+        tpath = f"{p}targets[{i}]"
+        if not is_dns_name(target_origin_name(t.name, domain)):
+            problems.add(f"{tpath}.name", f"{target_origin_name(t.name, domain)!r} (the "
+                         "target's own name at the edge) is not a valid DNS name; shorten it")
+        if edge.routing == "latency" and t.region is None:
+            problems.add(f"{tpath}.region", "is required with edge.routing latency (the AWS "
+                         "region nearest the target: Route 53 measures latency to it)")
+        if isinstance(t, HostTargetConfig):
+            if t.connection != "ssh":
+                problems.add(f"{tpath}.connection", "edge routing needs hosts reachable from "
+                             "the internet: connection ssh with a public host address")
+            if t.effective_https_port != 443:
+                problems.add(f"{tpath}.httpsPort", f"{t.effective_https_port}: edge routing "
+                             "sends users (and health checks) to port 443")
+        if isinstance(t, KubernetesTargetConfig) and not t.wait_for_address:
+            problems.add(f"{tpath}.waitForAddress", "must be true with edge routing (its "
+                         "records point at the gateway's address)")
+        if isinstance(t, KubernetesTargetConfig) and t.client_ip_mode == "ProxyProtocol" \
+                and edge.cdn:
+            problems.add(f"{tpath}.clientIpMode", "ProxyProtocol would name CloudFront as "
+                         "the client; behind edge.cdn use XForwardedFor (CloudFront's "
+                         "addresses are trusted automatically)")
+        if isinstance(t, EcsTargetConfig) and t.blue_green and edge.cdn:
+            problems.add(f"{tpath}.blueGreen", "cannot be combined with edge.cdn: the origin "
+                         "lock needs a second listener rule (for health checks) that ECS's "
+                         "blue/green traffic shifting would not move along; use rolling "
+                         "deployments behind the CDN")
+    rotation = [t for t in targets if t.weight > 0]
+    if edge.routing == "failover":
+        if len(targets) < 2:
+            problems.add(f"{p}edge.routing", "failover needs at least two targets "
+                         "(primary, secondary)")
+        elif len(rotation) != 2:
+            problems.add(f"{p}edge.routing", f"failover pairs exactly two targets in rotation "
+                         f"(primary, secondary, in target order), got {len(rotation)} with "
+                         "weight > 0; set weight: 0 on the others to keep them deployed and "
+                         "health-checked as standbys")
+    if edge.cacheable_paths and not edge.cdn:
+        problems.add(f"{p}edge.cacheablePaths", "only applies with edge.cdn: true")

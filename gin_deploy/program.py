@@ -2,19 +2,22 @@
 
 `__main__.py` only calls `main()`; tests call it too, under mocks. Each target
 kind registers one builder in TARGET_BUILDERS; a kind without a builder fails
-with a clear "not implemented yet" before any resource is registered.
+with a clear "not implemented yet" before any resource is registered. With
+`edge`, EdgeRouting comes first (the targets need its origin secret and names)
+and routes the targets once they exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import pulumi
 
 from components.build import GinBuild, GinBuildArgs
 from components.ecs import build_ecs
-from components.endpoint import TargetEndpoint
+from components.edge import EdgeRouting, EdgeRoutingArgs
+from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.host import HostTarget, HostTargetArgs
 from components.kubernetes import build_kubernetes
 from gin_deploy.config import (
@@ -26,10 +29,14 @@ from gin_deploy.config import (
     load_stack_config,
 )
 
-TargetBuilder = Callable[[TargetConfig, StackConfig, GinBuild], TargetEndpoint]
+
+class TargetBuilder(Protocol):
+    def __call__(self, target: TargetConfig, cfg: StackConfig, build: GinBuild,
+                 edge: EdgeOrigin | None = None) -> TargetEndpoint: ...
 
 
-def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild) -> TargetEndpoint:
+def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
+               edge: EdgeOrigin | None = None) -> TargetEndpoint:
     assert isinstance(target, HostTargetConfig)
     assert build.binary_path is not None and build.binary_sha256 is not None
     host = HostTarget(target.name, HostTargetArgs(
@@ -37,7 +44,7 @@ def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild) -> Targe
         project=cfg.project, stack=cfg.stack, version=build.version,
         binary_path=build.binary_path, binary_sha256=build.binary_sha256,
         project_dir=cfg.project_dir, secret_env=cfg.secret_env,
-        private_key=_private_key(target),
+        private_key=_private_key(target), edge=edge,
     ))
     origin = target.host if target.connection == "ssh" and target.host else "localhost"
     return TargetEndpoint(
@@ -63,8 +70,6 @@ def check_implemented(cfg: StackConfig) -> None:
         for i, t in enumerate(cfg.targets)
         if t.kind not in TARGET_BUILDERS
     ]
-    if cfg.edge is not None:
-        problems.append(f"{NAMESPACE}:edge: edge routing is not implemented yet")
     if problems:
         raise ConfigError(problems)
 
@@ -82,11 +87,27 @@ def main() -> None:
             build_binary=any(t.kind == "host" for t in cfg.targets),
         ),
     )
-    endpoints = [TARGET_BUILDERS[t.kind](t, cfg, build) for t in cfg.targets]
+    edge = None
+    if cfg.edge is not None:
+        edge = EdgeRouting(f"{cfg.app.name}-edge", EdgeRoutingArgs(
+            edge=cfg.edge, app=cfg.app, domain=cfg.domain, hsts=cfg.tls.hsts,
+            project=cfg.project, stack=cfg.stack,
+        ))
+    endpoints = [
+        TARGET_BUILDERS[t.kind](t, cfg, build, edge.origin_for(t.name) if edge else None)
+        for t in cfg.targets
+    ]
+    if edge is not None:
+        edge.route(endpoints)
 
     pulumi.export("version", build.version)
     pulumi.export("endpoints", {e.name: e.url for e in endpoints})
-    pulumi.export("url", endpoints[0].url)
+    pulumi.export("url", edge.url if edge is not None else endpoints[0].url)
+    if edge is not None:
+        pulumi.export("healthChecks", edge.health_check_ids)
+        if edge.distribution is not None:
+            pulumi.export("distributionId", edge.distribution_id)
+            pulumi.export("distributionDomain", edge.distribution_domain)
     ca_certs = [e.ca_cert for e in endpoints if e.ca_cert]
     if ca_certs:
         pulumi.export("caCert", ca_certs[0])

@@ -1,4 +1,10 @@
-"""The gin-deploy CrossGuard policy pack: `pulumi preview --policy-pack policy`."""
+"""The gin-deploy CrossGuard policy pack: `pulumi preview --policy-pack policy`.
+
+A host's rules read the deploy payload, which carries the binary's sha256: in a
+preview that rebuilds the binary it is unknown, and the engine reports the policy
+as not run (advisory). `pulumi up` then checks it before the deploy step runs, and
+a violation stops the update before anything reaches the host.
+"""
 
 from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy
 from rules import RULES, violations
@@ -16,9 +22,8 @@ DESCRIPTIONS = {
 
 def _validator(policy_name: str):
     def validate(args, report_violation) -> None:
-        for name, message in violations(args.resource_type, args.props):
-            if name == policy_name:
-                report_violation(f"{args.name}: {message}", args.urn)
+        for _name, message in violations(args.resource_type, args.props, policy_name):
+            report_violation(f"{args.name}: {message}", args.urn)
     return validate
 
 

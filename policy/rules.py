@@ -189,10 +189,13 @@ RULES: Mapping[str, tuple[str, Callable[[Props], list[str]]]] = {
 }
 
 
-def violations(resource_type: str, props: Props) -> list[tuple[str, str]]:
-    """(policy name, message) for every broken promise of one resource."""
+def violations(resource_type: str, props: Props,
+               policy: str | None = None) -> list[tuple[str, str]]:
+    """(policy name, message) for every broken promise of one resource; with `policy`,
+    only that policy's rule runs (so other policies never read its properties, which
+    may be unknown during a preview)."""
     rule = RULES.get(resource_type)
-    if rule is None:
+    if rule is None or (policy is not None and rule[0] != policy):
         return []
     name, check = rule
     return [(name, message) for message in check(props)]

@@ -71,6 +71,20 @@ class KubernetesApp:
     gateway_class_name: str = "nginx"
     wait_for_address: bool = True
     hsts: str = "max-age=63072000; includeSubDomains"
+    # Edge routing: more names the gateway answers (the target's own name at the edge) ...
+    extra_names: tuple[str, ...] = ()
+    # ... and behind a CDN the origin lock: HTTPS requests must carry this header with the
+    # CDN's secret value; `origin_open_path` (the health check's) is exempt.
+    origin_verify_header: str | None = None
+    origin_open_path: str | None = None
+
+    @property
+    def hostnames(self) -> list[str]:
+        return list(dict.fromkeys((self.domain, *self.extra_names)))
+
+    def listener_names(self, scheme: str) -> list[str]:
+        """`http`/`https` for the domain, `<scheme>-<n>` for each extra name."""
+        return [scheme if i == 0 else f"{scheme}-{i}" for i in range(len(self.hostnames))]
 
     @property
     def tls_secret_name(self) -> str:
@@ -376,20 +390,21 @@ def gateway(app: KubernetesApp) -> Manifest:
     metadata = _meta(app, app.name, app.gateway_namespace)
     if annotations:
         metadata["annotations"] = annotations
+    listeners: list[dict[str, Any]] = []
+    for http, https, hostname in zip(app.listener_names("http"), app.listener_names("https"),
+                                     app.hostnames, strict=True):
+        listeners += [
+            {"name": http, "protocol": "HTTP", "port": 80, "hostname": hostname,
+             "allowedRoutes": allowed},
+            {"name": https, "protocol": "HTTPS", "port": 443, "hostname": hostname,
+             "tls": {"mode": "Terminate", "certificateRefs": [
+                 {"group": "", "kind": "Secret", "name": app.tls_secret_name}]},
+             "allowedRoutes": allowed},
+        ]
     return {
         "apiVersion": GATEWAY_API_VERSION, "kind": "Gateway",
         "metadata": metadata,
-        "spec": {
-            "gatewayClassName": app.gateway_class_name,
-            "listeners": [
-                {"name": "http", "protocol": "HTTP", "port": 80, "hostname": app.domain,
-                 "allowedRoutes": allowed},
-                {"name": "https", "protocol": "HTTPS", "port": 443, "hostname": app.domain,
-                 "tls": {"mode": "Terminate", "certificateRefs": [
-                     {"group": "", "kind": "Secret", "name": app.tls_secret_name}]},
-                 "allowedRoutes": allowed},
-            ],
-        },
+        "spec": {"gatewayClassName": app.gateway_class_name, "listeners": listeners},
     }
 
 
@@ -398,26 +413,37 @@ def _parent(app: KubernetesApp, section: str) -> dict[str, Any]:
             "namespace": app.gateway_namespace, "sectionName": section}
 
 
-def https_route(app: KubernetesApp, canary_weight: int = 0) -> Manifest:
-    """All HTTPS traffic to the app, HSTS on every response, split by weight to a canary."""
+def https_route(app: KubernetesApp, canary_weight: int = 0,
+                origin_verify_value: str = "") -> Manifest:
+    """All HTTPS traffic to the app, HSTS on every response, split by weight to a canary.
+
+    With the origin lock (`app.origin_verify_header`), only requests carrying the header
+    with `origin_verify_value`, or asking for `app.origin_open_path` exactly, match a
+    rule; NGINX Gateway Fabric answers every other request itself (404, no rule matched)
+    and it never reaches the app.
+    """
     backends: list[dict[str, Any]] = [
         {"group": "", "kind": "Service", "name": app.deployment_name("stable"),
          "port": SERVICE_PORT, "weight": 100 - canary_weight}]
     if canary_weight:
         backends.append({"group": "", "kind": "Service", "name": app.deployment_name("canary"),
                          "port": SERVICE_PORT, "weight": canary_weight})
+    match: dict[str, Any] = {"path": {"type": "PathPrefix", "value": "/"}}
+    matches = [match]
+    if app.origin_verify_header is not None:
+        match["headers"] = [{"type": "Exact", "name": app.origin_verify_header,
+                             "value": origin_verify_value}]
+        if app.origin_open_path is not None:
+            matches.append({"path": {"type": "Exact", "value": app.origin_open_path}})
+    filters = [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+        "set": [{"name": "Strict-Transport-Security", "value": app.hsts}]}}]
     return {
         "apiVersion": GATEWAY_API_VERSION, "kind": "HTTPRoute",
         "metadata": _meta(app, app.name),
         "spec": {
-            "parentRefs": [_parent(app, "https")],
-            "hostnames": [app.domain],
-            "rules": [{
-                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                "filters": [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
-                    "set": [{"name": "Strict-Transport-Security", "value": app.hsts}]}}],
-                "backendRefs": backends,
-            }],
+            "parentRefs": [_parent(app, name) for name in app.listener_names("https")],
+            "hostnames": app.hostnames,
+            "rules": [{"matches": matches, "filters": filters, "backendRefs": backends}],
         },
     }
 
@@ -428,8 +454,8 @@ def redirect_route(app: KubernetesApp) -> Manifest:
         "apiVersion": GATEWAY_API_VERSION, "kind": "HTTPRoute",
         "metadata": _meta(app, f"{app.name}-redirect"),
         "spec": {
-            "parentRefs": [_parent(app, "http")],
-            "hostnames": [app.domain],
+            "parentRefs": [_parent(app, name) for name in app.listener_names("http")],
+            "hostnames": app.hostnames,
             "rules": [{
                 "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
                 "filters": [{"type": "RequestRedirect", "requestRedirect": {
@@ -465,7 +491,7 @@ def cluster_issuer(app: KubernetesApp, acme: Acme | None) -> Manifest:
             "server": acme.server,
             "privateKeySecretRef": {"name": f"{issuer_name(app, acme)}-account"},
             "solvers": [{"http01": {"gatewayHTTPRoute": {
-                "parentRefs": [_parent(app, "http")]}}}],
+                "parentRefs": [_parent(app, name) for name in app.listener_names("http")]}}}],
         }
         if acme.ca_bundle_pem:
             acme_spec["caBundle"] = base64.b64encode(acme.ca_bundle_pem.encode()).decode()
@@ -485,7 +511,7 @@ def certificate(app: KubernetesApp, acme: Acme | None) -> Manifest:
         "metadata": metadata,
         "spec": {
             "secretName": app.tls_secret_name,
-            "dnsNames": [app.domain],
+            "dnsNames": app.hostnames,
             "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer",
                           "name": issuer_name(app, acme)},
             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
@@ -545,6 +571,7 @@ def render_manifests(
     secret_env: Mapping[str, str] | None = None,
     pull_secret_config: str | None = None,
     network_policy_enabled: bool = True,
+    origin_verify_value: str = "",
 ) -> list[Manifest]:
     """Every object of one target in apply order, with the given plain values.
 
@@ -570,5 +597,5 @@ def render_manifests(
     if network_policy_enabled:
         objects.append(network_policy(app))
     objects += [cluster_issuer(app, acme), certificate(app, acme), gateway(app),
-                https_route(app, canary_weight), redirect_route(app)]
+                https_route(app, canary_weight, origin_verify_value), redirect_route(app)]
     return objects

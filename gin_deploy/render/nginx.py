@@ -22,7 +22,9 @@ Security choices, briefly:
   instance costs no request and a POST is never sent twice.
 * The optional origin lock (a shared secret header a CDN adds) is compared as
   a literal string; values containing ``$`` are rejected because nginx would
-  expand them as variables and there is no escape for it.
+  expand them as variables and there is no escape for it. Exact paths listed in
+  ``origin_verify_exempt_paths`` (a health check's, which cannot send headers)
+  stay reachable without it.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 _NGINX_SIZE = re.compile(r"[0-9]+[kKmMgG]?")
 # Visible ASCII; '$' would be expanded as a variable by nginx and cannot be escaped.
 _ORIGIN_VALUE = re.compile(r"[\x21-\x23\x25-\x7e]+")
+_EXEMPT_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
 
 
 def _parse_port(field: str, text: str) -> None:
@@ -148,6 +151,8 @@ class NginxSite:
     next_upstream_timeout_s: int = 10
     origin_verify_header: str | None = None  # with a value: requests lacking it get 403
     origin_verify_value: str | None = None
+    # Exact paths served without the header (health checks cannot send one).
+    origin_verify_exempt_paths: tuple[str, ...] = ()
     # Additions beyond the original interface:
     ipv6: bool = True  # also listen on [::]; off for hosts/sandboxes without IPv6
     http_redirect_code: int = 308  # 308 keeps the method and body, 301 for ancient clients
@@ -240,6 +245,15 @@ class NginxSite:
                 f"origin_verify_header: {header!r} must be a header name of letters, "
                 "digits and single dashes"
             )
+        _as_tuple(self, "origin_verify_exempt_paths")
+        if self.origin_verify_exempt_paths and header is None:
+            raise ValueError("origin_verify_exempt_paths: only applies with origin_verify_header")
+        for path in self.origin_verify_exempt_paths:
+            if not isinstance(path, str) or not _EXEMPT_PATH.fullmatch(path):
+                raise ValueError(
+                    f"origin_verify_exempt_paths: {path!r} must be an absolute path of "
+                    "letters, digits and . _ ~ - /"
+                )
         if value is not None:
             check_no_control("origin_verify_value", value)
             if not _ORIGIN_VALUE.fullmatch(value):

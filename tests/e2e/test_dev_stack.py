@@ -123,6 +123,16 @@ def test_policy_pack_runs_in_the_engine_and_blocks_a_plain_secret(project: Proje
     with pytest.raises(automation.OperationFailed) as err:
         automation.preview(STACK, settings=project.settings, policy_packs=pack)
     assert "['DB_PASSWORD'] look like secrets: declare them in app.secretEnv" in str(err.value)
+    # A preview that rebuilds the binary cannot see the payload: the engine says so, and
+    # `up` stops on the violation before the deploy runs (the old release serves on).
+    restore(project, version="2.0.9", env={"DB_PASSWORD": "plain"})
+    seen = automation.preview(STACK, settings=project.settings, policy_packs=pack)
+    assert "can't run policy 'host-tls-and-secrets'" in seen.output
+    assert "can't run policy 'logs-retained'" not in seen.output
+    with pytest.raises(automation.OperationFailed) as err:
+        automation.up(STACK, settings=project.settings, policy_packs=pack)
+    assert "['DB_PASSWORD'] look like secrets" in str(err.value)
+    assert versions_served(project) == {"2.0.0"}
 
 
 def test_secret_config_never_appears_in_state_outputs_logs_or_rendered_files(

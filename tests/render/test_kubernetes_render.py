@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -62,6 +63,11 @@ SCENARIOS = {
     "pebble": everything(acme=PEBBLE),
     "canary-by-digest": everything(canary_image=f"{REPO}@sha256:{'cd' * 32}",
                                    canary_version="sha256:" + "cd" * 32, canary_weight=100),
+    # Behind edge routing with a CDN: the target's own name and the origin lock.
+    "edge-cdn": render.render_manifests(
+        dataclasses.replace(APP, extra_names=("k8s-eu.origin.api.example.com",),
+                            origin_verify_header="X-Origin-Verify", origin_open_path="/readyz"),
+        image=f"{REPO}@{DIGEST}", acme=LETS_ENCRYPT, origin_verify_value="Zq7" * 16),
 }
 CORE_KINDS = {"Namespace", "ServiceAccount", "Secret", "Deployment", "Service",
               "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
@@ -73,6 +79,25 @@ def objects(kinds: set[str]) -> Iterator[tuple[str, render.Manifest]]:
         for i, manifest in enumerate(manifests):
             if manifest["kind"] in kinds:
                 yield f"{scenario}[{i}]:{manifest['kind']}/{manifest['metadata']['name']}", manifest
+
+
+def test_edge_names_and_origin_lock() -> None:
+    manifests = {m["kind"]: m for m in SCENARIOS["edge-cdn"] if m["kind"] != "HTTPRoute"}
+    routes = [m for m in SCENARIOS["edge-cdn"] if m["kind"] == "HTTPRoute"]
+    own = "k8s-eu.origin.api.example.com"
+    listeners = manifests["Gateway"]["spec"]["listeners"]
+    assert [(li["name"], li["hostname"]) for li in listeners] == [
+        ("http", APP.domain), ("https", APP.domain), ("http-1", own), ("https-1", own)]
+    assert manifests["Certificate"]["spec"]["dnsNames"] == [APP.domain, own]
+    https, redirect = routes
+    assert [m.get("headers") for m in https["spec"]["rules"][0]["matches"]] == [
+        [{"type": "Exact", "name": "X-Origin-Verify", "value": "Zq7" * 16}], None]
+    assert https["spec"]["rules"][0]["matches"][1]["path"] == {"type": "Exact",
+                                                               "value": "/readyz"}
+    assert "headers" not in str(redirect) and redirect["spec"]["hostnames"] == [APP.domain, own]
+    # Without edge routing nothing of it appears.
+    assert "headers" not in str(render.https_route(APP))
+    assert [li["name"] for li in render.gateway(APP)["spec"]["listeners"]] == ["http", "https"]
 
 
 def test_scenarios_cover_every_kind() -> None:

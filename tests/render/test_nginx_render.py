@@ -238,6 +238,26 @@ def test_origin_verify_is_a_literal_comparison_with_escaped_value() -> None:
     assert location.index("return 403;") < location.index("proxy_pass")
 
 
+def test_origin_verify_exempt_paths_open_exactly_those_paths() -> None:
+    site = make_site(origin_verify_header="X-Origin-Verify", origin_verify_value="s3cret",
+                     origin_verify_exempt_paths=("/readyz",))
+    https = server_blocks(render_site(site))[1]
+    location = https[https.index("location / {") :]
+    lock = directives(location[: location.index("proxy_pass")])
+    assert lock[1:] == [
+        'set $origin_lock_hello_gin "locked";',
+        'if ($http_x_origin_verify = "s3cret") {', 'set $origin_lock_hello_gin "open";', "}",
+        'if ($uri = "/readyz") {', 'set $origin_lock_hello_gin "open";', "}",
+        'if ($origin_lock_hello_gin = "locked") {', "return 403;", "}",
+    ]
+    with pytest.raises(ValueError, match="origin_verify_exempt_paths"):
+        make_site(origin_verify_exempt_paths=("/readyz",))
+    for bad in ("readyz", "/ready z", '/a"b', "/$x"):
+        with pytest.raises(ValueError, match="origin_verify_exempt_paths"):
+            make_site(origin_verify_header="X-O", origin_verify_value="v",
+                      origin_verify_exempt_paths=(bad,))
+
+
 def test_ipv6_listens_can_be_turned_off() -> None:
     text = render_site(make_site(ipv6=False, http_port=8080, https_port=8443))
     listens = [line for line in directives(text) if line.startswith("listen")]
@@ -470,6 +490,12 @@ NGINX_T_CASES: dict[str, dict[str, Any]] = {
     "origin-verify": {
         "origin_verify_header": "X-Origin-Verify",
         "origin_verify_value": "k\"e\\y'(){};#!%",
+    },
+    "origin-verify-exempt-paths": {
+        "origin_verify_header": "X-Origin-Verify",
+        "origin_verify_value": "k\"e\\y'(){};#!%",
+        "origin_verify_exempt_paths": ("/readyz", "/healthz"),
+        "trusted_proxies": ("130.176.0.0/18",),
     },
     "backup-weights-8443-no-ipv6": {
         "upstreams": (

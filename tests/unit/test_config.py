@@ -261,7 +261,8 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_edge_rules() -> None:
-    base: dict[str, Any] = {"domain": "api.example.com", "targets": [HOST]}
+    # More edge rules (and these through the program): tests/unit/test_edge.py.
+    base: dict[str, Any] = {"domain": "api.example.com", "targets": [K8S]}
     msg = only_problem({**base, "edge": {"cdn": True}})
     assert msg.startswith("gin-deploy:edge.zone: is required")
     msg = only_problem({**base, "edge": {"zone": "example.com", "routing": "latency"}})

@@ -1,8 +1,8 @@
 """EcsTarget under mocks: the prod stack's ECS part, asserted on what AWS would receive.
 
-The whole prod stack cannot run yet (kubernetes and edge are other issues), so
-these tests run the real program with the prod stack's config reduced to its ecs
-target, plus variants (secrets, blue/green, your own VPC, two regions).
+These tests run the real program with the prod stack's config reduced to its ecs
+target, plus variants (secrets, blue/green, your own VPC, two regions); the whole
+prod stack, and what edge routing asks of this target, is in tests/unit/test_edge.py.
 """
 
 from __future__ import annotations
@@ -710,11 +710,9 @@ def test_every_aws_resource_uses_the_targets_own_provider() -> None:
         assert reference is not None and "::aws-use1-aws::" in reference, token
 
 
-def test_two_regions_two_providers_and_no_name_collisions(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # Edge routing owns the name when several targets serve it; it is another issue,
-    # so only its "not implemented" guard is lifted here (main() does not build it yet).
-    monkeypatch.setattr(program, "check_implemented", lambda cfg: None)
+def test_two_regions_two_providers_and_no_name_collisions() -> None:
+    # Edge routing owns the name when several targets serve it (its own resources,
+    # in us-east-1, are checked in tests/unit/test_edge.py).
     config = ecs_only(
         {**ECS_PROD, "name": "aws-use1", "region": "us-east-1"},
         {**ECS_PROD, "name": "aws-euw1", "region": "eu-west-1", "nat": "none"},
@@ -723,17 +721,19 @@ def test_two_regions_two_providers_and_no_name_collisions(
     mocks = ProviderRecordingMocks()
     run_program(config, stack="prod", mocks=mocks)
     providers = {p.name: p.inputs["region"] for p in mocks.of_type("pulumi:providers:aws")}
-    assert providers == {"aws-use1-aws": "us-east-1", "aws-euw1-aws": "eu-west-1"}
+    assert providers == {"aws-use1-aws": "us-east-1", "aws-euw1-aws": "eu-west-1",
+                         "hello-gin-edge-aws": "us-east-1"}
     urns = [(r.typ, r.name) for r in mocks.resources]
     assert len(urns) == len(set(urns)), "duplicate resource names"
     for resource in mocks.resources:
-        if resource.typ.startswith("aws:"):
+        if resource.typ.startswith("aws:") and not resource.name.startswith("hello-gin-edge"):
             prefix = resource.name.split("-", 2)[:2]
             assert mocks.providers[resource.name] is not None
             assert f"::{'-'.join(prefix)}-aws::" in str(mocks.providers[resource.name])
     # Edge owns the domain: no alias records; each region validates its own certificate.
-    assert [r for r in mocks.of_type("aws:route53/record:Record")
-            if not r.name.endswith(tuple(f"-cert-validation-{i}" for i in range(3)))] == []
+    assert [r.name for r in mocks.of_type("aws:route53/record:Record")
+            if not r.name.startswith("hello-gin-edge")
+            and not r.name.endswith(tuple(f"-cert-validation-{i}" for i in range(3)))] == []
     assert len(mocks.of_type("aws:acm/certificate:Certificate")) == 2
     families = sorted(t.inputs["family"] for t in mocks.of_type(
         "aws:ecs/taskDefinition:TaskDefinition"))

@@ -40,6 +40,14 @@ def test_plain_env_var_that_looks_secret_is_a_violation() -> None:
         "env vars ['DB_PASSWORD'] look like secrets: declare them in app.secretEnv"]
 
 
+def test_each_policy_runs_only_its_own_rule() -> None:
+    # Other policies must not touch a deploy's stdin (unknown during some previews).
+    props = {"stdin": object()}  # any access would fail to parse, not raise
+    assert rules.violations("command:local:Command", props, "logs-retained") == []
+    assert rules.violations("aws:cloudwatch/logGroup:LogGroup", {}, "logs-retained")
+    assert rules.violations("aws:cloudwatch/logGroup:LogGroup", {}, "no-world-open-ports") == []
+
+
 def test_host_tls_downgrade_and_missing_redirect_are_violations() -> None:
     props = dev_deploy_props()
     payload = json.loads(props["stdin"])
