@@ -48,6 +48,7 @@ from gin_deploy.config import (
     TargetConfig,
 )
 from gin_deploy.render import ecs as render
+from gin_deploy.render.headers import hsts_value
 
 # A TLS 1.3 + 1.2 policy restricted to AEAD (GCM) suites with forward secrecy.
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
@@ -226,7 +227,7 @@ class EcsTarget(pulumi.ComponentResource):
         )
         self.target_group = self._target_group(args, "tg")
         green = self._target_group(args, "tg-green") if t.blue_green else None
-        hsts = render.hsts_value(args.hsts.max_age, args.hsts.include_subdomains,
+        hsts = hsts_value(args.hsts.max_age, args.hsts.include_subdomains,
                                  args.hsts.preload)
         self.https_listener = aws.lb.Listener(
             f"{name}-https",

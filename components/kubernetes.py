@@ -38,6 +38,7 @@ from gin_deploy.config import (
 )
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render import kubernetes_versions as versions
+from gin_deploy.render.headers import hsts_value
 
 Manifest = dict[str, Any]
 _CONTAINER = ("spec", "template", "spec", "containers", 0)
@@ -91,7 +92,7 @@ def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
         pre_stop_sleep=t.pre_stop_sleep,
         gateway_class_name=t.gateway_class_name,
         wait_for_address=t.wait_for_address,
-        hsts=render.hsts_header(hsts.max_age, hsts.include_subdomains, hsts.preload),
+        hsts=hsts_value(hsts.max_age, hsts.include_subdomains, hsts.preload),
         extra_names=edge.names if edge else (),
         origin_verify_header=edge.verify_header if edge and edge.locked else None,
         origin_open_path=edge.open_path if edge and edge.locked else None,

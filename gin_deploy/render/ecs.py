@@ -321,16 +321,6 @@ def ecr_lifecycle_policy(keep: int) -> dict[str, Any]:
     }]}
 
 
-def hsts_value(max_age: int, include_subdomains: bool, preload: bool) -> str:
-    """The Strict-Transport-Security value the HTTPS listener adds to every response."""
-    check_int("max_age", max_age, minimum=0)
-    parts = [f"max-age={max_age}"]
-    if include_subdomains:
-        parts.append("includeSubDomains")
-    if preload:
-        parts.append("preload")
-    return "; ".join(parts)
-
 
 def capacity_provider_strategy(spot_percent: int) -> list[dict[str, Any]]:
     """FARGATE/FARGATE_SPOT weights; below 100% spot one task always runs on FARGATE."""

@@ -99,14 +99,6 @@ class KubernetesApp:
         return self.name if track == "stable" else f"{self.name}-{track}"
 
 
-def hsts_header(max_age: int, include_subdomains: bool, preload: bool) -> str:
-    parts = [f"max-age={max_age}"]
-    if include_subdomains:
-        parts.append("includeSubDomains")
-    if preload:
-        parts.append("preload")
-    return "; ".join(parts)
-
 
 def _int_or_percent(value: str) -> int | str:
     """'1' -> 1, '25%' -> '25%' (IntOrString: a bare string must be a percentage)."""

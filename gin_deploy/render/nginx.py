@@ -39,6 +39,7 @@ from gin_deploy.render._jinja import (
     check_safe_path,
     make_environment,
 )
+from gin_deploy.render.headers import hsts_value
 
 # Mozilla intermediate (v5.7) TLS 1.2 suites without the DHE ones (see module docstring).
 TLS12_CIPHERS = ":".join(
@@ -268,12 +269,7 @@ class NginxSite:
 
     @property
     def hsts_header(self) -> str:
-        parts = [f"max-age={self.hsts_max_age}"]
-        if self.hsts_include_subdomains:
-            parts.append("includeSubDomains")
-        if self.hsts_preload:
-            parts.append("preload")
-        return "; ".join(parts)
+        return hsts_value(self.hsts_max_age, self.hsts_include_subdomains, self.hsts_preload)
 
     @property
     def https_authority_suffix(self) -> str:

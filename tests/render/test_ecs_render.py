@@ -14,6 +14,7 @@ import pytest
 from parliament import analyze_policy_string
 
 from gin_deploy.render import ecs
+from gin_deploy.render.headers import hsts_value
 
 ACCOUNT = "123456789012"
 IMAGE = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/hello-gin@sha256:{'0f' * 32}"
@@ -231,10 +232,10 @@ def test_lifecycle_policy_keeps_the_newest_images() -> None:
 
 
 def test_hsts_value() -> None:
-    assert ecs.hsts_value(63072000, True, False) == "max-age=63072000; includeSubDomains"
-    assert ecs.hsts_value(63072000, True, True) == \
+    assert hsts_value(63072000, True, False) == "max-age=63072000; includeSubDomains"
+    assert hsts_value(63072000, True, True) == \
         "max-age=63072000; includeSubDomains; preload"
-    assert ecs.hsts_value(300, False, False) == "max-age=300"
+    assert hsts_value(300, False, False) == "max-age=300"
 
 
 @pytest.mark.parametrize(("spot", "expected"), [

@@ -30,6 +30,8 @@ import yaml
 
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render import kubernetes_versions as versions
+from gin_deploy.render.headers import hsts_value
+from tests.security_exceptions import exceptions
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "ghcr.io/example/hello-gin"
@@ -133,9 +135,9 @@ def test_canary_sizes_and_weights() -> None:
 
 
 def test_hsts_header_and_label_values() -> None:
-    assert render.hsts_header(63072000, True, True) == (
+    assert hsts_value(63072000, True, True) == (
         "max-age=63072000; includeSubDomains; preload")
-    assert render.hsts_header(300, False, False) == "max-age=300"
+    assert hsts_value(300, False, False) == "max-age=300"
     deployment = render.deployment(APP, image="x", version="0.0.0+build/7 é")
     assert deployment["spec"]["template"]["metadata"]["labels"][
         "app.kubernetes.io/version"] == "0.0.0_build_7"
@@ -280,20 +282,9 @@ def test_cert_manager_values_match_the_charts_schema(tmp_path: Path) -> None:
 
 # --- checkov -----------------------------------------------------------------------------------
 
-# (check id, resource) -> why it does not apply. Resources as checkov names them.
-CHECKOV_SKIPS = {
-    ("CKV_K8S_35", "Deployment.hello-gin.hello-gin"):
-        "app.secretEnv are env vars by the service's contract (app/README.md: all settings "
-        "come from the environment); they come from a Secret built from Pulumi secrets via "
-        "envFrom, so no value appears in the pod spec.",
-    ("CKV_K8S_35", "Deployment.hello-gin.hello-gin-canary"):
-        "same as the stable Deployment: the canary runs with the same secret env.",
-    ("CKV_K8S_43", "Deployment.hello-gin.hello-gin-canary"):
-        "canary.version may be a tag already pushed (documented in docs/kubernetes.md); the "
-        "stable release always runs the digest GinBuild pushed, and a canary given as "
-        "sha256:... is pinned too (scenario canary-by-digest passes this check). Tagged "
-        "canaries are pulled with imagePullPolicy Always.",
-}
+# (check id, resource) -> why it does not apply; the reviewed list of every scanner's
+# exceptions is tests/security_exceptions.toml.
+CHECKOV_SKIPS = exceptions("checkov-kubernetes")
 
 
 CORE_CHECKS = {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_28",

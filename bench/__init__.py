@@ -1,0 +1,1 @@
+"""gin-deploy benchmarks: `python bench/run.py` (see docs/benchmarks.md)."""

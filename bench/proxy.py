@@ -1,0 +1,322 @@
+"""Proxy efficiency: the reference service (2 instances) measured three ways in one run.
+
+  a  direct   HTTP to one instance (no proxy, no TLS): the ceiling
+  b  gin-deploy  HTTPS through the nginx config gin-deploy generates, deployed by the
+                 host agent exactly as `pulumi up` on the dev stack does (user mode,
+                 supervisord, self-signed TLS), with client keep-alive
+  c  naive    HTTPS through bench/naive_nginx.conf.j2 (tutorial style: no upstream
+              keepalive, HTTP/1.0 to the instances, default buffers), same TLS, same
+              certificate, same instances, same nginx.conf around it
+
+Rounds are interleaved (a b c, b c a, c a b, ...) so drift in the machine hits all
+three alike; each run is wrk with a Lua done() hook (bench/latency.lua) for p99.9.
+Reported: medians over rounds of requests/s and of each latency percentile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.common import (
+    ROOT,
+    Binary,
+    CpuPlan,
+    children,
+    children_cpu_seconds,
+    free_port_block,
+    free_ports,
+    median,
+    pin,
+    process_cpu_seconds,
+    run,
+    system_busy_seconds,
+    tool,
+)
+from gin_deploy import hostctl
+from gin_deploy.config import RawValue, parse_stack_config
+from gin_deploy.render import _jinja, nginx
+
+AGENT = ROOT / "gin_deploy" / "hostctl.py"
+LUA = ROOT / "bench" / "latency.lua"
+NAIVE_TEMPLATE = ROOT / "bench" / "naive_nginx.conf.j2"
+PATH = "/healthz"
+VARIANTS = ("a", "b", "c")
+LABELS = {
+    "a": "direct (HTTP, one instance)",
+    "b": "gin-deploy nginx (HTTPS)",
+    "c": "naive nginx (HTTPS)",
+}
+
+
+@dataclass
+class Deployed:
+    """A user-mode host target deployed by the agent, plus the naive nginx beside it."""
+
+    work: Path
+    state_dir: Path
+    instance_ports: list[int]
+    https_port: int
+    naive_port: int
+    payload_base: dict[str, Any]
+    naive_pid_file: Path = field(init=False)
+    site_conf: str = ""
+    naive_conf: str = ""
+
+    def __post_init__(self) -> None:
+        self.naive_pid_file = self.work / "naive" / "nginx.pid"
+
+    @property
+    def ca(self) -> Path:
+        return self.state_dir / "tls" / "ca.crt"
+
+    def url(self, variant: str) -> str:
+        if variant == "a":
+            return f"http://127.0.0.1:{self.instance_ports[0]}{PATH}"
+        port = self.https_port if variant == "b" else self.naive_port
+        return f"https://127.0.0.1:{port}{PATH}"
+
+    def server_pids(self) -> list[int]:
+        pids = set(hostctl.target_processes(hostctl.Layout(str(self.state_dir))))
+        with contextlib.suppress(OSError, ValueError):
+            master = int(self.naive_pid_file.read_text().strip())
+            pids |= {master, *children(master)}
+        return sorted(pids)
+
+
+def _dev_target_config(state_dir: Path, base_port: int, http_port: int,
+                       https_port: int, instances: int) -> dict[str, RawValue]:
+    """The dev stack's config with this run's ports, state dir and instance count."""
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    raw = {k.split(":", 1)[1]: v for k, v in doc.items() if k.startswith("gin-deploy:")}
+    [target] = raw["targets"]
+    raw["targets"] = [{**target, "instances": instances, "basePort": base_port,
+                       "httpPort": http_port, "httpsPort": https_port,
+                       "stateDir": str(state_dir)}]
+    return {k: RawValue(v, False) for k, v in raw.items()}
+
+
+def deploy(work: Path, binary: Binary, instances: int = 2) -> Deployed:
+    """Render with the program's own code (components/host.py) and deploy with the agent."""
+    from components.host import (
+        HostTargetArgs,
+        app_env,
+        instance_name,
+        release_id,
+        render_host_files,
+    )
+    from gin_deploy.config import HostTargetConfig
+
+    state_dir = work / "state"
+    base = free_port_block(instances)
+    http_port, https_port, naive_port = free_ports(3)
+    cfg = parse_stack_config(
+        _dev_target_config(state_dir, base, http_port, https_port, instances),
+        project="gin-deploy", stack="bench", project_dir=ROOT)
+    [target] = cfg.targets
+    assert isinstance(target, HostTargetConfig)
+    args = HostTargetArgs(
+        target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls, project=cfg.project,
+        stack=cfg.stack, version=binary.version, binary_path=str(binary.path),
+        binary_sha256=binary.sha256, project_dir=ROOT)
+    files = render_host_files(args, str(state_dir))
+    env = app_env(cfg.app)
+    ports = list(target.instance_ports)
+    base_payload = {
+        "app": cfg.app.name, "stateDir": str(state_dir), "mode": "user",
+        "supervisor": "supervisord",
+        "instances": [{"name": instance_name(cfg.app.name, p), "port": p} for p in ports],
+    }
+    payload = {
+        **base_payload,
+        "release": {"id": release_id(binary.version, binary.sha256, env, {}),
+                    "binary": str(binary.path), "sha256": binary.sha256},
+        "env": env, "secretEnvKeys": [], "readyPath": cfg.app.ready_path,
+        "readyTimeoutSeconds": 30, "keepReleases": 2,
+        "tls": {"mode": "self-signed", "domains": ["localhost"]},
+        "install": False, **files,
+    }
+    deployed = Deployed(work, state_dir, ports, https_port, naive_port, base_payload)
+    deployed.site_conf = files["nginx"]["site"]
+    done = run([sys.executable, str(AGENT), "deploy"], input=json.dumps(payload), timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"the agent failed to deploy the benchmark stack:\n{done.stderr}")
+    _start_naive(deployed)
+    return deployed
+
+
+def _start_naive(d: Deployed) -> None:
+    naive = d.work / "naive"
+    (naive / "temp").mkdir(parents=True, exist_ok=True)
+    env = _jinja.make_environment({})
+    site = env.from_string(NAIVE_TEMPLATE.read_text()).render(
+        upstream_ports=d.instance_ports, https_port=d.naive_port,
+        access_log=str(naive / "access.log"), error_log=str(naive / "error.log"),
+        certificate=str(d.state_dir / "tls" / "server.crt"),
+        certificate_key=str(d.state_dir / "tls" / "server.key"),
+        tls12_ciphers=nginx.TLS12_CIPHERS, tls_curves=nginx.TLS_CURVES)
+    d.naive_conf = site
+    (naive / "site.conf").write_text(site)
+    # The same nginx.conf gin-deploy renders around its site, so only the site differs.
+    (naive / "nginx.conf").write_text(nginx.render_main_config(
+        site_include=str(naive / "site.conf"), pid_file=str(d.naive_pid_file),
+        error_log=str(naive / "error.log"), temp_dir=str(naive / "temp")))
+    exe = tool("nginx")
+    if exe is None:
+        raise RuntimeError("nginx is not installed")
+    done = run([exe, "-c", str(naive / "nginx.conf"), "-e", str(naive / "error.log")],
+               timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"the naive nginx did not start:\n{done.stderr}")
+    deadline = time.monotonic() + 10
+    while not d.naive_pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def teardown(d: Deployed) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(d.naive_pid_file.read_text().strip()), signal.SIGQUIT)
+    run([sys.executable, str(AGENT), "destroy"], input=json.dumps(d.payload_base), timeout=120)
+    for pid in hostctl.target_processes(hostctl.Layout(str(d.state_dir))):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def stack(binary: Binary, instances: int = 2) -> Iterator[Deployed]:
+    work = Path(tempfile.mkdtemp(prefix="gin-bench-"))
+    work.chmod(0o755)
+    deployed: Deployed | None = None
+    try:
+        deployed = deploy(work, binary, instances)
+        yield deployed
+    finally:
+        if deployed is not None:
+            teardown(deployed)
+        else:
+            for pid in hostctl.target_processes(hostctl.Layout(str(work / "state"))):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+def check_endpoint(d: Deployed, variant: str) -> dict[str, str]:
+    """One request with verification against the stack's CA; returns a few headers."""
+    ctx = ssl.create_default_context(cafile=str(d.ca))
+    with urllib.request.urlopen(d.url(variant), context=ctx, timeout=5) as resp:  # noqa: S310
+        if resp.status != 200:
+            raise RuntimeError(f"{variant}: {d.url(variant)} answered {resp.status}")
+        return {k: resp.headers.get(k, "") for k in ("Strict-Transport-Security", "Server")}
+
+
+def wrk(url: str, *, seconds: float, connections: int, threads: int,
+        cpus: str | None) -> dict[str, Any]:
+    exe = tool("wrk")
+    if exe is None:
+        raise RuntimeError("wrk is not installed")
+    cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+           "--timeout", "5s", "-s", str(LUA), url]
+    taskset = tool("taskset")
+    if cpus is not None and taskset:
+        cmd = [taskset, "-c", cpus, *cmd]
+    done = run(cmd, timeout=seconds + 60)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    data: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+    data["error_count"] = sum(data["errors"].values())
+    return data
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    rounds: int = 5
+    seconds: float = 10
+    warmup_seconds: float = 3
+    connections: int = 64
+    threads: int = 1
+    instances: int = 2
+
+
+def measure(binary: Binary, settings: ProxySettings, cpus: CpuPlan,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Deploy, warm up, run interleaved rounds, tear down; raw runs plus medians."""
+    with stack(binary, settings.instances) as d:
+        headers = {v: check_endpoint(d, v) for v in VARIANTS}
+        if cpus.server is not None:
+            for pid in d.server_pids():
+                pin(pid, cpus.server)
+        for v in VARIANTS:
+            log(f"  warm-up {v}: {LABELS[v]}")
+            wrk(d.url(v), seconds=settings.warmup_seconds, connections=settings.connections,
+                threads=settings.threads, cpus=cpus.client)
+        runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+        for r in range(settings.rounds):
+            order = VARIANTS[r % 3:] + VARIANTS[:r % 3]
+            for v in order:
+                pids = d.server_pids()
+                busy0, ours0 = system_busy_seconds(), process_cpu_seconds(pids)
+                kids0, wall0 = children_cpu_seconds(), time.monotonic()
+                result = wrk(d.url(v), seconds=settings.seconds,
+                             connections=settings.connections, threads=settings.threads,
+                             cpus=cpus.client)
+                wall = time.monotonic() - wall0
+                ours = process_cpu_seconds(pids) - ours0 + children_cpu_seconds() - kids0
+                busy = system_busy_seconds() - busy0
+                # CPU other processes on the machine used meanwhile, as a share of all CPUs.
+                result["foreign_cpu_share"] = max(0.0, busy - ours) / (
+                    wall * (os.cpu_count() or 1))
+                result["round"] = r + 1
+                runs[v].append(result)
+                log(f"  round {r + 1}/{settings.rounds} {v}: {result['rps']:,.0f} req/s, "
+                    f"p99 {result['latency_us']['p99'] / 1000:.2f} ms, "
+                    f"errors {result['error_count']}, "
+                    f"others' CPU {result['foreign_cpu_share']:.0%}")
+        configs = {"b": d.site_conf, "c": d.naive_conf}
+    summary = {v: _summarize(runs[v]) for v in VARIANTS}
+    b, a, c = summary["b"]["rps"], summary["a"]["rps"], summary["c"]["rps"]
+    return {
+        "settings": settings.__dict__,
+        "cpus": cpus.describe(),
+        "path": PATH,
+        "labels": LABELS,
+        "runs": runs,
+        "summary": summary,
+        "ratios": {"b/a": b / a if a else None, "b/c": b / c if c else None},
+        "headers": headers,
+        "config_sha256": {k: hashlib.sha256(v.encode()).hexdigest()[:12]
+                          for k, v in configs.items()},
+        "configs": configs,
+    }
+
+
+def _summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "rps": median([r["rps"] for r in runs]),
+        "rps_min": min(r["rps"] for r in runs),
+        "rps_max": max(r["rps"] for r in runs),
+        **{f"{p}_ms": median([r["latency_us"][p] for r in runs]) / 1000
+           for p in ("p50", "p90", "p99", "p999")},
+        "errors": sum(r["error_count"] for r in runs),
+        "foreign_cpu_share": median([r.get("foreign_cpu_share", 0.0) for r in runs]),
+        "requests": sum(r["requests"] for r in runs),
+    }
