@@ -100,6 +100,9 @@ main() {
   log "downloading the Go modules of app/"
   (cd app && go mod download)
   go_tools
+  # Scanners that conflict with the Pulumi SDK's dependencies get venvs of their own.
+  "$ROOT/scripts/checkov.sh" --install-only
+  "$ROOT/scripts/sslyze.sh" --install-only
   "$ROOT/scripts/install-pulumi.sh"
   log "set-up complete"
 }
