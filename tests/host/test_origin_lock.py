@@ -117,7 +117,7 @@ def write_tls(directory: Path) -> Path:
 def gin_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     go = shutil.which("go")
     if go is None:
-        pytest.skip("no Go toolchain to build app/")
+        pytest.skip("go is not installed (needed to build app/)")
     out = tmp_path_factory.mktemp("gin") / "app"
     subprocess.run([go, "build", "-trimpath", "-o", str(out), "."], cwd=ROOT / "app",
                    env={**os.environ, "CGO_ENABLED": "0"}, check=True, timeout=600,

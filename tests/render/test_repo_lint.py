@@ -12,8 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-SCRIPTS = [ROOT / "scripts" / n for n in ("setup.sh", "env.sh", "test", "dev", "install-pulumi.sh")
-           if (ROOT / "scripts" / n).exists()] + [ROOT / ".ci" / "run"]
+SCRIPTS = [*sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file()), ROOT / ".ci" / "run"]
 
 
 def tool(name: str) -> str:

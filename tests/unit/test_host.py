@@ -163,13 +163,13 @@ def test_ssh_target_stages_agent_and_binary_then_deploys_remotely(ssh_key: Path)
     assert payload["release"]["binary"] == uploads["edge-upload-binary"].inputs["remotePath"]
 
 
-def test_ssh_user_mode_as_root_needs_no_sudo(ssh_key: Path) -> None:
-    mocks = run_program(ssh_config(ssh_key, user="root", mode="user", httpPort=18080,
+def test_ssh_user_mode_needs_no_sudo_and_lives_in_the_users_home(ssh_key: Path) -> None:
+    mocks = run_program(ssh_config(ssh_key, user="admin", mode="user", httpPort=18080,
                                    httpsPort=18443))
     deploy = mocks.named("edge-deploy")
     assert deploy.inputs["create"].startswith("python3 ")
     payload = json.loads(unsecret(deploy.inputs["stdin"]))
-    assert payload["stateDir"].startswith("/root/.local/state/gin-deploy/")
+    assert payload["stateDir"] == "/home/admin/.local/state/gin-deploy/gin-deploy-dev-edge"
 
 
 def test_ssh_private_key_from_secret_config(ssh_key: Path) -> None:
