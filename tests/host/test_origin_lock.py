@@ -13,7 +13,6 @@ served with a certificate that covers it.
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
 import os
@@ -27,14 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from components.endpoint import EdgeOrigin
 from components.host import HostTargetArgs, app_env, render_host_files
 from gin_deploy.config import AppConfig, HostTargetConfig, TlsConfig
+from tests import pki
 
 pytestmark = pytest.mark.host
 
@@ -77,40 +73,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def write_tls(directory: Path) -> Path:
-    """A throwaway CA and a server certificate for the domain and the edge name; the CA
-    certificate's path is returned (what the client trusts)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "origin lock test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(
-              digital_signature=True, content_commitment=False, key_encipherment=False,
-              data_encipherment=False, key_agreement=False, key_cert_sign=True,
-              crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName(DOMAIN), x509.DNSName(OWN_NAME)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256()))
+    """A throwaway CA and a server certificate for the domain and the edge name, at the
+    host's stable TLS paths; the CA certificate's path is returned (what clients trust)."""
     tls = directory / "tls"
-    tls.mkdir(parents=True)
-    (tls / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tls / "server.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (tls / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return tls / "ca.crt"
+    return pki.issue(tls / "ca.crt", tls / "server.crt", tls / "server.key",
+                     names=(DOMAIN, OWN_NAME), ips=(), ca_name="origin lock test CA").ca_path
 
 
 @pytest.fixture(scope="module")
