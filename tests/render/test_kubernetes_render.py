@@ -350,5 +350,5 @@ def test_readme_lists_the_pinned_versions() -> None:
                    versions.KUBERNETES_VERSIONS[-1]):
         assert pinned is not None and pinned in section, pinned
     script = (ROOT / "scripts" / "checkov.sh").read_text()
-    match = re.search(r"^CHECKOV_VERSION=(\S+)$", script, re.MULTILINE)
+    match = re.search(r"^VERSION=(\S+)$", script, re.MULTILINE)
     assert match and f"`{match[1]}`" in section
