@@ -402,7 +402,7 @@ def test_forced_renewal_under_load_swaps_the_certificate_without_failed_requests
     assert DOMAIN in _sans(after)
     # Every challenge nginx was asked for, it answered (200); whether the renewal needed a
     # fresh HTTP-01 is the CA's call (Pebble may still reuse a valid authorization).
-    assert 1 <= len(challenges_served(stack)) <= 2
+    assert len(challenges_served(stack)) in (1, 2)
     # Only a reload makes nginx read the new files: the deploy hook reloaded it (same master).
     assert nginx_pid(stack) == nginx_master
 
