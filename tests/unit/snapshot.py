@@ -1,0 +1,157 @@
+"""What the engine would see of a stack: every resource's URN, aliases and inputs.
+
+The reshape of the code (issue: one-way layers) must not move any resource of an
+existing stack: a moved URN without an alias is a delete + create on the next `up`.
+`tests/unit/golden/<stack>.json` holds the snapshot taken from the program *before*
+the reshape; `test_urn_stability.py` checks that the program today still registers
+every one of those URNs (directly or as an alias) with the same inputs.
+
+Regenerate only for an intended change, and review the diff like code:
+
+    .venv/bin/python -m tests.unit.snapshot --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+
+from tests.unit import harness
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+# HOME while the program runs: fixed, because it ends up in base64-encoded inputs.
+HOME_DIR = Path("/tmp/gin-deploy-snapshot-home")
+# A fixed version: the default one is a hash of app/'s sources, which other work changes.
+VERSION = "1.2.3"
+
+
+@contextmanager
+def recording_urns() -> Iterator[dict[str, dict[str, Any]]]:
+    """Wrap the mock monitor's RegisterResource to note each URN, parent and aliases."""
+    seen: dict[str, dict[str, Any]] = {}
+    original = pulumi_mocks.MockMonitor.RegisterResource
+
+    def register(self: pulumi_mocks.MockMonitor, request: Any) -> Any:
+        response = original(self, request)
+        aliases = list(request.aliasURNs)
+        for spec in request.aliases:
+            if spec.urn:
+                aliases.append(spec.urn)
+                continue
+            s = spec.spec
+            parent = "" if s.noParent else (s.parentUrn or request.parent)
+            aliases.append(self.make_urn(parent, s.type or request.type, s.name or request.name))
+        seen[response.urn] = {"type": request.type, "parent": request.parent,
+                              "aliases": sorted(set(aliases))}
+        return response
+
+    pulumi_mocks.MockMonitor.RegisterResource = register  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        pulumi_mocks.MockMonitor.RegisterResource = original  # type: ignore[method-assign]
+
+
+def _normalise(value: Any, replacements: list[tuple[str, str]]) -> Any:
+    if isinstance(value, str) and value in dict(replacements):
+        return dict(replacements)[value]
+    if isinstance(value, str):
+        for old, new in replacements:
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, dict):
+        return {k: _normalise(v, replacements) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v, replacements) for v in value]
+    return value
+
+
+def _asset(value: Any) -> str:
+    """Assets and archives by what they point at (their repr holds a memory address)."""
+    where = getattr(value, "path", None) or getattr(value, "uri", None) or "<inline>"
+    return f"{type(value).__name__}({where})"
+
+
+def _config(stack: str) -> dict[str, Any]:
+    config = harness.stack_config(stack)
+    app = dict(config.get("gin-deploy:app") or {})
+    app["version"] = VERSION
+    config["gin-deploy:app"] = app
+    return config
+
+
+def take(stack: str, home: Path) -> dict[str, Any]:
+    """The stack's resources as {urn: {type, aliases, inputs}}, machine paths replaced."""
+    # The prod stack needs what AWS and the clusters would answer (the test modules' mocks).
+    from tests.unit import test_edge
+
+    test_edge.install_mocks()
+    # The home dir is fixed (HOME_DIR), so it stays as is, also inside base64 payloads.
+    # Values that follow the git HEAD or app/'s sources are replaced by their names.
+    from components.build import git_stamp, source_hash
+
+    src = source_hash(harness.ROOT / "app")
+    commit, build_time = git_stamp(harness.ROOT / "app")
+    replacements = [(sys.executable, "<python>"), (str(harness.ROOT), "<project>"),
+                    (src, "<source-hash>"), (src[:16], "<source-hash-16>"),
+                    (src[:12], "<source-hash-12>"), (f"={commit}", "=<commit>"),
+                    (commit, "<commit>"), (build_time, "<commit-time>")]
+    old_home = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    try:
+        with recording_urns() as seen:
+            mocks = harness.run_program(_config(stack), stack=stack)
+    finally:
+        if old_home is not None:
+            os.environ["HOME"] = old_home
+    inputs_by_key = {(r.typ, r.name): r.inputs for r in mocks.resources}
+    # The mock monitor answers on a thread that does not see the stack's settings.
+    def fix(urn: str) -> str:
+        return urn.replace("urn:pulumi:stack::project::", f"urn:pulumi:{stack}::gin-deploy::")
+
+    snapshot: dict[str, Any] = {}
+    for urn, info in sorted(seen.items()):
+        name = urn.rsplit("::", 1)[-1]
+        inputs = inputs_by_key.get((info["type"], name), {})
+        snapshot[fix(urn)] = {
+            "parent": fix(info["parent"]),
+            "aliases": [fix(a) for a in info["aliases"]],
+            "inputs": _normalise(json.loads(json.dumps(inputs, default=_asset)), replacements),
+        }
+    return snapshot
+
+
+def prepare_home() -> Path:
+    """A fresh HOME_DIR: the prod host target reads its SSH key from ~/.ssh/gin-deploy-edge."""
+    shutil.rmtree(HOME_DIR, ignore_errors=True)
+    (HOME_DIR / ".ssh").mkdir(parents=True)
+    (HOME_DIR / ".ssh" / "gin-deploy-edge").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    return HOME_DIR
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true", help="rewrite tests/unit/golden/")
+    args = parser.parse_args()
+    GOLDEN.mkdir(exist_ok=True)
+    for stack in ("dev", "prod"):
+        snap = take(stack, prepare_home())
+        text = json.dumps(snap, indent=1, sort_keys=True) + "\n"
+        if args.write:
+            (GOLDEN / f"{stack}.json").write_text(text)
+        print(f"{stack}: {len(snap)} resources")
+    pulumi.runtime.set_mocks(harness.RecordingMocks())
+
+
+if __name__ == "__main__":
+    main()
