@@ -115,16 +115,21 @@ def take(stack: str, home: Path) -> dict[str, Any]:
         if old_home is not None:
             os.environ["HOME"] = old_home
     inputs_by_key = {(r.typ, r.name): r.inputs for r in mocks.resources}
-    # The mock monitor answers on a thread that does not see the stack's settings.
+    # The mock monitor answers on a thread that does not see the stack's settings; and like
+    # the real engine, the stack resource is left out of its children's type chains (whether
+    # the mocks register it depends on what ran before in the same process).
     def fix(urn: str) -> str:
-        return urn.replace("urn:pulumi:stack::project::", f"urn:pulumi:{stack}::gin-deploy::")
+        urn = urn.replace("urn:pulumi:stack::project::", f"urn:pulumi:{stack}::gin-deploy::")
+        return urn.replace("::pulumi:pulumi:Stack$", "::")
 
     snapshot: dict[str, Any] = {}
     for urn, info in sorted(seen.items()):
+        if info["type"] == "pulumi:pulumi:Stack":
+            continue
         name = urn.rsplit("::", 1)[-1]
         inputs = inputs_by_key.get((info["type"], name), {})
         snapshot[fix(urn)] = {
-            "parent": fix(info["parent"]),
+            "parent": "" if "::pulumi:pulumi:Stack::" in info["parent"] else fix(info["parent"]),
             "aliases": [fix(a) for a in info["aliases"]],
             "inputs": _normalise(json.loads(json.dumps(inputs, default=_asset)), replacements),
         }

@@ -1,0 +1,94 @@
+"""The Pulumi program: load config -> build -> targets -> edge -> exports.
+
+`__main__.py` only calls `main()`; tests call it too, under mocks. This package is
+the only place that maps stack config to component args: one module per target
+kind (host.py, ecs.py, kubernetes.py). Each target
+kind registers one builder in TARGET_BUILDERS; a kind without a builder fails
+with a clear "not implemented yet" before any resource is registered. With
+`edge`, EdgeRouting comes first (the targets need its origin secret and names)
+and routes the targets once they exist.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pulumi
+
+from components.build import GinBuild, GinBuildArgs
+from components.edge import EdgeRouting, EdgeRoutingArgs
+from components.endpoint import EdgeOrigin, TargetEndpoint
+from gin_deploy.config import (
+    NAMESPACE,
+    ConfigError,
+    StackConfig,
+    TargetConfig,
+    load_stack_config,
+)
+from gin_deploy.program.ecs import build_ecs
+from gin_deploy.program.host import build_host
+from gin_deploy.program.kubernetes import build_kubernetes
+
+
+class TargetBuilder(Protocol):
+    def __call__(self, target: TargetConfig, cfg: StackConfig, build: GinBuild,
+                 edge: EdgeOrigin | None = None) -> TargetEndpoint: ...
+
+
+# One builder per implemented target kind.
+TARGET_BUILDERS: dict[str, TargetBuilder] = {
+    "host": build_host,
+    "ecs": build_ecs,
+    "kubernetes": build_kubernetes,
+}
+
+
+def check_implemented(cfg: StackConfig) -> None:
+    """Refuse target kinds whose component does not exist yet, before any resource."""
+    problems = [
+        f"{NAMESPACE}:targets[{i}].kind: {t.kind!r} targets are not implemented yet "
+        f"(implemented: {', '.join(sorted(TARGET_BUILDERS))})"
+        for i, t in enumerate(cfg.targets)
+        if t.kind not in TARGET_BUILDERS
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def main() -> None:
+    cfg = load_stack_config()
+    check_implemented(cfg)
+    build = GinBuild(
+        cfg.app.name,
+        GinBuildArgs(
+            app_name=cfg.app.name,
+            source_dir=cfg.project_dir / cfg.app.source,
+            output_dir=cfg.project_dir / "build",
+            version=cfg.app.version,
+            build_binary=any(t.kind == "host" for t in cfg.targets),
+        ),
+    )
+    edge = None
+    if cfg.edge is not None:
+        edge = EdgeRouting(f"{cfg.app.name}-edge", EdgeRoutingArgs(
+            edge=cfg.edge, app=cfg.app, domain=cfg.domain, hsts=cfg.tls.hsts,
+            project=cfg.project, stack=cfg.stack,
+        ))
+    endpoints = [
+        TARGET_BUILDERS[t.kind](t, cfg, build, edge.origin_for(t.name) if edge else None)
+        for t in cfg.targets
+    ]
+    if edge is not None:
+        edge.route(endpoints)
+
+    pulumi.export("version", build.version)
+    pulumi.export("endpoints", {e.name: e.url for e in endpoints})
+    pulumi.export("url", edge.url if edge is not None else endpoints[0].url)
+    if edge is not None:
+        pulumi.export("healthChecks", edge.health_check_ids)
+        if edge.distribution is not None:
+            pulumi.export("distributionId", edge.distribution_id)
+            pulumi.export("distributionDomain", edge.distribution_domain)
+    ca_certs = [e.ca_cert for e in endpoints if e.ca_cert]
+    if ca_certs:
+        pulumi.export("caCert", ca_certs[0])
