@@ -38,14 +38,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.build import GinBuild
-from components.endpoint import EdgeOrigin, TargetEndpoint
+from components.endpoint import EdgeOrigin
 from gin_deploy.config import (
     AppConfig,
     EcsTargetConfig,
     HstsConfig,
-    StackConfig,
-    TargetConfig,
 )
 from gin_deploy.render import ecs as render
 from gin_deploy.render.headers import hsts_value
@@ -749,26 +746,3 @@ def _record_field(option: ValidationOption, key: str) -> str:
 
 def _json(document: Any) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
-
-
-def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
-              edge: EdgeOrigin | None = None) -> TargetEndpoint:
-    """TARGET_BUILDERS entry for `kind: ecs`: the EcsTarget and what edge/exports see."""
-    assert isinstance(target, EcsTargetConfig)
-
-    def push(repository: pulumi.Output[str], username: pulumi.Output[str],
-             password: pulumi.Output[str], platform: str) -> pulumi.Output[str]:
-        return build.push(target.name, repository, username=username, password=password,
-                          platform=platform)
-
-    edge_zone = cfg.edge.zone if cfg.edge is not None else None
-    ecs = EcsTarget(target.name, EcsTargetArgs(
-        target=target, app=cfg.app, domain=cfg.domain, hsts=cfg.tls.hsts,
-        project=cfg.project, stack=cfg.stack, push_image=push,
-        zone_name=target.effective_zone(cfg.domain, edge_zone),
-        manage_dns=cfg.edge is None, secret_env=cfg.secret_env, edge=edge,
-    ))
-    return TargetEndpoint(
-        name=target.name, kind="ecs", url=ecs.url, origin_host=ecs.alb_dns_name,
-        weight=target.weight, region=target.region, alias_zone_id=ecs.alb_zone_id,
-    )

@@ -24,9 +24,9 @@ from typing import Any
 
 import pulumi
 
+from components.connection import HostConnection, SshEndpoint
 from components.endpoint import EdgeOrigin
 from gin_deploy.config import AppConfig, HostTargetConfig, TlsConfig
-from gin_deploy.connection import HostConnection, SshEndpoint
 from gin_deploy.render import nginx, supervisor, systemd
 
 AGENT_PATH = Path(__file__).resolve().parents[1] / "gin_deploy" / "hostctl.py"

@@ -360,7 +360,7 @@ else
   die "pulumi v$V: the release tarball is unreachable and the Go module proxy build failed (see above)"
 fi
 
-# pulumi-language-python: tarball -> Go module proxy -> gin_deploy/langhost.py.
+# pulumi-language-python: tarball -> Go module proxy -> tools/langhost/pulumi_language_python.py.
 if unavailable lang; then
   LANG_SRC=""
 elif [ -x "$BIN/pulumi-language-python" ]; then
@@ -432,9 +432,9 @@ if [ -n "$LANG_SRC" ]; then
 else
   rm -f "$BIN/pulumi-language-python-exec"
   write_wrapper pulumi-language-python \
-    "gin-deploy's own Python language host (gin_deploy/langhost.py, Pulumi SDK v$V)" \
-    "-m gin_deploy.langhost"
-  log "pulumi-language-python: gin-deploy's own language host, gin_deploy/langhost.py (official host unavailable: $(cat "$CACHE/unavailable.lang"))"
+    "gin-deploy's own Python language host (tools/langhost/pulumi_language_python.py, Pulumi SDK v$V)" \
+    "\"\$root/tools/langhost/pulumi_language_python.py\""
+  log "pulumi-language-python: gin-deploy's own language host, tools/langhost/pulumi_language_python.py (official host unavailable: $(cat "$CACHE/unavailable.lang"))"
 fi
 
 if [ -n "$DYN_SRC" ]; then

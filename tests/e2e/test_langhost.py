@@ -1,6 +1,7 @@
 """The project's Pulumi toolchain end to end: the real CLI from .tools/bin runs a tiny Python
 program (a folder-based project, not an inline one) through `pulumi-language-python` - the
-official host or gin-deploy's own (gin_deploy/langhost.py), whichever scripts/setup.sh installed.
+official host or gin-deploy's own (tools/langhost/pulumi_language_python.py), whichever
+scripts/setup.sh installed.
 """
 
 from __future__ import annotations

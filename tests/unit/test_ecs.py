@@ -650,6 +650,7 @@ def test_blue_green_uses_native_ecs_strategy_with_bake_time() -> None:
 def test_endpoint_and_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
     from components import ecs as ecs_module
     from gin_deploy.config import load_stack_config
+    from gin_deploy.program import ecs as program_ecs
 
     created: list[ecs_module.EcsTarget] = []
 
@@ -658,7 +659,7 @@ def test_endpoint_and_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
             super().__init__(*args, **kwargs)
             created.append(self)
 
-    monkeypatch.setattr(ecs_module, "EcsTarget", Recorded)
+    monkeypatch.setattr(program_ecs, "EcsTarget", Recorded)
     seen: dict[str, Any] = {}
     pulumi.runtime.set_mocks(RecordingMocks(), project="gin-deploy", stack="prod",
                              preview=False)

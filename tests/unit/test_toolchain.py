@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -17,9 +18,13 @@ import pulumi_command
 import pytest
 from pulumi.runtime.proto import language_pb2
 
-from gin_deploy import langhost
-
 ROOT = Path(__file__).resolve().parents[2]
+# The stand-in language host is toolchain, not product: a script under tools/.
+_spec = importlib.util.spec_from_file_location(
+    "pulumi_language_python", ROOT / "tools" / "langhost" / "pulumi_language_python.py")
+assert _spec is not None and _spec.loader is not None
+langhost = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(langhost)
 SCRIPT = ROOT / "scripts" / "install-pulumi.sh"
 
 
