@@ -2,8 +2,12 @@
 
 The binary is built by a `local.Command` whose only trigger is a hash of the Go
 sources (and go.mod/go.sum), so an unchanged service is never rebuilt and a
-changed one always is. Images are built from `<source>/Dockerfile` by
-pulumi-docker and referenced by digest, so every deploy is exact.
+changed one always is. Images are built from `<source>/Dockerfile` once per
+platform and the one build is pushed to every registry that needs it, referenced by
+digest. Its tag is a content address of everything that goes into the image (the
+build context, the Dockerfile, the build args, the platform), so registries with
+immutable tags (ECR) never see the same tag with other content, and an unchanged
+image is never pushed again.
 """
 
 from __future__ import annotations
@@ -36,15 +40,34 @@ def source_hash(source_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def git_stamp(source_dir: Path) -> tuple[str, str]:
-    """(commit, commit time) of the source's git checkout, or 'unknown'.
+def image_context_hash(source_dir: Path, dockerfile: Path, build_args: dict[str, str],
+                       platform: str) -> str:
+    """sha256 over everything an image build reads: every file of the build context
+    (a superset of what .dockerignore lets through, so no change can slip by), the
+    Dockerfile, the build args and the platform."""
+    digest = hashlib.sha256()
+    for path in sorted(source_dir.rglob("*")):
+        rel = path.relative_to(source_dir)
+        if rel.parts[0] in {".git", "bin"} or not path.is_file():
+            continue
+        digest.update(b"file\0" + str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(b"dockerfile\0" + dockerfile.read_bytes() + b"\0")
+    for key, value in sorted(build_args.items()):
+        digest.update(f"arg\0{key}={value}\0".encode())
+    digest.update(f"platform\0{platform}\0".encode())
+    return digest.hexdigest()
 
-    The commit time, not the wall clock, is the build time so that the same
-    sources always produce the same inputs (and no spurious diffs).
+
+def git_stamp(source_dir: Path) -> tuple[str, str]:
+    """(commit, commit time) of the last commit that touched the sources, or 'unknown'.
+
+    The commit time, not the wall clock, is the build time, and only commits that touch
+    the source directory count: a docs-only commit elsewhere in the repository leaves
+    the binary's and the image's inputs as they were (no rebuild, no new release).
     """
     try:
         out = subprocess.run(
-            ["git", "-C", str(source_dir), "log", "-1", "--format=%h %cI"],
+            ["git", "-C", str(source_dir), "log", "-1", "--format=%h %cI", "--", "."],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.split()
         if len(out) == 2:
@@ -85,7 +108,8 @@ class GinBuild(pulumi.ComponentResource):
     source_hash: str
     binary_path: str | None
     binary_sha256: pulumi.Output[str] | None
-    images: dict[str, docker.Image]
+    images: dict[str, docker.Image]             # one local build per platform
+    pushed: dict[str, docker.RegistryImage]     # one push per registry key
     image_digests: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: GinBuildArgs,
@@ -122,7 +146,9 @@ class GinBuild(pulumi.ComponentResource):
             self.binary_sha256 = build.stdout.apply(lambda s: s.strip().splitlines()[-1])
 
         self.images = {}
+        self.pushed = {}
         self.image_digests = {}
+        self._app_name = args.app_name
         self._source_dir = args.source_dir
         self._stamps = {"VERSION": self.version, "COMMIT": commit, "BUILD_TIME": build_time}
         self._name = name
@@ -139,34 +165,76 @@ class GinBuild(pulumi.ComponentResource):
         })
 
 
+    def image_tag(self, platform: str) -> str:
+        """The tag of this build's image for `platform`: version + content address."""
+        dockerfile = self._source_dir / "Dockerfile"
+        content = image_context_hash(self._source_dir, dockerfile, self._stamps, platform)
+        return f"{self.version}-{content[:16]}"
+
+    def _local_image(self, platform: str) -> docker.Image:
+        """The one build for `platform` (not pushed: each registry gets a tag of it)."""
+        if platform not in self.images:
+            self.images[platform] = docker.Image(
+                f"{self._name}-build-{platform.replace('/', '-')}",
+                image_name=f"{self._app_name}:{self.image_tag(platform)}",
+                build=docker.DockerBuildArgs(
+                    context=str(self._source_dir),
+                    dockerfile=str(self._source_dir / "Dockerfile"),
+                    platform=platform,
+                    args=self._stamps,
+                ),
+                skip_push=True,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        return self.images[platform]
+
     def push(self, key: str, repository: pulumi.Input[str], *,
              username: pulumi.Input[str] | None = None,
              password: pulumi.Input[str] | None = None,
              platform: str = "linux/amd64") -> pulumi.Output[str]:
-        """Build the image for `platform` and push it to `repository` (an Input, so an
-        ECR repository created in the same program works). Returns the pushed image's
-        repo digest (`repository@sha256:...`), which deployments reference.
+        """Push this build's image for `platform` to `repository` (an Input, so an ECR
+        repository created in the same program works). Returns the pushed image's repo
+        digest (`repository@sha256:...`), which deployments reference.
+
+        The image is built once per platform however many registries it goes to. Old
+        images stay in the registry (`keep_remotely`): a rollback needs them, and the
+        registry's lifecycle policy, not a deploy, decides when they go.
         """
+        local = self._local_image(platform)
+        tag = self.image_tag(platform)
         repo = pulumi.Output.from_input(repository)
-        image = docker.Image(
-            f"{self._name}-image-{key}",
-            image_name=repo.apply(lambda r: f"{r}:{self.version}"),
-            build=docker.DockerBuildArgs(
-                context=str(self._source_dir),
-                dockerfile=str(self._source_dir / "Dockerfile"),
-                platform=platform,
-                args=self._stamps,
-            ),
-            registry=docker.RegistryArgs(
-                server=repo.apply(lambda r: r.split("/", 1)[0]),
-                username=username,
-                password=pulumi.Output.secret(password) if password is not None else None,
-            ) if username is not None else None,
-            opts=pulumi.ResourceOptions(parent=self),
+        child = pulumi.ResourceOptions(parent=self)
+        registry_opts = child
+        if username is not None:
+            # Credentials for this registry only, on a provider of its own.
+            provider = docker.Provider(
+                f"{self._name}-registry-{key}",
+                registry_auth=[docker.ProviderRegistryAuthArgs(
+                    address=repo.apply(lambda r: r.split("/", 1)[0]),
+                    username=username,
+                    password=pulumi.Output.secret(password) if password is not None else None,
+                )],
+                opts=child,
+            )
+            registry_opts = pulumi.ResourceOptions(parent=self, provider=provider)
+        tagged = docker.Tag(
+            f"{self._name}-tag-{key}",
+            source_image=local.image_name,
+            target_image=repo.apply(lambda r: f"{r}:{tag}"),
+            opts=child,
         )
-        self.images[key] = image
-        self.image_digests[key] = image.repo_digest
-        return image.repo_digest
+        pushed = docker.RegistryImage(
+            f"{self._name}-push-{key}",
+            name=tagged.target_image,
+            keep_remotely=True,
+            triggers={"content": tag},
+            opts=registry_opts,
+        )
+        self.pushed[key] = pushed
+        digest = pulumi.Output.all(repo, pushed.sha256_digest).apply(
+            lambda v: f"{v[0]}@{v[1]}")
+        self.image_digests[key] = digest
+        return digest
 
 
 def _short(text: str) -> str:

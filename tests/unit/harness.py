@@ -54,9 +54,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "command:local:Command" or args.typ == "command:remote:Command":
             # A build prints the binary's sha256; a deploy prints its JSON summary.
             outputs.setdefault("stdout", "e3b0c442" * 8)
-        if args.typ == "docker:index/image:Image":
-            repository = unsecret(args.inputs["imageName"]).rsplit(":", 1)[0]
-            outputs["repoDigest"] = f"{repository}@sha256:{'ab' * 32}"
+        if args.typ == "docker:index/registryImage:RegistryImage":
+            outputs["sha256Digest"] = f"sha256:{'ab' * 32}"
         factory = OUTPUT_FACTORIES.get(args.typ)
         if factory is not None:
             outputs.update(factory(args))

@@ -222,12 +222,14 @@ def test_ecr_repository_is_immutable_scanned_and_pruned(prod: RecordingMocks) ->
 def test_image_is_pushed_to_ecr_with_a_secret_token_and_run_by_digest(
         prod: RecordingMocks) -> None:
     [image] = prod.of_type("docker:index/image:Image")
+    [push] = prod.of_type("docker:index/registryImage:RegistryImage")
     repo_url = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/aws-use1-repo"
-    assert unsecret(image.inputs["imageName"]).startswith(f"{repo_url}:0.0.0-src.")
+    assert unsecret(push.inputs["name"]).startswith(f"{repo_url}:0.0.0-src.")
     assert unsecret(image.inputs["build"])["platform"] == "linux/amd64"
-    assert is_secret(image.inputs["registry"])
-    registry = unsecret(image.inputs["registry"])
-    assert registry["server"] == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+    [provider] = prod.of_type("pulumi:providers:docker")
+    assert is_secret(provider.inputs["registryAuth"])
+    [registry] = json.loads(unsecret(provider.inputs["registryAuth"]))
+    assert registry["address"] == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
     assert (registry["username"], registry["password"]) == ("AWS", "ecr-token")
     token_call = "aws:ecr/getAuthorizationToken:getAuthorizationToken"
     tokens = [a for t, a in prod.calls if t == token_call]
@@ -739,8 +741,8 @@ def test_two_regions_two_providers_and_no_name_collisions() -> None:
     families = sorted(t.inputs["family"] for t in mocks.of_type(
         "aws:ecs/taskDefinition:TaskDefinition"))
     assert families == ["hello-gin-prod-aws-euw1", "hello-gin-prod-aws-use1"]
-    images = sorted(unsecret(i.inputs["imageName"]).split(":")[0]
-                    for i in mocks.of_type("docker:index/image:Image"))
+    images = sorted(unsecret(i.inputs["name"]).split(":")[0]
+                    for i in mocks.of_type("docker:index/registryImage:RegistryImage"))
     assert images == [f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/aws-euw1-repo",
                       f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/aws-use1-repo"]
 

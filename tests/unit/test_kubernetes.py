@@ -150,8 +150,8 @@ def test_prod_kubernetes_target_registers_exactly_its_objects(prod: ProviderMock
         (t, n) for t, n in PROD_RESOURCES if n != "k8s-eu")
     assert prod.named("k8s-eu").typ == "gin-deploy:kubernetes:KubernetesTarget"
     # The image is built once and pushed to the target's registry.
-    [image] = prod.of_type("docker:index/image:Image")
-    assert unsecret(image.inputs["imageName"]).startswith(f"{REPO}:0.0.0-src.")
+    [image] = prod.of_type("docker:index/registryImage:RegistryImage")
+    assert image.inputs["name"].startswith(f"{REPO}:0.0.0-src.")
 
 
 def test_every_object_goes_through_the_targets_own_provider(prod: ProviderMocks) -> None:
@@ -193,8 +193,9 @@ def test_every_object_is_a_child_of_its_target_component() -> None:
 
 def test_recorded_inputs_are_the_rendered_manifests(prod: ProviderMocks) -> None:
     """What the engine receives is what the render tests validate, leaf for leaf."""
-    version = unsecret(prod.of_type("docker:index/image:Image")[0].inputs["imageName"]).split(
-        ":")[-1]
+    # The pushed tag is <version>-<content address>.
+    tag = prod.of_type("docker:index/registryImage:RegistryImage")[0].inputs["name"]
+    version = tag.split(":")[-1].rsplit("-", 1)[0]
     app = expected_app(version=version)
     acme = render.Acme("ops@example.com", "https://acme-v02.api.letsencrypt.org/directory")
     stable = render.deployment(app, image=f"{REPO}@{DIGEST}", version=version, pinned=True)
@@ -439,9 +440,10 @@ def test_two_clusters_have_no_name_collisions(two: ProviderMocks) -> None:
     us = {n.removeprefix("k8s-us-") for _t, n in keys if n.startswith("k8s-us-")}
     assert us == eu | {"registry-credentials"}
     # Two registries: two pushes of the same build.
-    images = sorted(unsecret(i.inputs["imageName"]).rsplit(":", 1)[0]
-                    for i in two.of_type("docker:index/image:Image"))
+    images = sorted(i.inputs["name"].rsplit(":", 1)[0]
+                    for i in two.of_type("docker:index/registryImage:RegistryImage"))
     assert images == sorted([REPO, US["registry"]["server"]])
+    assert len(two.of_type("docker:index/image:Image")) == 1
 
 
 def test_each_cluster_has_its_own_provider(two: ProviderMocks) -> None:
