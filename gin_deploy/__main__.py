@@ -2,7 +2,8 @@
 
 Progress streams to stdout as the engine prints it; the last line is a JSON
 summary ({"operation", "stack", "summary", "outputs"}). Exit codes: 0 done,
-1 the operation failed, 2 bad arguments, 3 the stack is locked.
+1 the operation failed, 2 bad arguments, 3 the stack is locked (by a live
+operation, or by one that was killed: the message says which and how to clear it).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--policy-pack", action="append", default=[], metavar="DIR",
                         help="run a CrossGuard policy pack (preview and up)")
     parser.add_argument("--remove", action="store_true", help="destroy: also remove the stack")
+    parser.add_argument("--clear-stale-lock", action="store_true",
+                        help="first remove the lock of an operation that was killed (its "
+                             "pulumi process on this host is gone); live locks are kept")
     args = parser.parse_args(argv)
     if args.operation not in ("preview", "up") and (args.config or args.secret_from_env):
         parser.error("--config and --secret-from-env apply to preview and up")
@@ -74,12 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             op = automation.preview if args.operation == "preview" else automation.up
             result = op(args.stack, config=config, secret_config=secret_config,
                         expect_no_changes=args.expect_no_changes, diff=args.diff,
-                        policy_packs=tuple(args.policy_pack), on_output=stream)
+                        policy_packs=tuple(args.policy_pack),
+                        clear_stale_lock=args.clear_stale_lock, on_output=stream)
         elif args.operation == "refresh":
             result = automation.refresh(args.stack, expect_no_changes=args.expect_no_changes,
+                                        clear_stale_lock=args.clear_stale_lock,
                                         on_output=stream)
         else:
-            result = automation.destroy(args.stack, remove=args.remove, on_output=stream)
+            result = automation.destroy(args.stack, remove=args.remove,
+                                        clear_stale_lock=args.clear_stale_lock,
+                                        on_output=stream)
     except automation.StackLockedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3

@@ -14,7 +14,10 @@ comes from PULUMI_CONFIG_PASSPHRASE(_FILE) or is generated once into
 
 Calls on different stacks may run concurrently (each command names its stack;
 the backend locks per stack). A call on a stack that another operation holds
-fails at once with StackLockedError instead of waiting.
+fails at once with StackLockedError instead of waiting. A lock left by an
+operation that was killed (its pulumi process on this host is gone) raises
+StaleLockError, which says so and how to clear it; `clear_stale_lock=True`
+removes such a lock (and only such a lock) before running.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import Any
 
 from pulumi import automation as auto
 
+from gin_deploy import stack_locks
+
 ROOT = Path(__file__).resolve().parents[1]
 OPERATIONS = ("preview", "up", "refresh", "destroy", "outputs")
 
@@ -38,6 +43,10 @@ OnEvent = Callable[[auto.EngineEvent], None]
 
 class StackLockedError(RuntimeError):
     """Another operation holds the stack's lock."""
+
+
+class StaleLockError(StackLockedError):
+    """The lock's holder was a pulumi process on this host that no longer runs."""
 
 
 class OperationFailed(RuntimeError):
@@ -159,9 +168,25 @@ def _summary(counts: Mapping[Any, int] | None) -> dict[str, int]:
     return {str(getattr(k, "value", k)): int(v) for k, v in (counts or {}).items() if v}
 
 
+def check_stale_lock(stack: str, settings: Settings | None = None, *,
+                     clear: bool = False) -> list[stack_locks.StackLock]:
+    """Raise StaleLockError when a dead operation's lock blocks `stack`; with `clear`,
+    remove such locks instead and return them. Live locks are left to the engine."""
+    settings = settings or Settings()
+    locks = stack_locks.find_locks(settings.env()["PULUMI_BACKEND_URL"],
+                                   stack_locks.project_name(settings.work_dir), stack)
+    stale = [lock for lock in locks if lock.stale]
+    if stale and not clear:
+        raise StaleLockError(stack_locks.stale_message(stack, stale))
+    stack_locks.clear(stale)
+    return stale
+
+
 def _run(operation: str, stack: str, settings: Settings | None,
          config: Mapping[str, Any] | None, secret_config: Mapping[str, Any] | None,
-         body: Callable[[auto.Stack], OperationResult]) -> OperationResult:
+         body: Callable[[auto.Stack], OperationResult],
+         clear_stale_lock: bool = False) -> OperationResult:
+    check_stale_lock(stack, settings, clear=clear_stale_lock)
     st = select_stack(stack, settings)
     apply_config(st, config, secret_config)
     try:
@@ -179,21 +204,21 @@ def preview(stack: str, *, settings: Settings | None = None,
             config: Mapping[str, Any] | None = None,
             secret_config: Mapping[str, Any] | None = None,
             expect_no_changes: bool = False, diff: bool = False,
-            policy_packs: tuple[str, ...] = (),
+            policy_packs: tuple[str, ...] = (), clear_stale_lock: bool = False,
             on_output: OnOutput | None = None, on_event: OnEvent | None = None) -> OperationResult:
     def body(st: auto.Stack) -> OperationResult:
         res = st.preview(expect_no_changes=expect_no_changes or None, diff=diff or None,
                          policy_packs=list(policy_packs) or None,
                          on_output=on_output, on_event=on_event, color="never")
         return OperationResult("preview", stack, _summary(res.change_summary), {}, res.stdout)
-    return _run("preview", stack, settings, config, secret_config, body)
+    return _run("preview", stack, settings, config, secret_config, body, clear_stale_lock)
 
 
 def up(stack: str, *, settings: Settings | None = None,
        config: Mapping[str, Any] | None = None,
        secret_config: Mapping[str, Any] | None = None,
        expect_no_changes: bool = False, diff: bool = False,
-       policy_packs: tuple[str, ...] = (),
+       policy_packs: tuple[str, ...] = (), clear_stale_lock: bool = False,
        on_output: OnOutput | None = None, on_event: OnEvent | None = None) -> OperationResult:
     def body(st: auto.Stack) -> OperationResult:
         res = st.up(expect_no_changes=expect_no_changes or None, diff=diff or None,
@@ -201,21 +226,22 @@ def up(stack: str, *, settings: Settings | None = None,
                     on_output=on_output, on_event=on_event, color="never")
         return OperationResult("up", stack, _summary(res.summary.resource_changes),
                                _plain_outputs(res.outputs), res.stdout)
-    return _run("up", stack, settings, config, secret_config, body)
+    return _run("up", stack, settings, config, secret_config, body, clear_stale_lock)
 
 
 def refresh(stack: str, *, settings: Settings | None = None,
-            expect_no_changes: bool = False,
+            expect_no_changes: bool = False, clear_stale_lock: bool = False,
             on_output: OnOutput | None = None, on_event: OnEvent | None = None) -> OperationResult:
     def body(st: auto.Stack) -> OperationResult:
         res = st.refresh(expect_no_changes=expect_no_changes or None,
                          on_output=on_output, on_event=on_event, color="never")
         return OperationResult("refresh", stack, _summary(res.summary.resource_changes), {},
                                res.stdout)
-    return _run("refresh", stack, settings, None, None, body)
+    return _run("refresh", stack, settings, None, None, body, clear_stale_lock)
 
 
 def destroy(stack: str, *, settings: Settings | None = None, remove: bool = False,
+            clear_stale_lock: bool = False,
             on_output: OnOutput | None = None, on_event: OnEvent | None = None) -> OperationResult:
     def body(st: auto.Stack) -> OperationResult:
         res = st.destroy(on_output=on_output, on_event=on_event, color="never")
@@ -223,7 +249,7 @@ def destroy(stack: str, *, settings: Settings | None = None, remove: bool = Fals
             st.workspace.remove_stack(stack)
         return OperationResult("destroy", stack, _summary(res.summary.resource_changes), {},
                                res.stdout)
-    return _run("destroy", stack, settings, None, None, body)
+    return _run("destroy", stack, settings, None, None, body, clear_stale_lock)
 
 
 def outputs(stack: str, *, settings: Settings | None = None) -> dict[str, Any]:
