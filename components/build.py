@@ -13,6 +13,7 @@ image is never pushed again.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class RegistrySpec:
 @dataclass(frozen=True)
 class GinBuildArgs:
     app_name: str
+    # Relative to the project directory (the engine's working directory) so that inputs do
+    # not depend on where the project is checked out; absolute paths work too.
     source_dir: Path
     output_dir: Path          # where binaries go (gitignored build/ under the project)
     version: str | None = None
@@ -126,6 +129,10 @@ class GinBuild(pulumi.ComponentResource):
         if args.build_binary:
             out = args.output_dir / f"{args.app_name}-{self.source_hash[:16]}-{args.goarch}"
             self.binary_path = str(out)
+            # The build runs in the source dir; relative paths keep the inputs the same in
+            # every checkout of the project (a teammate's, CI's), so nothing rebuilds.
+            from_source = os.path.relpath(out, args.source_dir) if not out.is_absolute() \
+                else str(out)
             ldflags = " ".join(
                 ["-s", "-w"] + [f"-X {args.ldflags_vars[k]}={v}" for k, v in stamps.items()]
             )
@@ -134,8 +141,8 @@ class GinBuild(pulumi.ComponentResource):
                 create=(
                     "set -eu; "
                     f"go build -trimpath -ldflags {shlex.quote(ldflags)} "
-                    f"-o {shlex.quote(str(out))} . "
-                    f"&& sha256sum {shlex.quote(str(out))} | cut -d' ' -f1"
+                    f"-o {shlex.quote(from_source)} . "
+                    f"&& sha256sum {shlex.quote(from_source)} | cut -d' ' -f1"
                 ),
                 dir=str(args.source_dir),
                 environment={"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": args.goarch,

@@ -8,8 +8,12 @@ The same module is a CLI: `python -m gin_deploy up --stack dev` (see `--help`).
 
 Everything runs the project's own Pulumi toolchain (`.tools/bin`, installed by
 scripts/setup.sh) against a local file backend in `.pulumi-state/` unless
-PULUMI_BACKEND_URL is set, with the passphrase secrets provider; the passphrase
-comes from PULUMI_CONFIG_PASSPHRASE(_FILE) or is generated once into
+PULUMI_BACKEND_URL is set (a team shares one: `s3://bucket?region=...`, or any
+S3-compatible store with `&endpoint=...&s3ForcePathStyle=true`; see the README).
+A new stack gets the secrets provider of `Settings.secrets_provider`, else
+GIN_DEPLOY_SECRETS_PROVIDER, else `passphrase` (e.g. `awskms://alias/x?region=...`
+for a team); an existing stack keeps the one recorded in its stack file. The
+passphrase comes from PULUMI_CONFIG_PASSPHRASE(_FILE) or is generated once into
 `.pulumi-passphrase` (mode 0600, git-ignored).
 
 Calls on different stacks may run concurrently (each command names its stack;
@@ -82,9 +86,15 @@ class Settings:
     backend_url: str | None = None      # default: PULUMI_BACKEND_URL or file://<work_dir>/.pulumi-state
     passphrase_file: Path | None = None  # default: <work_dir>/.pulumi-passphrase
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # For stacks this creates; default: GIN_DEPLOY_SECRETS_PROVIDER or "passphrase".
+    secrets_provider: str | None = None
 
     def tools(self) -> Path:
         return self.tools_dir or self.work_dir / ".tools"
+
+    def new_stack_secrets_provider(self) -> str:
+        return (self.secrets_provider or os.environ.get("GIN_DEPLOY_SECRETS_PROVIDER")
+                or "passphrase")
 
     def env(self) -> dict[str, str]:
         env = {
@@ -94,6 +104,7 @@ class Settings:
             "PULUMI_BACKEND_URL": self.backend_url or os.environ.get("PULUMI_BACKEND_URL")
             or _file_backend(self.work_dir / ".pulumi-state"),
         }
+        # Set whatever the provider: stacks of one backend may use different ones.
         if not (os.environ.get("PULUMI_CONFIG_PASSPHRASE")
                 or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
             env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(
@@ -129,7 +140,7 @@ class OperationResult:
 
 
 def select_stack(stack: str, settings: Settings | None = None) -> auto.Stack:
-    """The stack, created with the passphrase secrets provider if it is new."""
+    """The stack, created with the settings' secrets provider if it is new."""
     settings = settings or Settings()
     env = settings.env()
     tools = settings.tools()
@@ -137,7 +148,7 @@ def select_stack(stack: str, settings: Settings | None = None) -> auto.Stack:
         work_dir=str(settings.work_dir),
         env_vars=env,
         pulumi_home=env["PULUMI_HOME"],
-        secrets_provider="passphrase",
+        secrets_provider=settings.new_stack_secrets_provider(),
         pulumi_command=auto.PulumiCommand(root=str(tools), skip_version_check=False)
         if (tools / "bin" / "pulumi").exists() else None,
     )

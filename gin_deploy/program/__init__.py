@@ -11,6 +11,7 @@ and routes the targets once they exist.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import pulumi
@@ -62,8 +63,9 @@ def main() -> None:
         cfg.app.name,
         GinBuildArgs(
             app_name=cfg.app.name,
-            source_dir=cfg.project_dir / cfg.app.source,
-            output_dir=cfg.project_dir / "build",
+            # Relative to the project dir (the engine's cwd): the same in every checkout.
+            source_dir=Path(cfg.app.source),
+            output_dir=Path("build"),
             version=cfg.app.version,
             build_binary=any(t.kind == "host" for t in cfg.targets),
         ),

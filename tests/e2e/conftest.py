@@ -129,25 +129,34 @@ class Project:
         return json.loads(self.pulumi("stack", "export", "--stack", stack).stdout)
 
 
+def make_project(tmp: Path, *, backend_url: str | None = None,
+                 passphrase_file: Path | None = None,
+                 extra_env: dict[str, str] | None = None) -> Project:
+    """A private copy of the project under `tmp` (a file backend of its own by default)."""
+    root = tmp / "project"
+    shutil.copytree(ROOT, root, ignore=_COPY_IGNORE, symlinks=True)
+    (root / ".venv").symlink_to(ROOT / ".venv")
+    if backend_url is None:
+        backend = tmp / "backend"
+        backend.mkdir()
+        backend_url = f"file://{backend}"
+    settings = automation.Settings(
+        work_dir=root, tools_dir=TOOLS, backend_url=backend_url,
+        passphrase_file=passphrase_file or tmp / "passphrase",
+        extra_env={"PULUMI_HOME": str(tmp / "pulumi-home"), **(extra_env or {})},
+    )
+    http_port, https_port = free_ports(2)
+    return Project(root=root, state_dir=tmp / "state", settings=settings,
+                   https_port=https_port, http_port=http_port,
+                   base_port=consecutive_free_ports(2), instances=2)
+
+
 @pytest.fixture(scope="module")
 def project() -> Iterator[Project]:
     require_cli()
     tmp = Path(tempfile.mkdtemp(prefix="gd-e2e-"))
     tmp.chmod(0o755)
-    root = tmp / "project"
-    shutil.copytree(ROOT, root, ignore=_COPY_IGNORE, symlinks=True)
-    (root / ".venv").symlink_to(ROOT / ".venv")
-    backend = tmp / "backend"
-    backend.mkdir()
-    settings = automation.Settings(
-        work_dir=root, tools_dir=TOOLS, backend_url=f"file://{backend}",
-        passphrase_file=tmp / "passphrase",
-        extra_env={"PULUMI_HOME": str(tmp / "pulumi-home")},
-    )
-    http_port, https_port = free_ports(2)
-    proj = Project(root=root, state_dir=tmp / "state", settings=settings,
-                   https_port=https_port, http_port=http_port,
-                   base_port=consecutive_free_ports(2), instances=2)
+    proj = make_project(tmp)
     try:
         yield proj
     finally:

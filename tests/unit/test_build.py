@@ -48,7 +48,10 @@ def test_dev_stack_builds_a_static_stamped_binary_triggered_by_the_source_hash()
     assert "-X main.version=0.0.0-src." in create and "-X main.commit=" in create
     assert build.inputs["environment"]["CGO_ENABLED"] == "0"
     assert build.inputs["environment"]["GOOS"] == "linux"
-    assert build.inputs["dir"] == str(ROOT / "app")
+    # Relative paths: a teammate's or CI's checkout elsewhere sees the same inputs.
+    assert build.inputs["dir"] == "app"
+    assert "-o ../build/hello-gin-" in create
+    assert str(ROOT) not in json.dumps(build.inputs)
     assert source_hash(ROOT / "app") in build.inputs["triggers"]
     assert [r.typ for r in mocks.resources if r.typ.startswith("docker:")] == []
 
