@@ -86,7 +86,7 @@ class KubernetesTargetArgs:
             raise ValueError("edge: a locked origin needs verify_header")
 
 
-def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
+def app_with_edge(args: KubernetesTargetArgs) -> render.KubernetesApp:
     """`args.app` with what edge routing asks of the target: its names, the lock."""
     app, edge = args.app, args.edge
     if edge is None:
@@ -162,7 +162,7 @@ class KubernetesTarget(pulumi.ComponentResource):
         super().__init__("gin-deploy:kubernetes:KubernetesTarget", name, None, opts)
         # Plain values first: everything below is rendered from these.
         self._target_name = name
-        app = kubernetes_app(args)
+        app = app_with_edge(args)
         acme = args.acme
         weight = args.canary.weight if args.canary is not None else 0
         self.namespace, self.gateway_namespace = app.namespace, app.gateway_namespace

@@ -58,7 +58,6 @@ class EdgeOrigins(pulumi.ComponentResource):
     cdn_cidrs: pulumi.Output[list[str]] | None
     provider: aws.Provider | None
     origins: dict[str, EdgeOrigin]
-    verify_header: str
 
     def __init__(self, name: str, args: EdgeOriginsArgs,
                  opts: pulumi.ResourceOptions | None = None, *,
@@ -67,7 +66,6 @@ class EdgeOrigins(pulumi.ComponentResource):
         this one existed (EdgeRouting): it keeps its URN through an alias, and so its
         value."""
         super().__init__("gin-deploy:edge:EdgeOrigins", name, None, opts)
-        self.verify_header = args.verify_header
         self.origin_secret, self.cdn_cidrs, self.provider = None, None, None
         if args.cdn:
             # Only CloudFront and the targets know it; rotate with `pulumi up --replace`.

@@ -172,6 +172,10 @@ LOCKED = EdgeOrigin(names=("a.origin.x",), verify_header="X-Origin-Verify", veri
     (lambda: KubernetesTargetArgs(app=render.KubernetesApp("a", "a", "a-gw", DOMAIN, "1"),
                                   image="i", registry="r", client_ip_mode="Magic"),
      "client_ip_mode must be one of"),
+    (lambda: KubernetesTargetArgs(app=render.KubernetesApp("a", "a", "a-gw", DOMAIN, "1"),
+                                  image="i", registry="r",
+                                  edge=EdgeOrigin(names=("a.origin.x",), verify_value="s")),
+     "edge: a locked origin needs verify_header"),
 ])
 def test_contradictory_component_args_fail_naming_the_argument(build: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
