@@ -29,7 +29,8 @@ class TargetEndpoint:
 
 @dataclass(frozen=True)
 class EdgeOrigin:
-    """What edge routing needs from one target (program.py passes it when `edge` is set).
+    """What edge routing needs from one target (EdgeOrigins makes one per target; the
+    program passes it to the target's component when `edge` is set).
 
     * `names`: extra host names the target answers under - its own name at the edge,
       `<target>.origin.<domain>`, which its health check (and CloudFront's failover)

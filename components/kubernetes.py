@@ -18,88 +18,85 @@ leaves here. Semantics and operations: docs/kubernetes.md.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.endpoint import EdgeOrigin
-from gin_deploy.config import (
-    AppConfig,
-    KubernetesTargetConfig,
-    TlsConfig,
-)
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render import kubernetes_versions as versions
-from gin_deploy.render.headers import hsts_value
 
 Manifest = dict[str, Any]
 _CONTAINER = ("spec", "template", "spec", "containers", 0)
 _ORIGIN_VERIFY_VALUE = ("spec", "rules", 0, "matches", 0, "headers", 0, "value")
+CLIENT_IP_MODES = ("XForwardedFor", "ProxyProtocol")
+
+
+@dataclass(frozen=True)
+class CanaryArgs:
+    # The canary release: an image tag (or sha256:...) pushed to the registry.
+    version: str
+    # Percent of traffic it gets.
+    weight: int
 
 
 @dataclass(frozen=True)
 class KubernetesTargetArgs:
-    target: KubernetesTargetConfig
-    app: AppConfig
-    domain: str
-    tls: TlsConfig
-    version: str
+    # The plain values every manifest is rendered from (names, release version, sizes,
+    # probes, gateway class, HSTS); `edge` adds its names and the origin lock.
+    app: render.KubernetesApp
     # The stable release: the repo digest GinBuild pushed (`repo@sha256:...`).
     image: pulumi.Input[str]
-    project_dir: Path
-    # Values of app.secretEnv by env name; they reach the cluster only as secrets.
-    secret_env: Mapping[str, str] = field(default_factory=dict)
-    # kubeconfig contents as a Pulumi secret; None: the local kubeconfig + context.
-    kubeconfig: pulumi.Input[str] | None = None
+    # The image repository (e.g. ghcr.io/acme/hello-gin): canary images, pull secret.
+    registry: str
+    # With a password (a Pulumi secret): a pull secret for private images.
+    registry_username: str | None = None
     registry_password: pulumi.Input[str] | None = None
+    # The cluster: a context of the local kubeconfig and/or kubeconfig contents (a secret).
+    context: str | None = None
+    kubeconfig: pulumi.Input[str] | None = None
+    # cert-manager's issuer: ACME (HTTP-01 through the Gateway); None: self-signed.
+    acme: render.Acme | None = None
+    canary: CanaryArgs | None = None
+    # Install NGINX Gateway Fabric (+ Gateway API CRDs) and cert-manager with Helm;
+    # False reuses what the cluster has (app.gateway_class_name).
+    install_gateway: bool = True
+    install_cert_manager: bool = True
+    # The load balancer in front of NGINX: its CIDRs and how it passes the client address.
+    trusted_proxies: tuple[str, ...] = ()
+    client_ip_mode: str = "XForwardedFor"
+    # The app's pods accept traffic only from the gateway's namespace.
+    network_policy: bool = True
+    # Values of the app's secret env vars by name; they reach the cluster only as secrets.
+    secret_env: Mapping[str, str] = field(default_factory=dict)
     # Set by edge routing: extra names, and behind a CDN the origin lock.
     edge: EdgeOrigin | None = None
 
+    def __post_init__(self) -> None:
+        if not self.registry:
+            raise ValueError("registry is required (the image repository)")
+        if self.client_ip_mode not in CLIENT_IP_MODES:
+            raise ValueError(f"client_ip_mode must be one of {' | '.join(CLIENT_IP_MODES)}, "
+                             f"got {self.client_ip_mode!r}")
+        if self.edge is not None and self.edge.locked and self.edge.verify_header is None:
+            raise ValueError("edge: a locked origin needs verify_header")
 
-def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
-    """The plain values every manifest is rendered from."""
-    t, app, hsts, edge = args.target, args.app, args.tls.hsts, args.edge
-    return render.KubernetesApp(
-        name=app.name,
-        namespace=t.effective_namespace(app.name),
-        gateway_namespace=t.effective_gateway_namespace(app.name),
-        domain=args.domain,
-        version=args.version,
-        port=app.port,
-        health_path=app.health_path,
-        ready_path=app.ready_path,
-        env=dict(app.env),
-        shutdown_timeout=app.shutdown_timeout,
-        trusted_proxies=app.trusted_proxies,
-        replicas=t.replicas,
-        max_replicas=t.effective_max_replicas,
-        max_surge=t.max_surge,
-        max_unavailable=t.max_unavailable,
-        cpu_request=t.cpu_request,
-        cpu_limit=t.cpu_limit,
-        memory_request=t.memory_request,
-        memory_limit=t.memory_limit,
-        cpu_target=t.cpu_target,
-        memory_target=t.memory_target,
-        pre_stop_sleep=t.pre_stop_sleep,
-        gateway_class_name=t.gateway_class_name,
-        wait_for_address=t.wait_for_address,
-        hsts=hsts_value(hsts.max_age, hsts.include_subdomains, hsts.preload),
-        extra_names=edge.names if edge else (),
-        origin_verify_header=edge.verify_header if edge and edge.locked else None,
-        origin_open_path=edge.open_path if edge and edge.locked else None,
+
+def app_with_edge(args: KubernetesTargetArgs) -> render.KubernetesApp:
+    """`args.app` with what edge routing asks of the target: its names, the lock."""
+    app, edge = args.app, args.edge
+    if edge is None:
+        return app
+    return dataclasses.replace(
+        app,
+        extra_names=tuple(dict.fromkeys((*app.extra_names, *edge.names))),
+        origin_verify_header=edge.verify_header if edge.locked else None,
+        origin_open_path=edge.open_path if edge.locked else None,
     )
-
-
-def acme_of(tls: TlsConfig, project_dir: Path) -> render.Acme | None:
-    if tls.effective_mode != "acme" or tls.acme is None:
-        return None
-    bundle = (project_dir / tls.acme.ca_bundle).read_text() if tls.acme.ca_bundle else None
-    return render.Acme(tls.acme.email, tls.acme.server, bundle)
 
 
 def canary_image(repository: str, version: str) -> str:
@@ -164,17 +161,15 @@ class KubernetesTarget(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gin-deploy:kubernetes:KubernetesTarget", name, None, opts)
         # Plain values first: everything below is rendered from these.
-        t = args.target
-        assert t.registry is not None  # checked by build_kubernetes
         self._target_name = name
-        app = kubernetes_app(args)
-        acme = acme_of(args.tls, args.project_dir)
-        weight = t.canary_weight
+        app = app_with_edge(args)
+        acme = args.acme
+        weight = args.canary.weight if args.canary is not None else 0
         self.namespace, self.gateway_namespace = app.namespace, app.gateway_namespace
 
         self.provider = k8s.Provider(
             f"{name}-provider",
-            context=t.context,
+            context=args.context,
             kubeconfig=pulumi.Output.secret(args.kubeconfig) if args.kubeconfig else None,
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -201,21 +196,22 @@ class KubernetesTarget(pulumi.ComponentResource):
         # Cluster add-ons: the Gateway API, NGINX Gateway Fabric, cert-manager.
         crds: list[pulumi.Resource] = []
         gateway_deps: list[pulumi.Resource] = [gateway_ns]
-        if t.install_gateway:
+        if args.install_gateway:
             crds.append(k8s.yaml.v2.ConfigFile(
                 f"{name}-gateway-api-crds", file=versions.GATEWAY_API_CRDS_URL,
                 opts=self._opts([])))
             values: pulumi.Input[dict[str, Any]] = render.gateway_fabric_values(
-                t.gateway_class_name, t.trusted_proxies, t.client_ip_mode)
+                app.gateway_class_name, args.trusted_proxies, args.client_ip_mode)
             if args.edge is not None and args.edge.cdn_cidrs is not None:
                 # Behind the CDN, NGINX also takes the client address from CloudFront.
                 values = pulumi.Output.from_input(args.edge.cdn_cidrs).apply(
                     lambda cidrs: render.gateway_fabric_values(
-                        t.gateway_class_name, (*t.trusted_proxies, *cidrs), t.client_ip_mode))
+                        app.gateway_class_name, (*args.trusted_proxies, *cidrs),
+                        args.client_ip_mode))
             gateway_deps.append(self._helm(
                 "nginx-gateway-fabric", versions.NGINX_GATEWAY_FABRIC, values, crds))
         issuer_deps: list[pulumi.Resource] = [*crds]
-        if t.install_cert_manager:
+        if args.install_cert_manager:
             issuer_deps.append(self._helm("cert-manager", versions.CERT_MANAGER,
                                           render.cert_manager_values(), crds))
 
@@ -228,9 +224,9 @@ class KubernetesTarget(pulumi.ComponentResource):
             env_secret = apply("env", manifest, depends_on=ns_deps,
                                string_data=pulumi.Output.secret(dict(args.secret_env)))
         pull_secret = None
-        if t.registry.username and args.registry_password is not None:
-            server = t.registry.server.split("/", 1)[0]
-            username = t.registry.username
+        if args.registry_username and args.registry_password is not None:
+            server = args.registry.split("/", 1)[0]
+            username = args.registry_username
             config_json = pulumi.Output.from_input(args.registry_password).apply(
                 lambda password: {".dockerconfigjson": render.dockerconfigjson(
                     server, username, password)})
@@ -254,19 +250,19 @@ class KubernetesTarget(pulumi.ComponentResource):
 
         workload_deps = [app_ns, account]
         self.deployment = apply("deployment", workload(
-            "stable", args.image, args.version, pinned=True, replicas=None),
+            "stable", args.image, app.version, pinned=True, replicas=None),
             depends_on=workload_deps)
         apply("service", render.service(app), depends_on=ns_deps)
         apply("hpa", render.horizontal_pod_autoscaler(app), depends_on=[self.deployment])
         apply("pdb", render.pod_disruption_budget(app), depends_on=ns_deps)
         self.canary = None
-        if weight and t.canary is not None:
-            image = canary_image(t.registry.server, t.canary.version)
+        if weight and args.canary is not None:
+            image = canary_image(args.registry, args.canary.version)
             self.canary = apply("canary-deployment", workload(
-                "canary", image, t.canary.version, pinned=image.count("@sha256:") == 1,
+                "canary", image, args.canary.version, pinned=image.count("@sha256:") == 1,
                 replicas=render.canary_replicas(app, weight)), depends_on=workload_deps)
             apply("canary-service", render.service(app, "canary"), depends_on=ns_deps)
-        if t.network_policy:
+        if args.network_policy:
             apply("network-policy", render.network_policy(app), depends_on=ns_deps)
 
         # Certificates and the edge.
@@ -284,7 +280,7 @@ class KubernetesTarget(pulumi.ComponentResource):
         custom("redirect-route", render.redirect_route(app),
                depends_on=[app_ns, self.gateway, *crds])
 
-        url = f"https://{args.domain}"
+        url = f"https://{app.domain}"
         # Resolves once the release and its route exist, so consumers wait for them.
         self.url = pulumi.Output.all(self.deployment.id, route.id).apply(lambda _: url)
         self.address = self.gateway.status.apply(_first_address)

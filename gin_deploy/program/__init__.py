@@ -2,11 +2,11 @@
 
 `__main__.py` only calls `main()`; tests call it too, under mocks. This package is
 the only place that maps stack config to component args: one module per target
-kind (host.py, ecs.py, kubernetes.py). Each target
-kind registers one builder in TARGET_BUILDERS; a kind without a builder fails
-with a clear "not implemented yet" before any resource is registered. With
-`edge`, EdgeRouting comes first (the targets need its origin secret and names)
-and routes the targets once they exist.
+kind (host.py, ecs.py, kubernetes.py) and edge.py. Each target kind registers one
+builder in TARGET_BUILDERS; a kind without a builder fails with a clear "not
+implemented yet" before any resource is registered. With `edge`, EdgeOrigins
+comes first (the targets need their names at the edge and the origin lock) and
+EdgeRouting routes the targets once they exist.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Protocol
 import pulumi
 
 from components.build import GinBuild, GinBuildArgs
-from components.edge import EdgeRouting, EdgeRoutingArgs
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from gin_deploy.config import (
     NAMESPACE,
@@ -27,6 +26,7 @@ from gin_deploy.config import (
     load_stack_config,
 )
 from gin_deploy.program.ecs import build_ecs
+from gin_deploy.program.edge import build_edge_origins, build_edge_routing
 from gin_deploy.program.host import build_host
 from gin_deploy.program.kubernetes import build_kubernetes
 
@@ -70,18 +70,15 @@ def main() -> None:
             build_binary=any(t.kind == "host" for t in cfg.targets),
         ),
     )
-    edge = None
-    if cfg.edge is not None:
-        edge = EdgeRouting(f"{cfg.app.name}-edge", EdgeRoutingArgs(
-            edge=cfg.edge, app=cfg.app, domain=cfg.domain, hsts=cfg.tls.hsts,
-            project=cfg.project, stack=cfg.stack,
-        ))
+    origins = build_edge_origins(cfg, cfg.edge) if cfg.edge is not None else None
     endpoints = [
-        TARGET_BUILDERS[t.kind](t, cfg, build, edge.origin_for(t.name) if edge else None)
+        TARGET_BUILDERS[t.kind](t, cfg, build,
+                                None if origins is None else origins.origin_for(t.name))
         for t in cfg.targets
     ]
-    if edge is not None:
-        edge.route(endpoints)
+    edge = None
+    if cfg.edge is not None and origins is not None:
+        edge = build_edge_routing(cfg, cfg.edge, origins, endpoints)
 
     pulumi.export("version", build.version)
     pulumi.export("endpoints", {e.name: e.url for e in endpoints})

@@ -5,9 +5,56 @@ from __future__ import annotations
 import pulumi
 
 from components.build import GinBuild
-from components.ecs import EcsTarget, EcsTargetArgs
+from components.ecs import (
+    EcsContainerArgs,
+    EcsLoadBalancerArgs,
+    EcsNetworkArgs,
+    EcsServiceArgs,
+    EcsTarget,
+    EcsTargetArgs,
+    ImagePusher,
+)
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from gin_deploy.config import EcsTargetConfig, StackConfig, TargetConfig
+from gin_deploy.render.headers import HstsPolicy
+
+
+def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: ImagePusher,
+                    edge: EdgeOrigin | None = None) -> EcsTargetArgs:
+    """Every EcsTarget argument from the stack config (defaults already resolved)."""
+    region = target.region
+    assert region is not None, "config parsing requires a region for ecs targets"
+    app, t, hsts = cfg.app, target, cfg.tls.hsts
+    min_count, max_count = t.scaling_bounds
+    return EcsTargetArgs(
+        region=region,
+        domain=cfg.domain,
+        zone_name=t.effective_zone(cfg.domain, cfg.edge.zone if cfg.edge else None),
+        stack=cfg.stack,
+        push_image=push_image,
+        container=EcsContainerArgs(
+            name=app.name, port=app.port, ready_path=app.ready_path, env=dict(app.env),
+            secret_env=cfg.secret_env, shutdown_timeout=app.shutdown_timeout,
+            trusted_proxies=app.trusted_proxies),
+        network=EcsNetworkArgs(
+            vpc_cidr=t.vpc_cidr, az_count=t.az_count, nat=t.nat, vpc_id=t.vpc_id,
+            public_subnet_ids=t.public_subnet_ids, private_subnet_ids=t.private_subnet_ids,
+            ingress_cidrs=t.ingress_cidrs),
+        load_balancer=EcsLoadBalancerArgs(
+            certificate_arn=t.certificate_arn, sans=t.sans, idle_timeout=t.idle_timeout,
+            access_logs_bucket=t.access_logs_bucket,
+            hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload)),
+        service=EcsServiceArgs(
+            cpu=t.cpu, memory=t.memory, desired_count=t.desired_count, min_count=min_count,
+            max_count=max_count, arch=t.arch, spot=t.spot,
+            health_check_grace_seconds=t.health_check_grace_seconds,
+            blue_green=t.blue_green, bake_minutes=t.bake_minutes, cpu_target=t.cpu_target,
+            requests_per_target=t.requests_per_target, keep_images=t.keep_images,
+            log_retention_days=t.log_retention_days, task_policy_arns=t.task_policy_arns),
+        # Edge routing owns the domain's records when there is one.
+        manage_dns=cfg.edge is None,
+        edge=edge,
+    )
 
 
 def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
@@ -20,13 +67,7 @@ def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         return build.push(target.name, repository, username=username, password=password,
                           platform=platform)
 
-    edge_zone = cfg.edge.zone if cfg.edge is not None else None
-    ecs = EcsTarget(target.name, EcsTargetArgs(
-        target=target, app=cfg.app, domain=cfg.domain, hsts=cfg.tls.hsts,
-        project=cfg.project, stack=cfg.stack, push_image=push,
-        zone_name=target.effective_zone(cfg.domain, edge_zone),
-        manage_dns=cfg.edge is None, secret_env=cfg.secret_env, edge=edge,
-    ))
+    ecs = EcsTarget(target.name, ecs_target_args(target, cfg, push, edge))
     return TargetEndpoint(
         name=target.name, kind="ecs", url=ecs.url, origin_host=ecs.alb_dns_name,
         weight=target.weight, region=target.region, alias_zone_id=ecs.alb_zone_id,

@@ -9,12 +9,88 @@ import pulumi
 
 from components.build import GinBuild
 from components.endpoint import EdgeOrigin, TargetEndpoint
-from components.kubernetes import KubernetesTarget, KubernetesTargetArgs
-from gin_deploy.config import KubernetesTargetConfig, StackConfig, TargetConfig
+from components.kubernetes import CanaryArgs, KubernetesTarget, KubernetesTargetArgs
+from gin_deploy.config import KubernetesTargetConfig, StackConfig, TargetConfig, TlsConfig
+from gin_deploy.render import kubernetes as render
+from gin_deploy.render.headers import hsts_value
 
 
 def _image_key(repository: str) -> str:
     return "k8s-" + hashlib.sha256(repository.encode()).hexdigest()[:8]
+
+
+def kubernetes_app(target: KubernetesTargetConfig, cfg: StackConfig,
+                   version: str) -> render.KubernetesApp:
+    """The plain values every manifest is rendered from (edge fields: the component's)."""
+    t, app, hsts = target, cfg.app, cfg.tls.hsts
+    return render.KubernetesApp(
+        name=app.name,
+        namespace=t.effective_namespace(app.name),
+        gateway_namespace=t.effective_gateway_namespace(app.name),
+        domain=cfg.domain,
+        version=version,
+        port=app.port,
+        health_path=app.health_path,
+        ready_path=app.ready_path,
+        env=dict(app.env),
+        shutdown_timeout=app.shutdown_timeout,
+        trusted_proxies=app.trusted_proxies,
+        replicas=t.replicas,
+        max_replicas=t.effective_max_replicas,
+        max_surge=t.max_surge,
+        max_unavailable=t.max_unavailable,
+        cpu_request=t.cpu_request,
+        cpu_limit=t.cpu_limit,
+        memory_request=t.memory_request,
+        memory_limit=t.memory_limit,
+        cpu_target=t.cpu_target,
+        memory_target=t.memory_target,
+        pre_stop_sleep=t.pre_stop_sleep,
+        gateway_class_name=t.gateway_class_name,
+        wait_for_address=t.wait_for_address,
+        hsts=hsts_value(hsts.max_age, hsts.include_subdomains, hsts.preload),
+    )
+
+
+def acme_of(tls: TlsConfig, project_dir: Path) -> render.Acme | None:
+    """cert-manager's ACME account, with the CA bundle read from the deploying machine."""
+    if tls.effective_mode != "acme" or tls.acme is None:
+        return None
+    bundle = (project_dir / tls.acme.ca_bundle).read_text() if tls.acme.ca_bundle else None
+    return render.Acme(tls.acme.email, tls.acme.server, bundle)
+
+
+def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
+                           image: pulumi.Input[str], version: str,
+                           edge: EdgeOrigin | None = None) -> KubernetesTargetArgs:
+    """Every KubernetesTarget argument from the stack config; secrets as Pulumi secrets."""
+    registry = target.registry
+    assert registry is not None  # required by config validation
+    kubeconfig: pulumi.Input[str] | None = None
+    if target.kubeconfig:
+        kubeconfig = pulumi.Output.secret(target.kubeconfig)
+    elif target.kubeconfig_path:
+        kubeconfig = pulumi.Output.secret(Path(target.kubeconfig_path).expanduser().read_text())
+    canary = target.canary
+    return KubernetesTargetArgs(
+        app=kubernetes_app(target, cfg, version),
+        image=image,
+        registry=registry.server,
+        registry_username=registry.username,
+        registry_password=pulumi.Output.secret(registry.password) if registry.password
+        else None,
+        context=target.context,
+        kubeconfig=kubeconfig,
+        acme=acme_of(cfg.tls, cfg.project_dir),
+        canary=CanaryArgs(canary.version, canary.weight) if canary is not None else None,
+        install_gateway=target.install_gateway,
+        install_cert_manager=target.install_cert_manager,
+        trusted_proxies=target.trusted_proxies,
+        client_ip_mode=target.client_ip_mode,
+        network_policy=target.network_policy,
+        secret_env=cfg.secret_env,
+        edge=edge,
+    )
 
 
 def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
@@ -28,16 +104,8 @@ def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
     # Targets sharing a repository share one push.
     digest = build.image_digests.get(key) or build.push(
         key, registry.server, username=registry.username, password=password)
-    kubeconfig: pulumi.Input[str] | None = None
-    if target.kubeconfig:
-        kubeconfig = pulumi.Output.secret(target.kubeconfig)
-    elif target.kubeconfig_path:
-        kubeconfig = pulumi.Output.secret(Path(target.kubeconfig_path).expanduser().read_text())
-    k8s_target = KubernetesTarget(target.name, KubernetesTargetArgs(
-        target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls, version=build.version,
-        image=digest, project_dir=cfg.project_dir, secret_env=cfg.secret_env,
-        kubeconfig=kubeconfig, registry_password=password, edge=edge,
-    ))
+    k8s_target = KubernetesTarget(target.name, kubernetes_target_args(
+        target, cfg, image=digest, version=build.version, edge=edge))
     return TargetEndpoint(
         name=target.name, kind="kubernetes", url=k8s_target.url,
         origin_host=k8s_target.address.apply(lambda a: a or ""), weight=target.weight,

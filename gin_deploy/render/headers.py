@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 def hsts_value(max_age: int, include_subdomains: bool, preload: bool) -> str:
     """The Strict-Transport-Security value, e.g. "max-age=63072000; includeSubDomains"."""
@@ -13,3 +15,16 @@ def hsts_value(max_age: int, include_subdomains: bool, preload: bool) -> str:
     if preload:
         parts.append("preload")
     return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class HstsPolicy:
+    """A Strict-Transport-Security policy as its parts (CloudFront takes them one by one)."""
+
+    max_age: int = 63072000          # two years
+    include_subdomains: bool = True
+    preload: bool = False            # only once the domain is submitted to the list
+
+    @property
+    def value(self) -> str:
+        return hsts_value(self.max_age, self.include_subdomains, self.preload)

@@ -69,8 +69,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.typ == typ]
 
-    def named(self, name: str) -> Registered:
-        matches = [r for r in self.resources if r.name == name]
+    def named(self, name: str, typ: str | None = None) -> Registered:
+        """The one resource named `name` (of type `typ`: a component and its main child
+        may share a name)."""
+        matches = [r for r in self.resources if r.name == name and typ in (None, r.typ)]
         assert len(matches) == 1, f"expected one resource named {name!r}, got {len(matches)}"
         return matches[0]
 

@@ -15,15 +15,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.edge import (
-    CACHING_DISABLED_POLICY_ID,
-    CLOUDFRONT_ORIGIN_FACING,
-    by_priority,
-    record_type,
-)
+from components.edge.cdn import CACHING_DISABLED_POLICY_ID
+from components.edge.origins import CLOUDFRONT_ORIGIN_FACING
+from components.edge.routing import by_priority, record_type
 from components.endpoint import TargetEndpoint
 from gin_deploy import program
-from gin_deploy.config import ConfigError, EdgeConfig, RawValue, parse_stack_config
+from gin_deploy.config import ConfigError, RawValue, parse_stack_config
 from tests.unit import harness
 from tests.unit.harness import (
     ROOT,
@@ -42,6 +39,7 @@ CLOUDFRONT_CIDRS = ["130.176.0.0/18", "15.158.0.0/16", "3.172.0.0/18"]
 GATEWAY_IP = "203.0.113.80"
 DOMAIN = "api.example.com"
 ROUTED = f"origin.{DOMAIN}"
+CERTIFICATE = "aws:acm/certificate:Certificate"
 
 
 def own(target: str) -> str:
@@ -169,7 +167,10 @@ def test_prod_stack_runs_end_to_end_with_three_targets_and_edge(prod: EdgeMocks)
                         if r.typ.startswith("gin-deploy:"))
     assert components == [
         ("gin-deploy:build:GinBuild", "hello-gin"),
+        ("gin-deploy:certificate:DnsValidatedCertificate", "aws-use1-cert"),
+        ("gin-deploy:certificate:DnsValidatedCertificate", "hello-gin-edge-cert"),
         ("gin-deploy:ecs:EcsTarget", "aws-use1"),
+        ("gin-deploy:edge:EdgeOrigins", "hello-gin-edge-origin"),
         ("gin-deploy:edge:EdgeRouting", "hello-gin-edge"),
         ("gin-deploy:host:HostTarget", "edge-sin"),
         ("gin-deploy:kubernetes:KubernetesTarget", "k8s-eu"),
@@ -180,11 +181,16 @@ def test_prod_stack_runs_end_to_end_with_three_targets_and_edge(prod: EdgeMocks)
                   if r.name.startswith("hello-gin-edge-"))
     assert edge == sorted([
         ("pulumi:providers:aws", "aws"),
+        # Before the targets: their names and the origin lock (its secret, and a
+        # provider to look up CloudFront's address ranges).
+        ("gin-deploy:edge:EdgeOrigins", "origin"),
         ("random:index/randomPassword:RandomPassword", "origin-verify"),
+        ("pulumi:providers:aws", "origin-aws"),
         *((t, f"{n}-{role}") for n in ("aws-use1", "k8s-eu", "edge-sin")
           for t, role in (("aws:route53/record:Record", "origin"),
                           ("aws:route53/healthCheck:HealthCheck", "health"),
                           ("aws:route53/record:Record", "route"))),
+        ("gin-deploy:certificate:DnsValidatedCertificate", "cert"),
         ("aws:acm/certificate:Certificate", "cert"),
         ("aws:route53/record:Record", "cert-validation-0"),
         ("aws:acm/certificateValidation:CertificateValidation", "cert-validation"),
@@ -318,8 +324,8 @@ def test_priority_weight_then_order() -> None:
         return TargetEndpoint(name=name, kind="host", url=out, origin_host=out, weight=weight)
 
     endpoints = [endpoint("a", 10), endpoint("b", 0), endpoint("c", 50), endpoint("d", 10)]
-    assert [e.name for e in by_priority(EdgeConfig(), endpoints)] == ["c", "a", "d"]
-    assert [e.name for e in by_priority(EdgeConfig(routing="failover"), endpoints)] == [
+    assert [e.name for e in by_priority("weighted", endpoints)] == ["c", "a", "d"]
+    assert [e.name for e in by_priority("failover", endpoints)] == [
         "a", "c", "d"]
 
 
@@ -386,7 +392,7 @@ def test_health_check_path_interval_and_threshold_are_configurable() -> None:
 
 
 def test_targets_answer_and_certify_their_own_names(prod: EdgeMocks) -> None:
-    cert = prod.named("aws-use1-cert").inputs
+    cert = prod.named("aws-use1-cert", CERTIFICATE).inputs
     assert (cert["domainName"], cert["subjectAlternativeNames"]) == (DOMAIN, [own("aws-use1")])
     validations = [r.inputs["name"] for r in prod.of_type("aws:route53/record:Record")
                    if r.name.startswith("aws-use1-cert-validation-")]
@@ -426,7 +432,7 @@ def test_distribution_serves_https_only_with_modern_tls_http3_and_ipv6(prod: Edg
 
 
 def test_certificate_is_issued_in_us_east_1_and_dns_validated(prod: EdgeMocks) -> None:
-    cert = prod.named("hello-gin-edge-cert").inputs
+    cert = prod.named("hello-gin-edge-cert", CERTIFICATE).inputs
     assert (cert["domainName"], cert["validationMethod"]) == (DOMAIN, "DNS")
     record = prod.named("hello-gin-edge-cert-validation-0").inputs
     assert (record["name"], record["type"], record["allowOverwrite"]) == (

@@ -19,9 +19,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.kubernetes import KubernetesTarget, KubernetesTargetArgs
+from components.kubernetes import KubernetesTarget
 from gin_deploy import program
 from gin_deploy.config import ConfigError, KubernetesTargetConfig, parse_stack_config
+from gin_deploy.program.kubernetes import kubernetes_target_args
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render import kubernetes_versions as versions
 from tests.unit import harness
@@ -567,9 +568,8 @@ def test_outputs_url_address_and_namespaces() -> None:
 
     @pulumi.runtime.test
     def evaluate() -> pulumi.Output[Any]:
-        component = KubernetesTarget("k8s-eu", KubernetesTargetArgs(
-            target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls, version="1.2.3",
-            image=f"{REPO}@{DIGEST}", project_dir=ROOT))
+        component = KubernetesTarget("k8s-eu", kubernetes_target_args(
+            target, cfg, image=f"{REPO}@{DIGEST}", version="1.2.3"))
         seen.append((component.namespace, component.gateway_namespace))
         return pulumi.Output.all(component.url, component.address).apply(seen.append)
 

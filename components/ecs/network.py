@@ -1,0 +1,186 @@
+"""The network part of an EcsTarget: a VPC (or yours) and the two security groups.
+
+A new VPC spans 2-3 AZs: public subnets for the load balancer, private ones for
+the tasks with NAT egress (none / single / per AZ); its default security group is
+emptied. The load balancer takes 80/443 from the given CIDRs and may talk only to
+the tasks' port; the tasks take that port only from the load balancer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.ecs.common import Scope
+from gin_deploy.render import ecs as render
+
+NAT_MODES = ("none", "single", "perAz")
+
+
+@dataclass(frozen=True)
+class EcsNetworkArgs:
+    """A new VPC (default), or your own: `vpc_id` with its subnets."""
+
+    # A new VPC: its IPv4 CIDR (/16 to /20) and the AZs it spans.
+    vpc_cidr: str = "10.0.0.0/16"
+    az_count: int = 3
+    # Task egress: `none` runs tasks in the public subnets with public IPs, `single`
+    # one NAT gateway, `perAz` one per AZ.
+    nat: str = "single"
+    # Your VPC: subnets (2+ AZs) for the load balancer, and unless nat is `none`,
+    # the tasks' subnets with NAT egress.
+    vpc_id: str | None = None
+    public_subnet_ids: tuple[str, ...] = ()
+    private_subnet_ids: tuple[str, ...] = ()
+    # Who may reach the load balancer on 80/443.
+    ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+
+    def __post_init__(self) -> None:
+        if self.nat not in NAT_MODES:
+            raise ValueError(f"nat must be one of {' | '.join(NAT_MODES)}, got {self.nat!r}")
+        if self.vpc_id is not None and len(self.public_subnet_ids) < 2:
+            raise ValueError("public_subnet_ids: with vpc_id, at least two subnets are "
+                             "required for the load balancer")
+        if self.vpc_id is not None and self.nat != "none" and not self.private_subnet_ids:
+            raise ValueError("private_subnet_ids: with vpc_id, the tasks' subnets are "
+                             "required unless nat is 'none'")
+
+
+@dataclass(frozen=True)
+class EcsNetwork:
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    task_subnet_ids: list[pulumi.Output[str]]
+    # Without NAT the tasks need public IPs to pull images and send logs.
+    assign_public_ip: bool
+    # The load balancer's subnets: the app trusts X-Forwarded-For from them.
+    alb_cidrs: pulumi.Output[list[str]]
+    alb_security_group: aws.ec2.SecurityGroup
+    task_security_group: aws.ec2.SecurityGroup
+
+
+def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int) -> EcsNetwork:
+    """The VPC part, then the security groups for the load balancer and the tasks."""
+    if args.vpc_id is not None:
+        vpc_id = pulumi.Output.from_input(args.vpc_id)
+        public = [pulumi.Output.from_input(s) for s in args.public_subnet_ids]
+        private = [pulumi.Output.from_input(s) for s in args.private_subnet_ids]
+        tasks = public if args.nat == "none" else private
+        alb_cidrs = pulumi.Output.all(*(
+            aws.ec2.get_subnet_output(id=s, opts=scope.invoke).cidr_block
+            for s in args.public_subnet_ids))
+    else:
+        vpc_id, public, tasks = _new_vpc(scope, args, region)
+        alb_cidrs = pulumi.Output.from_input(
+            list(render.subnet_plan(args.vpc_cidr, args.az_count).public))
+    alb_sg, task_sg = _security_groups(scope, vpc_id, args.ingress_cidrs, port)
+    return EcsNetwork(vpc_id=vpc_id, public_subnet_ids=public, task_subnet_ids=tasks,
+                      assign_public_ip=args.nat == "none", alb_cidrs=alb_cidrs,
+                      alb_security_group=alb_sg, task_security_group=task_sg)
+
+
+def _new_vpc(scope: Scope, args: EcsNetworkArgs, region: str,
+             ) -> tuple[pulumi.Output[str], list[pulumi.Output[str]], list[pulumi.Output[str]]]:
+    """(vpc id, public subnet ids, task subnet ids) of a new VPC."""
+    name, count = scope.name, args.az_count
+    plan = render.subnet_plan(args.vpc_cidr, count)
+    zones = aws.get_availability_zones_output(
+        state="available",
+        filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status",
+                                                   values=["opt-in-not-required"])],
+        opts=scope.invoke,
+    ).names
+
+    def zone(i: int) -> pulumi.Output[str]:
+        def pick(names: list[str]) -> str:
+            if len(names) < count:
+                raise ValueError(f"{region} has {len(names)} availability "
+                                 f"zones; set az_count (azCount) to at most {len(names)}")
+            return sorted(names)[i]
+        return zones.apply(pick)
+
+    vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.vpc_cidr, enable_dns_support=True,
+                      enable_dns_hostnames=True, opts=scope.opts())
+    # Nothing may use the VPC's default security group: strip its rules.
+    aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, opts=scope.opts())
+    igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=scope.opts())
+    public_rt = aws.ec2.RouteTable(f"{name}-public-rt", vpc_id=vpc.id, opts=scope.opts())
+    aws.ec2.Route(f"{name}-public-default", route_table_id=public_rt.id,
+                  destination_cidr_block="0.0.0.0/0", gateway_id=igw.id, opts=scope.opts())
+    public = []
+    for i, cidr in enumerate(plan.public):
+        subnet = aws.ec2.Subnet(f"{name}-public-{i}", vpc_id=vpc.id, cidr_block=cidr,
+                                availability_zone=zone(i), map_public_ip_on_launch=False,
+                                opts=scope.opts())
+        aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=subnet.id,
+                                      route_table_id=public_rt.id, opts=scope.opts())
+        public.append(subnet)
+    public_ids = [s.id for s in public]
+    if args.nat == "none":
+        return vpc.id, public_ids, public_ids
+
+    nats = []
+    for i in range(count if args.nat == "perAz" else 1):
+        eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", opts=scope.opts())
+        nats.append(aws.ec2.NatGateway(
+            f"{name}-nat-{i}", allocation_id=eip.id, subnet_id=public[i].id,
+            connectivity_type="public", opts=scope.opts(depends_on=[igw])))
+    tasks = []
+    for i, cidr in enumerate(plan.private):
+        subnet = aws.ec2.Subnet(f"{name}-private-{i}", vpc_id=vpc.id, cidr_block=cidr,
+                                availability_zone=zone(i), map_public_ip_on_launch=False,
+                                opts=scope.opts())
+        rt = aws.ec2.RouteTable(f"{name}-private-rt-{i}", vpc_id=vpc.id, opts=scope.opts())
+        aws.ec2.Route(f"{name}-private-default-{i}", route_table_id=rt.id,
+                      destination_cidr_block="0.0.0.0/0",
+                      nat_gateway_id=nats[i % len(nats)].id, opts=scope.opts())
+        aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id,
+                                      route_table_id=rt.id, opts=scope.opts())
+        tasks.append(subnet.id)
+    return vpc.id, public_ids, tasks
+
+
+def _security_groups(scope: Scope, vpc_id: pulumi.Output[str], ingress_cidrs: tuple[str, ...],
+                     port: int) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+    name = scope.name
+    alb = aws.ec2.SecurityGroup(
+        f"{name}-alb-sg", vpc_id=vpc_id,
+        description=f"{scope.app} load balancer: 80/443 in, app port to tasks out",
+        opts=scope.opts())
+    tasks = aws.ec2.SecurityGroup(
+        f"{name}-task-sg", vpc_id=vpc_id,
+        description=f"{scope.app} tasks: app port from the load balancer only",
+        opts=scope.opts())
+    for listen in (80, 443):
+        for i, cidr in enumerate(ingress_cidrs):
+            v6 = ":" in cidr
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-alb-in-{listen}-{i}",
+                security_group_id=alb.id,
+                ip_protocol="tcp", from_port=listen, to_port=listen,
+                cidr_ipv4=None if v6 else cidr, cidr_ipv6=cidr if v6 else None,
+                description=f"{'HTTPS' if listen == 443 else 'HTTP (redirect only)'} "
+                            f"from {cidr}",
+                opts=scope.opts())
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-alb-out-tasks",
+        security_group_id=alb.id,
+        referenced_security_group_id=tasks.id,
+        ip_protocol="tcp", from_port=port, to_port=port,
+        description="Requests and health checks to the tasks", opts=scope.opts())
+    aws.vpc.SecurityGroupIngressRule(
+        f"{name}-task-in-alb",
+        security_group_id=tasks.id,
+        referenced_security_group_id=alb.id,
+        ip_protocol="tcp", from_port=port, to_port=port,
+        description="From the load balancer only", opts=scope.opts())
+    # Tasks call out to ECR, CloudWatch Logs, SSM and whatever the app uses.
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-task-out",
+        security_group_id=tasks.id,
+        cidr_ipv4="0.0.0.0/0", ip_protocol="-1",
+        description="Outbound (image pull, logs, secrets, app dependencies)",
+        opts=scope.opts())
+    return alb, tasks

@@ -1,0 +1,77 @@
+"""`edge`: stack config -> EdgeOrigins (before the targets) and EdgeRouting (after)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+
+from components.edge import (
+    CdnArgs,
+    EdgeOrigins,
+    EdgeOriginsArgs,
+    EdgeRouting,
+    EdgeRoutingArgs,
+    HealthCheckArgs,
+)
+from components.endpoint import TargetEndpoint
+from gin_deploy.config import EdgeConfig, StackConfig, routed_origin_name, target_origin_name
+from gin_deploy.render.headers import HstsPolicy
+
+
+def routing_name(cfg: StackConfig) -> str:
+    """EdgeRouting's name: `<app>-edge` (its children's URNs hang on it)."""
+    return f"{cfg.app.name}-edge"
+
+
+def origin_names(cfg: StackConfig) -> dict[str, str]:
+    """Each target's own name at the edge, by target name."""
+    return {t.name: target_origin_name(t.name, cfg.domain) for t in cfg.targets}
+
+
+def edge_origins_args(cfg: StackConfig, edge: EdgeConfig) -> EdgeOriginsArgs:
+    return EdgeOriginsArgs(
+        names=origin_names(cfg), app=cfg.app.name, stack=cfg.stack, cdn=edge.cdn,
+        verify_header=edge.origin_verify_header, open_path=edge.check_path(cfg.app))
+
+
+def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[TargetEndpoint],
+                      verify_value: pulumi.Input[str] | None) -> EdgeRoutingArgs:
+    """`verify_value`: the origin secret (EdgeOrigins'), which CloudFront sends."""
+    assert edge.zone is not None, "config requires edge.zone"
+    cdn = None
+    if edge.cdn:
+        assert verify_value is not None, "EdgeOrigins makes a secret with cdn"
+        hsts = cfg.tls.hsts
+        cdn = CdnArgs(
+            routed_name=routed_origin_name(cfg.domain),
+            verify_header=edge.origin_verify_header, verify_value=verify_value,
+            hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload),
+            price_class=edge.price_class, cacheable_paths=edge.cacheable_paths,
+            cache_ttl=edge.cache_ttl)
+    hc = edge.health_check
+    return EdgeRoutingArgs(
+        domain=cfg.domain, zone=edge.zone, endpoints=tuple(endpoints),
+        origin_names=origin_names(cfg), app=cfg.app.name, project=cfg.project,
+        stack=cfg.stack, routing=edge.routing,
+        health_check=HealthCheckArgs(path=edge.check_path(cfg.app), interval=hc.interval,
+                                     failure_threshold=hc.failure_threshold),
+        cdn=cdn,
+    )
+
+
+def build_edge_origins(cfg: StackConfig, edge: EdgeConfig) -> EdgeOrigins:
+    """What each target must do for the edge: created before them."""
+    name = routing_name(cfg)
+    return EdgeOrigins(
+        f"{name}-origin", edge_origins_args(cfg, edge),
+        # The origin secret was EdgeRouting's child before EdgeOrigins existed.
+        moved_from=EdgeRouting.urn_of(name),
+    )
+
+
+def build_edge_routing(cfg: StackConfig, edge: EdgeConfig, origins: EdgeOrigins,
+                       endpoints: Sequence[TargetEndpoint]) -> EdgeRouting:
+    """Health checks, records and CloudFront across the deployed targets."""
+    return EdgeRouting(routing_name(cfg),
+                       edge_routing_args(cfg, edge, endpoints, origins.verify_value))
