@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -75,10 +74,12 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	gin.SetMode(cfg.GinMode)
 
+	info := buildInfo()
+	logger := server.NewLogger(stdout, info)
 	return serve(ctx, server.Options{
 		Config: cfg,
-		Build:  buildInfo(),
-		Logger: slog.New(slog.NewJSONHandler(stdout, nil)),
+		Build:  info,
+		Logger: logger,
 	})
 }
 
@@ -86,15 +87,19 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 // then drains it. It returns 0 after a clean drain.
 func serve(ctx context.Context, opts server.Options) int {
 	cfg, logger, info := opts.Config, opts.Logger, opts.Build
+	// The version and commit are on every line (server.NewLogger).
 	logger.Info("starting",
-		"version", info.Version,
-		"commit", info.Commit,
 		"build_time", info.BuildTime,
 		"go_version", info.GoVersion,
 		"gin_mode", gin.Mode(),
 		"addr", cfg.Addr(),
 		"instance", cfg.InstanceID,
 		"trusted_proxies", cfg.TrustedProxies,
+		"metrics_path", cfg.MetricsPath,
+		"read_header_timeout", cfg.ReadHeaderTimeout.String(),
+		"read_timeout", cfg.ReadTimeout.String(),
+		"write_timeout", cfg.WriteTimeout.String(),
+		"idle_timeout", cfg.IdleTimeout.String(),
 	)
 	if cfg.TrustsEveryone() {
 		logger.Warn("TRUSTED_PROXIES trusts every address; X-Forwarded-For can be forged by any client")

@@ -115,6 +115,7 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	go func() {
 		done <- run(ctx, nil, env(map[string]string{
 			"PORT": strconv.Itoa(port), "BIND_ADDR": "127.0.0.1", "GIN_MODE": "test", "INSTANCE_ID": "run-test",
+			"READ_HEADER_TIMEOUT": "2s", "READ_TIMEOUT": "3s", "WRITE_TIMEOUT": "4s", "IDLE_TIMEOUT": "75s",
 		}), stdout, &stderr)
 	}()
 
@@ -142,6 +143,45 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), `"msg":"shutdown complete"`) {
 		t.Errorf("logs: %s", stdout.String())
+	}
+
+	// Every line, lifecycle or request, names the build; the start line
+	// shows the effective timeouts.
+	var starting map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(stdout.String()), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if l["service_version"] != version || l["commit"] != commit {
+			t.Errorf("log line without service_version/commit: %s", line)
+		}
+		if l["msg"] == "starting" {
+			starting = l
+		}
+	}
+	for k, want := range map[string]string{
+		"read_header_timeout": "2s", "read_timeout": "3s", "write_timeout": "4s", "idle_timeout": "1m15s",
+		"metrics_path": "/metrics",
+	} {
+		if starting[k] != want {
+			t.Errorf("starting log %s = %v, want %q", k, starting[k], want)
+		}
+	}
+}
+
+func TestRunListsEveryInvalidTimeout(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), nil, env(map[string]string{
+		"READ_HEADER_TIMEOUT": "0s", "READ_TIMEOUT": "soon", "WRITE_TIMEOUT": "-1s", "IDLE_TIMEOUT": "30",
+	}), &stdout, &stderr)
+	if code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	for _, key := range []string{"READ_HEADER_TIMEOUT:", "READ_TIMEOUT:", "WRITE_TIMEOUT:", "IDLE_TIMEOUT:"} {
+		if !strings.Contains(stderr.String(), "  "+key) {
+			t.Errorf("stderr %q lacks %q", stderr.String(), key)
+		}
 	}
 }
 
@@ -256,7 +296,8 @@ func TestBinary(t *testing.T) {
 			t.Fatal("process did not exit after SIGTERM")
 		}
 		logs := stdout.String()
-		for _, want := range []string{`"msg":"starting"`, `"version":"v9.8.7"`, `"msg":"shutdown complete"`} {
+		for _, want := range []string{`"msg":"starting"`, `"service_version":"v9.8.7"`, `"commit":"c0ffee"`,
+			`"msg":"shutdown complete"`} {
 			if !strings.Contains(logs, want) {
 				t.Errorf("logs lack %s:\n%s", want, logs)
 			}
