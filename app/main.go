@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gin-deploy/hello-gin/internal/config"
+	"github.com/gin-deploy/hello-gin/internal/faults"
 	"github.com/gin-deploy/hello-gin/internal/ginmode"
 	"github.com/gin-deploy/hello-gin/internal/healthcheck"
 	"github.com/gin-deploy/hello-gin/internal/server"
@@ -64,8 +66,9 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return exitConfig
 	}
 
-	cfg, err := config.Load(lookup)
-	if err != nil {
+	cfg, cfgErr := config.Load(lookup)
+	faultSettings, faultErr := faults.Load(lookup)
+	if err := errors.Join(cfgErr, faultErr); err != nil {
 		fmt.Fprintln(stderr, "invalid configuration:")
 		for line := range strings.SplitSeq(err.Error(), "\n") {
 			fmt.Fprintln(stderr, "  "+line)
@@ -76,10 +79,24 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 
 	info := buildInfo()
 	logger := server.NewLogger(stdout, info)
+	if faultSettings.Active() {
+		logger.Warn("fault injection active: this build fails or slows requests on purpose",
+			"fault_error_rate", faultSettings.ErrorRate,
+			"fault_latency", faultSettings.Latency.String(),
+		)
+	}
+	if !faults.Enabled {
+		for _, key := range []string{faults.EnvErrorRate, faults.EnvLatency} {
+			if v, ok := lookup(key); ok && strings.TrimSpace(v) != "" {
+				logger.Warn(key + " is ignored: this build has no fault injection (it needs -tags faults)")
+			}
+		}
+	}
 	return serve(ctx, server.Options{
 		Config: cfg,
 		Build:  info,
 		Logger: logger,
+		Faults: faults.Middleware(faultSettings),
 	})
 }
 

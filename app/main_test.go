@@ -401,3 +401,46 @@ func TestSIGTERMDrainsInFlightRequest(t *testing.T) {
 		t.Errorf("logs:\n%s", logs.String())
 	}
 }
+
+// startRun runs the service through run with vars on a free loopback port
+// until the test ends, and returns its base URL and its log output.
+func startRun(t *testing.T, vars map[string]string) (string, *syncBuffer) {
+	t.Helper()
+	port := strconv.Itoa(freePort(t))
+	all := map[string]string{"PORT": port, "BIND_ADDR": "127.0.0.1", "GIN_MODE": "test"}
+	for k, v := range vars {
+		all[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout := &syncBuffer{}
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, nil, env(all), stdout, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("run exited %d; stderr %s", code, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
+	base := "http://127.0.0.1:" + port
+	waitReady(t, base+"/readyz", done)
+	return base, stdout
+}
+
+// timedGet returns the status of GET url and how long it took.
+func timedGet(t *testing.T, url string) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, time.Since(start)
+}
