@@ -8,9 +8,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -20,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/gin-deploy/hello-gin/internal/config"
+	"github.com/gin-deploy/hello-gin/internal/faults"
 	"github.com/gin-deploy/hello-gin/internal/ginmode"
 	"github.com/gin-deploy/hello-gin/internal/healthcheck"
 	"github.com/gin-deploy/hello-gin/internal/server"
@@ -65,8 +66,9 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return exitConfig
 	}
 
-	cfg, err := config.Load(lookup)
-	if err != nil {
+	cfg, cfgErr := config.Load(lookup)
+	faultSettings, faultErr := faults.Load(lookup)
+	if err := errors.Join(cfgErr, faultErr); err != nil {
 		fmt.Fprintln(stderr, "invalid configuration:")
 		for line := range strings.SplitSeq(err.Error(), "\n") {
 			fmt.Fprintln(stderr, "  "+line)
@@ -75,10 +77,26 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	gin.SetMode(cfg.GinMode)
 
+	info := buildInfo()
+	logger := server.NewLogger(stdout, info)
+	if faultSettings.Active() {
+		logger.Warn("fault injection active: this build fails or slows requests on purpose",
+			"fault_error_rate", faultSettings.ErrorRate,
+			"fault_latency", faultSettings.Latency.String(),
+		)
+	}
+	if !faults.Enabled {
+		for _, key := range []string{faults.EnvErrorRate, faults.EnvLatency} {
+			if v, ok := lookup(key); ok && strings.TrimSpace(v) != "" {
+				logger.Warn(key + " is ignored: this build has no fault injection (it needs -tags faults)")
+			}
+		}
+	}
 	return serve(ctx, server.Options{
 		Config: cfg,
-		Build:  buildInfo(),
-		Logger: slog.New(slog.NewJSONHandler(stdout, nil)),
+		Build:  info,
+		Logger: logger,
+		Faults: faults.Middleware(faultSettings),
 	})
 }
 
@@ -86,15 +104,19 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 // then drains it. It returns 0 after a clean drain.
 func serve(ctx context.Context, opts server.Options) int {
 	cfg, logger, info := opts.Config, opts.Logger, opts.Build
+	// The version and commit are on every line (server.NewLogger).
 	logger.Info("starting",
-		"version", info.Version,
-		"commit", info.Commit,
 		"build_time", info.BuildTime,
 		"go_version", info.GoVersion,
 		"gin_mode", gin.Mode(),
 		"addr", cfg.Addr(),
 		"instance", cfg.InstanceID,
 		"trusted_proxies", cfg.TrustedProxies,
+		"metrics_path", cfg.MetricsPath,
+		"read_header_timeout", cfg.ReadHeaderTimeout.String(),
+		"read_timeout", cfg.ReadTimeout.String(),
+		"write_timeout", cfg.WriteTimeout.String(),
+		"idle_timeout", cfg.IdleTimeout.String(),
 	)
 	if cfg.TrustsEveryone() {
 		logger.Warn("TRUSTED_PROXIES trusts every address; X-Forwarded-For can be forged by any client")

@@ -115,6 +115,7 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	go func() {
 		done <- run(ctx, nil, env(map[string]string{
 			"PORT": strconv.Itoa(port), "BIND_ADDR": "127.0.0.1", "GIN_MODE": "test", "INSTANCE_ID": "run-test",
+			"READ_HEADER_TIMEOUT": "2s", "READ_TIMEOUT": "3s", "WRITE_TIMEOUT": "4s", "IDLE_TIMEOUT": "75s",
 		}), stdout, &stderr)
 	}()
 
@@ -142,6 +143,45 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), `"msg":"shutdown complete"`) {
 		t.Errorf("logs: %s", stdout.String())
+	}
+
+	// Every line, lifecycle or request, names the build; the start line
+	// shows the effective timeouts.
+	var starting map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(stdout.String()), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if l["service_version"] != version || l["commit"] != commit {
+			t.Errorf("log line without service_version/commit: %s", line)
+		}
+		if l["msg"] == "starting" {
+			starting = l
+		}
+	}
+	for k, want := range map[string]string{
+		"read_header_timeout": "2s", "read_timeout": "3s", "write_timeout": "4s", "idle_timeout": "1m15s",
+		"metrics_path": "/metrics",
+	} {
+		if starting[k] != want {
+			t.Errorf("starting log %s = %v, want %q", k, starting[k], want)
+		}
+	}
+}
+
+func TestRunListsEveryInvalidTimeout(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), nil, env(map[string]string{
+		"READ_HEADER_TIMEOUT": "0s", "READ_TIMEOUT": "soon", "WRITE_TIMEOUT": "-1s", "IDLE_TIMEOUT": "30",
+	}), &stdout, &stderr)
+	if code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	for _, key := range []string{"READ_HEADER_TIMEOUT:", "READ_TIMEOUT:", "WRITE_TIMEOUT:", "IDLE_TIMEOUT:"} {
+		if !strings.Contains(stderr.String(), "  "+key) {
+			t.Errorf("stderr %q lacks %q", stderr.String(), key)
+		}
 	}
 }
 
@@ -256,7 +296,8 @@ func TestBinary(t *testing.T) {
 			t.Fatal("process did not exit after SIGTERM")
 		}
 		logs := stdout.String()
-		for _, want := range []string{`"msg":"starting"`, `"version":"v9.8.7"`, `"msg":"shutdown complete"`} {
+		for _, want := range []string{`"msg":"starting"`, `"service_version":"v9.8.7"`, `"commit":"c0ffee"`,
+			`"msg":"shutdown complete"`} {
 			if !strings.Contains(logs, want) {
 				t.Errorf("logs lack %s:\n%s", want, logs)
 			}
@@ -359,4 +400,47 @@ func TestSIGTERMDrainsInFlightRequest(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"shutdown complete"`) {
 		t.Errorf("logs:\n%s", logs.String())
 	}
+}
+
+// startRun runs the service through run with vars on a free loopback port
+// until the test ends, and returns its base URL and its log output.
+func startRun(t *testing.T, vars map[string]string) (string, *syncBuffer) {
+	t.Helper()
+	port := strconv.Itoa(freePort(t))
+	all := map[string]string{"PORT": port, "BIND_ADDR": "127.0.0.1", "GIN_MODE": "test"}
+	for k, v := range vars {
+		all[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout := &syncBuffer{}
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, nil, env(all), stdout, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("run exited %d; stderr %s", code, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
+	base := "http://127.0.0.1:" + port
+	waitReady(t, base+"/readyz", done)
+	return base, stdout
+}
+
+// timedGet returns the status of GET url and how long it took.
+func timedGet(t *testing.T, url string) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, time.Since(start)
 }

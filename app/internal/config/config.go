@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +25,16 @@ const (
 	DefaultStartupDelay    = time.Duration(0)
 	DefaultGinMode         = "release"
 	DefaultReadyPath       = "/readyz"
+	DefaultMetricsPath     = "/metrics"
+
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 15 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
 )
+
+// ReservedPaths are the service's own routes; METRICS_PATH may not take one.
+var ReservedPaths = []string{"/healthz", "/readyz", "/version", "/whoami"}
 
 // Config is the validated service configuration.
 type Config struct {
@@ -48,6 +58,19 @@ type Config struct {
 	GinMode string
 	// InstanceID identifies this process in /whoami (INSTANCE_ID).
 	InstanceID string
+	// MetricsPath serves Prometheus metrics; empty disables them
+	// (METRICS_PATH).
+	MetricsPath string
+
+	// HTTP server timeouts (READ_HEADER_TIMEOUT, READ_TIMEOUT,
+	// WRITE_TIMEOUT, IDLE_TIMEOUT). The deploy program keeps IDLE_TIMEOUT
+	// above its load balancer's idle timeout, so the balancer never reuses
+	// a connection the service is closing, and sizes drain windows by
+	// WRITE_TIMEOUT.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
 }
 
 // Addr returns the host:port the server listens on.
@@ -86,6 +109,12 @@ func Load(lookup LookupFunc) (Config, error) {
 		ShutdownDelay:   DefaultShutdownDelay,
 		StartupDelay:    DefaultStartupDelay,
 		GinMode:         DefaultGinMode,
+		MetricsPath:     DefaultMetricsPath,
+
+		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		ReadTimeout:       DefaultReadTimeout,
+		WriteTimeout:      DefaultWriteTimeout,
+		IdleTimeout:       DefaultIdleTimeout,
 	}
 
 	if v, ok := get("PORT"); ok {
@@ -123,13 +152,19 @@ func Load(lookup LookupFunc) (Config, error) {
 		{"SHUTDOWN_TIMEOUT", &cfg.ShutdownTimeout, true},
 		{"SHUTDOWN_DELAY", &cfg.ShutdownDelay, false},
 		{"STARTUP_DELAY", &cfg.StartupDelay, false},
+		{"READ_HEADER_TIMEOUT", &cfg.ReadHeaderTimeout, true},
+		{"READ_TIMEOUT", &cfg.ReadTimeout, true},
+		{"WRITE_TIMEOUT", &cfg.WriteTimeout, true},
+		{"IDLE_TIMEOUT", &cfg.IdleTimeout, true},
 	}
+	bad := map[string]bool{}
 	for _, d := range durations {
 		v, ok := get(d.name)
 		if !ok {
 			continue
 		}
 		dur, err := time.ParseDuration(v)
+		bad[d.name] = err != nil || dur < 0 || (d.positive && dur == 0)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %q is not a Go duration (e.g. 500ms, 10s, 1m)", d.name, v))
@@ -139,6 +174,29 @@ func Load(lookup LookupFunc) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: must not be negative, got %q", d.name, v))
 		default:
 			*d.dst = dur
+		}
+	}
+
+	// Checked only when both values are valid, so one typo is one error;
+	// the message names the variable the operator set.
+	if !bad["READ_HEADER_TIMEOUT"] && !bad["READ_TIMEOUT"] && cfg.ReadHeaderTimeout > cfg.ReadTimeout {
+		if _, headerSet := get("READ_HEADER_TIMEOUT"); headerSet {
+			errs = append(errs, fmt.Errorf("READ_HEADER_TIMEOUT: %s must not exceed READ_TIMEOUT (%s)",
+				cfg.ReadHeaderTimeout, cfg.ReadTimeout))
+		} else {
+			errs = append(errs, fmt.Errorf("READ_TIMEOUT: %s must not be less than READ_HEADER_TIMEOUT (%s)",
+				cfg.ReadTimeout, cfg.ReadHeaderTimeout))
+		}
+	}
+
+	// Set but empty disables metrics, unlike the other variables, where
+	// empty means unset.
+	if v, ok := lookup("METRICS_PATH"); ok {
+		p, err := parseMetricsPath(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("METRICS_PATH: %w", err))
+		} else {
+			cfg.MetricsPath = p
 		}
 	}
 
@@ -173,6 +231,35 @@ func ParsePort(v string) (int, error) {
 		return 0, fmt.Errorf("%q is not a port number in 1..65535", v)
 	}
 	return p, nil
+}
+
+// parseMetricsPath accepts "" (disabled) or an absolute path of plain
+// segments. Gin's ':' and '*' wildcards, queries and the service's own
+// routes are refused, since any of them would change what gets routed.
+func parseMetricsPath(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if !strings.HasPrefix(v, "/") || v == "/" || strings.HasSuffix(v, "/") {
+		return "", fmt.Errorf("%q must be a path such as /metrics (leading '/', no trailing '/'), or empty to disable metrics", v)
+	}
+	for seg := range strings.SplitSeq(v[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", fmt.Errorf("%q has an empty, '.' or '..' segment", v)
+		}
+		for i := 0; i < len(seg); i++ {
+			switch b := seg[i]; {
+			case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+			case b == '-', b == '_', b == '.', b == '~':
+			default:
+				return "", fmt.Errorf("%q may contain only letters, digits, '-', '_', '.', '~' and '/'", v)
+			}
+		}
+	}
+	if slices.Contains(ReservedPaths, v) {
+		return "", fmt.Errorf("%q is already a route of the service", v)
+	}
+	return v, nil
 }
 
 // parseProxies parses a comma-separated list of IP addresses and CIDRs.

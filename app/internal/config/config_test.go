@@ -30,6 +30,12 @@ func TestLoadDefaults(t *testing.T) {
 		StartupDelay:    0,
 		GinMode:         "release",
 		InstanceID:      host + ":8080",
+		MetricsPath:     "/metrics",
+
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)
@@ -49,6 +55,12 @@ func TestLoadAllSet(t *testing.T) {
 		"STARTUP_DELAY":    "1500ms",
 		"GIN_MODE":         "debug",
 		"INSTANCE_ID":      "blue-1",
+		"METRICS_PATH":     "/internal/metrics",
+
+		"READ_HEADER_TIMEOUT": "2s",
+		"READ_TIMEOUT":        "2s",
+		"WRITE_TIMEOUT":       "1m",
+		"IDLE_TIMEOUT":        "75s",
 	}))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -62,6 +74,12 @@ func TestLoadAllSet(t *testing.T) {
 		StartupDelay:    1500 * time.Millisecond,
 		GinMode:         "debug",
 		InstanceID:      "blue-1",
+		MetricsPath:     "/internal/metrics",
+
+		ReadHeaderTimeout: 2 * time.Second,
+		ReadTimeout:       2 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       75 * time.Second,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)
@@ -117,6 +135,25 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"SHUTDOWN_DELAY", "-5s"},
 		{"STARTUP_DELAY", "1 hour"},
 		{"GIN_MODE", "production"},
+		{"READ_HEADER_TIMEOUT", "0s"},
+		{"READ_HEADER_TIMEOUT", "16s"}, // above the default READ_TIMEOUT
+		{"READ_TIMEOUT", "-1s"},
+		{"READ_TIMEOUT", "fast"},
+		{"READ_TIMEOUT", "4s"}, // below the default READ_HEADER_TIMEOUT
+		{"WRITE_TIMEOUT", "0"},
+		{"WRITE_TIMEOUT", "30"},
+		{"IDLE_TIMEOUT", "0s"},
+		{"IDLE_TIMEOUT", "-60s"},
+		{"METRICS_PATH", "metrics"},
+		{"METRICS_PATH", "/"},
+		{"METRICS_PATH", "/metrics/"},
+		{"METRICS_PATH", "/a//b"},
+		{"METRICS_PATH", "/../metrics"},
+		{"METRICS_PATH", "/:name"},
+		{"METRICS_PATH", "/m/*rest"},
+		{"METRICS_PATH", "/metrics?x=1"},
+		{"METRICS_PATH", "/healthz"},
+		{"METRICS_PATH", "/whoami"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
@@ -131,12 +168,43 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}
 }
 
+func TestLoadEmptyMetricsPathDisablesMetrics(t *testing.T) {
+	for _, v := range []string{"", "  "} {
+		cfg, err := Load(env(map[string]string{"METRICS_PATH": v}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.MetricsPath != "" {
+			t.Errorf("METRICS_PATH=%q: MetricsPath = %q, want disabled", v, cfg.MetricsPath)
+		}
+	}
+}
+
+func TestLoadTimeoutOrder(t *testing.T) {
+	// Equal is allowed: the whole request may be read within the header
+	// deadline.
+	if _, err := Load(env(map[string]string{"READ_HEADER_TIMEOUT": "3s", "READ_TIMEOUT": "3s"})); err != nil {
+		t.Errorf("equal timeouts: %v", err)
+	}
+	_, err := Load(env(map[string]string{"READ_HEADER_TIMEOUT": "10s", "READ_TIMEOUT": "5s"}))
+	if err == nil || err.Error() != "READ_HEADER_TIMEOUT: 10s must not exceed READ_TIMEOUT (5s)" {
+		t.Errorf("err = %v", err)
+	}
+	// A malformed value is reported once, not again as an ordering error.
+	_, err = Load(env(map[string]string{"READ_HEADER_TIMEOUT": "x", "READ_TIMEOUT": "1s"}))
+	if err == nil || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("err = %v, want one line", err)
+	}
+}
+
 func TestLoadReportsEveryError(t *testing.T) {
-	_, err := Load(env(map[string]string{"PORT": "x", "STARTUP_DELAY": "y"}))
+	_, err := Load(env(map[string]string{
+		"PORT": "x", "STARTUP_DELAY": "y", "WRITE_TIMEOUT": "0s", "IDLE_TIMEOUT": "z", "METRICS_PATH": "m",
+	}))
 	if err == nil {
 		t.Fatal("expected an error")
 	}
-	for _, key := range []string{"PORT", "STARTUP_DELAY"} {
+	for _, key := range []string{"PORT", "STARTUP_DELAY", "WRITE_TIMEOUT", "IDLE_TIMEOUT", "METRICS_PATH"} {
 		if !strings.Contains(err.Error(), key+":") {
 			t.Errorf("error %q does not mention %s", err, key)
 		}

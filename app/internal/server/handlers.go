@@ -15,14 +15,32 @@ const (
 	PathWhoami  = "/whoami"
 )
 
+// operationalRoutes are the routes probes, scrapes and the deploy program
+// call, not users: they stay out of the request metrics (a probe every few
+// seconds would dilute a release's error rate and latency) and injected
+// faults never touch them (a faulty variant must still deploy, report its
+// version and be scraped). The metrics path joins them when enabled.
+func (s *Server) operationalRoutes() map[string]bool {
+	ops := map[string]bool{PathHealthz: true, PathReadyz: true, PathVersion: true}
+	if s.cfg.MetricsPath != "" {
+		ops[s.cfg.MetricsPath] = true
+	}
+	return ops
+}
+
 func (s *Server) routes(r *gin.Engine, build BuildInfo) {
 	r.GET(PathHealthz, healthz)
 	r.GET(PathReadyz, s.readyz)
 	r.GET(PathVersion, version(build))
 	r.GET(PathWhoami, s.whoami)
-	r.NoRoute(func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, gin.H{"error": "not found"})
-	})
+	if s.metrics != nil {
+		r.GET(s.cfg.MetricsPath, s.metrics.serve)
+	}
+	r.NoRoute(notFound)
+}
+
+func notFound(c *gin.Context) {
+	c.JSON(http.StatusNotFound, gin.H{"error": "not found"})
 }
 
 // healthz is the liveness probe: the process is up and serving.

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -106,4 +107,14 @@ func recovery(logger *slog.Logger) gin.HandlerFunc {
 		}()
 		c.Next()
 	}
+}
+
+// NewLogger returns the service's JSON logger: every line it writes, access
+// log or lifecycle event, names the build that wrote it, so logs from two
+// releases running side by side (canary, blue/green) can be told apart.
+func NewLogger(w io.Writer, build BuildInfo) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, nil)).With(
+		slog.String("service_version", build.Version),
+		slog.String("commit", build.Commit),
+	)
 }

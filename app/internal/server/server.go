@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -17,15 +18,7 @@ import (
 	"github.com/gin-deploy/hello-gin/internal/config"
 )
 
-// Server timeouts. Handlers in this service answer immediately, so these
-// mostly guard against slow or idle clients holding connections open.
-const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 15 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 60 * time.Second
-	maxHeaderBytes    = 64 << 10
-)
+const maxHeaderBytes = 64 << 10
 
 // BuildInfo is reported by GET /version.
 type BuildInfo struct {
@@ -40,7 +33,12 @@ type Options struct {
 	Config config.Config
 	Build  BuildInfo
 	// Logger receives access logs and lifecycle events. Nil discards them.
+	// NewLogger makes one whose every line names the build.
 	Logger *slog.Logger
+	// Faults, if set, runs for every request outside the operational
+	// routes, inside the access log and the metrics so what it does is
+	// observed like real failures. Only fault-injection builds set it.
+	Faults gin.HandlerFunc
 	// ExtraRoutes, if set, is called after the standard routes are
 	// registered. Production leaves it nil; tests use it to add routes
 	// (for example a deliberately slow one to exercise draining).
@@ -57,6 +55,7 @@ type Server struct {
 	http     *http.Server
 	now      func() time.Time
 	readyAt  time.Time
+	metrics  *metrics
 	draining atomic.Bool
 }
 
@@ -83,7 +82,26 @@ func New(opts Options) (*Server, error) {
 	if err := engine.SetTrustedProxies(opts.Config.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
-	engine.Use(accessLog(logger), recovery(logger))
+	ops := s.operationalRoutes()
+	if opts.Config.MetricsPath != "" {
+		if slices.Contains(config.ReservedPaths, opts.Config.MetricsPath) {
+			return nil, fmt.Errorf("metrics path %q is already a route", opts.Config.MetricsPath)
+		}
+		s.metrics = newMetrics(opts.Build)
+	}
+	engine.Use(accessLog(logger))
+	if s.metrics != nil {
+		engine.Use(s.metrics.middleware(ops))
+	}
+	engine.Use(recovery(logger))
+	if opts.Faults != nil {
+		faults := opts.Faults
+		engine.Use(func(c *gin.Context) {
+			if !ops[c.FullPath()] {
+				faults(c)
+			}
+		})
+	}
 	s.routes(engine, opts.Build)
 	if opts.ExtraRoutes != nil {
 		opts.ExtraRoutes(engine)
@@ -93,10 +111,10 @@ func New(opts Options) (*Server, error) {
 	s.http = &http.Server{
 		Addr:              opts.Config.Addr(),
 		Handler:           engine,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: opts.Config.ReadHeaderTimeout,
+		ReadTimeout:       opts.Config.ReadTimeout,
+		WriteTimeout:      opts.Config.WriteTimeout,
+		IdleTimeout:       opts.Config.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}

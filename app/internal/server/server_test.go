@@ -28,6 +28,12 @@ func testConfig(mods ...func(*config.Config)) config.Config {
 		ShutdownTimeout: 5 * time.Second,
 		GinMode:         gin.TestMode,
 		InstanceID:      "test-instance",
+		MetricsPath:     config.DefaultMetricsPath,
+
+		ReadHeaderTimeout: config.DefaultReadHeaderTimeout,
+		ReadTimeout:       config.DefaultReadTimeout,
+		WriteTimeout:      config.DefaultWriteTimeout,
+		IdleTimeout:       config.DefaultIdleTimeout,
 	}
 	for _, m := range mods {
 		m(&cfg)
@@ -419,7 +425,7 @@ func TestTestRoutesAreNotInProduction(t *testing.T) {
 	s, _ := newTestServer(t, Options{})
 	for _, r := range s.engine.Routes() {
 		switch r.Path {
-		case PathHealthz, PathReadyz, PathVersion, PathWhoami:
+		case PathHealthz, PathReadyz, PathVersion, PathWhoami, config.DefaultMetricsPath:
 		default:
 			t.Errorf("unexpected route %s %s", r.Method, r.Path)
 		}
