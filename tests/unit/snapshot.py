@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -62,13 +63,17 @@ def recording_urns() -> Iterator[dict[str, dict[str, Any]]]:
         pulumi_mocks.MockMonitor.RegisterResource = original  # type: ignore[method-assign]
 
 
+# The image tag is <version>-<content address of app/ and its Dockerfile>.
+_IMAGE_TAG = re.compile(re.escape(VERSION) + r"-[0-9a-f]{16}\b")
+
+
 def _normalise(value: Any, replacements: list[tuple[str, str]]) -> Any:
     if isinstance(value, str) and value in dict(replacements):
         return dict(replacements)[value]
     if isinstance(value, str):
         for old, new in replacements:
             value = value.replace(old, new)
-        return value
+        return _IMAGE_TAG.sub(f"{VERSION}-<image-content>", value)
     if isinstance(value, dict):
         return {k: _normalise(v, replacements) for k, v in value.items()}
     if isinstance(value, list | tuple):
