@@ -361,7 +361,7 @@ class EcsTarget(pulumi.ComponentResource):
             # The agent needs its permissions before the first task starts.
             opts=self._child(depends_on=[execution_policy]),
         )
-        lo, hi = t.scaling_bounds
+        lo, hi = t.min_count, t.max_count
         self.service = aws.ecs.Service(
             f"{name}-service",
             cluster=self.cluster.arn,

@@ -188,7 +188,7 @@ class EdgeRouting(pulumi.ComponentResource):
             names=names,
             verify_header=a.edge.origin_verify_header,
             verify_value=self.origin_secret.result,
-            open_path=a.edge.check_path(a.app),
+            open_path=a.edge.health_check.path,
             cdn_cidrs=self.cdn_cidrs,
         )
 
@@ -277,7 +277,7 @@ class EdgeRouting(pulumi.ComponentResource):
             type="HTTPS",
             fqdn=target_origin_name(endpoint.name, a.domain),
             port=HEALTH_CHECK_PORT,
-            resource_path=a.edge.check_path(a.app),
+            resource_path=a.edge.health_check.path,
             enable_sni=True,
             request_interval=hc.interval,
             failure_threshold=hc.failure_threshold,

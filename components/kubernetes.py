@@ -65,8 +65,8 @@ def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
     t, app, hsts, edge = args.target, args.app, args.tls.hsts, args.edge
     return render.KubernetesApp(
         name=app.name,
-        namespace=t.effective_namespace(app.name),
-        gateway_namespace=t.effective_gateway_namespace(app.name),
+        namespace=t.namespace,
+        gateway_namespace=t.gateway_namespace,
         domain=args.domain,
         version=args.version,
         port=app.port,
@@ -76,7 +76,7 @@ def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
         shutdown_timeout=app.shutdown_timeout,
         trusted_proxies=app.trusted_proxies,
         replicas=t.replicas,
-        max_replicas=t.effective_max_replicas,
+        max_replicas=t.max_replicas,
         max_surge=t.max_surge,
         max_unavailable=t.max_unavailable,
         cpu_request=t.cpu_request,
@@ -96,7 +96,7 @@ def kubernetes_app(args: KubernetesTargetArgs) -> render.KubernetesApp:
 
 
 def acme_of(tls: TlsConfig, project_dir: Path) -> render.Acme | None:
-    if tls.effective_mode != "acme" or tls.acme is None:
+    if tls.mode != "acme" or tls.acme is None:
         return None
     bundle = (project_dir / tls.acme.ca_bundle).read_text() if tls.acme.ca_bundle else None
     return render.Acme(tls.acme.email, tls.acme.server, bundle)

@@ -20,11 +20,10 @@ def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         return build.push(target.name, repository, username=username, password=password,
                           platform=platform)
 
-    edge_zone = cfg.edge.zone if cfg.edge is not None else None
     ecs = EcsTarget(target.name, EcsTargetArgs(
         target=target, app=cfg.app, domain=cfg.domain, hsts=cfg.tls.hsts,
         project=cfg.project, stack=cfg.stack, push_image=push,
-        zone_name=target.effective_zone(cfg.domain, edge_zone),
+        zone_name=target.hosted_zone,
         manage_dns=cfg.edge is None, secret_env=cfg.secret_env, edge=edge,
     ))
     return TargetEndpoint(

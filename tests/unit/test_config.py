@@ -46,11 +46,11 @@ def test_minimal_host_config_is_valid_with_documented_defaults() -> None:
     cfg = parse({"targets": [HOST]})
     target = cfg.targets[0]
     assert isinstance(target, HostTargetConfig)
-    assert (target.effective_mode, target.effective_http_port, target.effective_https_port) == (
+    assert (target.mode, target.http_port, target.https_port) == (
         "user", 8080, 8443)
     assert target.instance_ports == (9080, 9081)
     assert cfg.app.ready_path == "/readyz" and cfg.domain == "localhost"
-    assert cfg.tls.effective_mode == "self-signed"
+    assert cfg.tls.mode == "self-signed"
 
 
 @pytest.mark.parametrize("targets", [None, []])
@@ -174,7 +174,7 @@ def test_acme_server_must_be_https_outside_localhost(server: str) -> None:
 )
 def test_acme_servers_accepted(server: str) -> None:
     cfg = parse({"targets": [HOST], "tls": {"acme": {"email": "a@b.io", "server": server}}})
-    assert cfg.tls.effective_mode == "acme"
+    assert cfg.tls.mode == "acme"
 
 
 @pytest.mark.parametrize("domain", ["bad_domain", "-a.example.com", "a..example.com",
