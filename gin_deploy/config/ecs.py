@@ -13,7 +13,6 @@ from gin_deploy.config.schema import NAMESPACE, ParseContext, Problems, fill, sp
 from gin_deploy.config.target import TargetBase
 
 if TYPE_CHECKING:
-    from gin_deploy.config.app import AppConfig
     from gin_deploy.config.edge import EdgeConfig
     from gin_deploy.config.stack import StackConfig
 
@@ -124,10 +123,11 @@ class EcsTargetConfig(TargetBase):
     def __post_init__(self) -> None:
         fill(self, min_count=self.desired_count, max_count=2 * self.desired_count)
 
-    def resolve(self, app: AppConfig, domain: str, edge: EdgeConfig | None) -> Self:
+    def resolve(self, cfg: StackConfig) -> Self:
         if self.hosted_zone is not None:
             return self
-        zone = edge.zone if edge is not None and edge.zone else parent_zone(domain)
+        edge = cfg.edge
+        zone = edge.zone if edge is not None and edge.zone else parent_zone(cfg.domain)
         return replace(self, hosted_zone=zone)
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:

@@ -1,7 +1,6 @@
 """`gin-deploy:edge`: Route 53 routing across the targets, CloudFront in front.
 
-The names a target has at the edge are defined here once: the config checks them
-and the edge component creates them.
+Also the names a target has at the edge, which the rules check are valid DNS names.
 """
 
 from __future__ import annotations

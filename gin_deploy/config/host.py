@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from gin_deploy.config.checks import cidrs
 from gin_deploy.config.schema import ParseContext, Problems, fill, require_secret, spec_field
@@ -12,6 +12,7 @@ from gin_deploy.config.target import TargetBase
 
 if TYPE_CHECKING:
     from gin_deploy.config.edge import EdgeConfig
+    from gin_deploy.config.stack import StackConfig
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class HostTargetConfig(TargetBase):
                                 min=1, max=64)
     supervisor: str = spec_field("supervisor", "Process supervisor.", "supervisord",
                                  choices=("supervisord", "systemd"))
-    # mode, httpPort and httpsPort are resolved at construction (see __post_init__).
+    # mode, httpPort and httpsPort are resolved at construction (see __post_init__),
+    # stateDir by the stack parse (resolve).
     mode: str = spec_field("mode", "`user`: own nginx + supervisord as the login user on "
                            "unprivileged ports; `system`: system nginx and services. "
                            "Default: user for local, system for ssh.", None,
@@ -39,9 +41,9 @@ class HostTargetConfig(TargetBase):
                                 "80 system).", None, min=1, max=65535)
     https_port: int = spec_field("httpsPort", "nginx HTTPS port (default 8443 user mode, "
                                  "443 system).", None, min=1, max=65535)
-    state_dir: str | None = spec_field("stateDir", "Where releases, configs and logs live on the "
-                                       "host (default: per stack under ~/.local/state for "
-                                       "user mode, /srv/gin-deploy/<app> for system).", None)
+    state_dir: str = spec_field("stateDir", "Where releases, configs and logs live on the "
+                                "host (default: per stack under ~/.local/state for "
+                                "user mode, /srv/gin-deploy/<app> for system).", None)
     install: bool = spec_field("install", "apt-get install missing nginx/supervisor/certbot "
                                "(Debian/Ubuntu hosts).", False)
     keep_releases: int = spec_field("keepReleases", "Releases kept for instant rollback.", 5,
@@ -56,6 +58,22 @@ class HostTargetConfig(TargetBase):
         fill(self, mode="user" if self.connection == "local" else "system")
         user = self.mode == "user"
         fill(self, http_port=8080 if user else 80, https_port=8443 if user else 443)
+
+    def resolve(self, cfg: StackConfig) -> Self:
+        local = self.connection == "local"
+        if self.state_dir is not None:
+            # `~` means the home of whoever deploys; on an SSH host the agent expands it.
+            return replace(self, state_dir=str(Path(self.state_dir).expanduser())) \
+                if local else self
+        leaf = f"{cfg.project}-{cfg.stack}-{self.name}"
+        if self.mode == "system":
+            state_dir = f"/srv/gin-deploy/{leaf}"
+        elif local:
+            state_dir = str(Path("~/.local/state/gin-deploy").expanduser() / leaf)
+        else:
+            home = "/root" if self.user == "root" else f"/home/{self.user}"
+            state_dir = f"{home}/.local/state/gin-deploy/{leaf}"
+        return replace(self, state_dir=state_dir)
 
     @property
     def instance_ports(self) -> tuple[int, ...]:

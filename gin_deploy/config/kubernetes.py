@@ -19,8 +19,8 @@ from gin_deploy.config.schema import (
 from gin_deploy.config.target import TargetBase
 
 if TYPE_CHECKING:
-    from gin_deploy.config.app import AppConfig
     from gin_deploy.config.edge import EdgeConfig
+    from gin_deploy.config.stack import StackConfig
 
 _IMAGE_VERSION = re.compile(r"sha256:[0-9a-f]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
@@ -147,8 +147,8 @@ class KubernetesTargetConfig(TargetBase):
         """Percent of traffic to the canary; 0 when there is none."""
         return self.canary.weight if self.canary else 0
 
-    def resolve(self, app: AppConfig, domain: str, edge: EdgeConfig | None) -> Self:
-        namespace = self.namespace or app.name
+    def resolve(self, cfg: StackConfig) -> Self:
+        namespace = self.namespace or cfg.app.name
         return replace(self, namespace=namespace,
                        gateway_namespace=self.gateway_namespace or f"{namespace}-gateway")
 

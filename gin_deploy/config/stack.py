@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +92,10 @@ def parse_stack_config(
         edge = parse(EdgeConfig, "edge")
     if edge is not None:
         edge = edge.resolve(app)
-    indexed = [(i, t.resolve(app, domain, edge)) for i, t in indexed]
-
-    targets = tuple(t for _i, t in indexed)
-    cfg = StackConfig(project, stack, project_dir, app, domain, tls, targets, edge, secret_env)
+    # Every section but the targets, for the targets' defaults that depend on them.
+    cfg = StackConfig(project, stack, project_dir, app, domain, tls, (), edge, secret_env)
+    indexed = [(i, t.resolve(cfg)) for i, t in indexed]
+    cfg = replace(cfg, targets=tuple(t for _i, t in indexed))
     _check_stack(cfg, indexed, problems)
     if problems:
         raise ConfigError(problems.items)

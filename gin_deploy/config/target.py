@@ -17,7 +17,6 @@ from gin_deploy.config.edge import target_origin_name
 from gin_deploy.config.schema import ParseContext, Problems, spec_field
 
 if TYPE_CHECKING:
-    from gin_deploy.config.app import AppConfig
     from gin_deploy.config.edge import EdgeConfig
     from gin_deploy.config.stack import StackConfig
 
@@ -37,8 +36,9 @@ class TargetBase:
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         """Rules across this target's own fields (run once they all parsed)."""
 
-    def resolve(self, app: AppConfig, domain: str, edge: EdgeConfig | None) -> Self:
-        """This target with the defaults that depend on other sections filled in."""
+    def resolve(self, cfg: StackConfig) -> Self:
+        """This target with the defaults that depend on other sections filled in
+        (`cfg` has every section but the targets)."""
         return self
 
     @classmethod

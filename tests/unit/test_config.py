@@ -360,6 +360,9 @@ def test_defaults_are_resolved_into_concrete_values_at_parse_time() -> None:
     assert (kube.namespace, kube.gateway_namespace, kube.max_replicas) == (
         "svc", "svc-gateway", 9)
     assert (host.mode, host.http_port, host.https_port) == ("system", 80, 443)
+    assert host.state_dir == "/srv/gin-deploy/gin-deploy-test-edge"  # project-stack-target
+    local = parse({"targets": [HOST]}).targets[0]
+    assert local.state_dir == str(Path.home() / ".local/state/gin-deploy/gin-deploy-test-local")
     # Defaults that need another section: the edge's zone and the app's ready path.
     cfg = parse({**base, "targets": [ECS, {**k8s, "namespace": "api"}],
                  "edge": {"zone": "example.com"}})
