@@ -64,9 +64,12 @@ def parse_stack_config(
     problems = Problems()
     p = f"{NAMESPACE}:"
 
+    def ctx(key: str) -> ParseContext:
+        return ParseContext(project_dir, secret=key in raw and raw[key].secret)
+
     def parse(cls: type[Any], key: str) -> Any:
-        ctx = ParseContext(project_dir, secret=key in raw and raw[key].secret)
-        return parse_value(cls, raw[key].value if key in raw else {}, f"{p}{key}", problems, ctx)
+        value = raw[key].value if key in raw else {}
+        return parse_value(cls, value, f"{p}{key}", problems, ctx(key))
 
     app = parse(AppConfig, "app") or AppConfig()
     secret_env = _secret_env(app, raw, problems)
@@ -78,14 +81,13 @@ def parse_stack_config(
 
     domain = "localhost"
     if "domain" in raw:
-        ctx = ParseContext(project_dir)
-        domain = parse_value(str, raw["domain"].value, f"{p}domain", problems, ctx) or domain
+        domain = parse_value(str, raw["domain"].value, f"{p}domain", problems,
+                             ctx("domain")) or domain
         if msg := dns_name(domain):
             problems.add(f"{p}domain", msg)
 
     tls = parse(TlsConfig, "tls") or TlsConfig()
-    indexed = _targets(raw.get("targets"), ParseContext(project_dir, secret=bool(
-        raw.get("targets") and raw["targets"].secret)), problems)
+    indexed = _targets(raw.get("targets"), ctx("targets"), problems)
     edge = None
     # An empty edge object (the project default) means no edge routing.
     if "edge" in raw and raw["edge"].value not in (None, {}, ""):
