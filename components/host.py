@@ -57,7 +57,7 @@ def default_state_dir(args: HostTargetArgs) -> str:
     if t.state_dir:
         return str(Path(t.state_dir).expanduser()) if t.connection == "local" else t.state_dir
     leaf = f"{args.project}-{args.stack}-{t.name}"
-    if t.effective_mode == "system":
+    if t.mode == "system":
         return f"/srv/gin-deploy/{leaf}"
     if t.connection == "local":
         return str(Path("~/.local/state/gin-deploy").expanduser() / leaf)
@@ -85,7 +85,7 @@ def render_host_files(args: HostTargetArgs, state_dir: str,
     """
     t, app, edge = args.target, args.app, args.edge
     sd = PurePosixPath(state_dir)
-    acme = args.tls.effective_mode == "acme"
+    acme = args.tls.mode == "acme"
     locked = edge is not None and edge.locked
     assert not locked or origin_verify_value is not None, "the origin lock needs its value"
     site = nginx.NginxSite(
@@ -96,8 +96,8 @@ def render_host_files(args: HostTargetArgs, state_dir: str,
         tls_certificate_key=str(sd / "tls" / "server.key"),
         access_log=str(sd / "logs" / "nginx-access.log"),
         error_log=str(sd / "logs" / "nginx-error.log"),
-        http_port=t.effective_http_port,
-        https_port=t.effective_https_port,
+        http_port=t.http_port,
+        https_port=t.https_port,
         trusted_proxies=tuple(dict.fromkeys((*t.trusted_proxies, *cdn_cidrs))),
         hsts_max_age=args.tls.hsts.max_age,
         hsts_include_subdomains=args.tls.hsts.include_subdomains,
@@ -110,15 +110,15 @@ def render_host_files(args: HostTargetArgs, state_dir: str,
     )
     files: dict[str, Any] = {
         "nginx": {
-            "httpPort": t.effective_http_port,
-            "httpsPort": t.effective_https_port,
+            "httpPort": t.http_port,
+            "httpsPort": t.https_port,
             "site": nginx.render_site(site),
             "main": nginx.render_main_config(
                 site_include=str(sd / "nginx" / "site.conf"),
                 pid_file=str(sd / "nginx" / "nginx.pid"),
                 error_log=str(sd / "logs" / "nginx-error.log"),
                 temp_dir=str(sd / "nginx" / "temp"),
-            ) if t.effective_mode == "user" else None,
+            ) if t.mode == "user" else None,
         },
         "supervisord": None,
         "systemd": None,
@@ -139,7 +139,7 @@ def render_host_files(args: HostTargetArgs, state_dir: str,
             )
             for port in t.instance_ports
         ]
-        if acme and t.effective_mode == "user":
+        if acme and t.mode == "user":
             # No cron in user mode: supervisord keeps the renewal loop alive.
             programs.append(supervisor.SupervisorProgram(
                 name=f"{app.name}-certbot-renew",
@@ -156,7 +156,7 @@ def render_host_files(args: HostTargetArgs, state_dir: str,
                 pid_file=str(sd / "supervisor" / "supervisord.pid"),
                 log_file=str(sd / "logs" / "supervisord.log"),
                 include=str(sd / "supervisor" / "programs.conf"),
-            ) if t.effective_mode == "user" else None,
+            ) if t.mode == "user" else None,
             "programs": supervisor.render_programs(app.name, tuple(programs)),
         }
     else:
@@ -225,7 +225,7 @@ class HostTarget(pulumi.ComponentResource):
         edge = args.edge
         env = app_env(args.app)
         acme = args.tls.acme
-        if args.tls.effective_mode == "acme" and acme is not None:
+        if args.tls.mode == "acme" and acme is not None:
             tls: dict[str, Any] = {
                 "mode": "acme",
                 "domains": list(dict.fromkeys(
@@ -243,7 +243,7 @@ class HostTarget(pulumi.ComponentResource):
         base = {
             "app": args.app.name,
             "stateDir": state_dir,
-            "mode": t.effective_mode,
+            "mode": t.mode,
             "supervisor": t.supervisor,
             "instances": instances,
         }
@@ -273,7 +273,7 @@ class HostTarget(pulumi.ComponentResource):
         if args.secret_env or (edge is not None and edge.locked):
             # App secrets, or the origin lock's value in the nginx site.
             stdin = pulumi.Output.secret(stdin)
-        sudo = "sudo -n " if t.effective_mode == "system" and t.user not in (None, "root") \
+        sudo = "sudo -n " if t.mode == "system" and t.user not in (None, "root") \
             and not conn.is_local else ""
         agent = f"{sudo}{conn.python} {shlex.quote(agent_path)}"
         # destroy needs no secrets: its payload rides on the command line.
@@ -286,12 +286,12 @@ class HostTarget(pulumi.ComponentResource):
             depends_on=[*agent_deps, *binary_deps],
         )
 
-        port = t.effective_https_port
+        port = t.https_port
         host = "localhost" if t.connection == "local" and args.domain == "localhost" \
             else args.domain
         url = f"https://{host}{'' if port == 443 else f':{port}'}"
         # Resolves only once the deploy has finished, so consumers wait for it.
         self.url = self.deploy.id.apply(lambda _: url)
-        self.ca_cert = f"{state_dir}/tls/ca.crt" if args.tls.effective_mode == "self-signed" \
+        self.ca_cert = f"{state_dir}/tls/ca.crt" if args.tls.mode == "self-signed" \
             else None
         self.register_outputs({"url": self.url, "caCert": self.ca_cert, "stateDir": state_dir})

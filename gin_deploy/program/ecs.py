@@ -25,11 +25,11 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
     region = target.region
     assert region is not None, "config parsing requires a region for ecs targets"
     app, t, hsts = cfg.app, target, cfg.tls.hsts
-    min_count, max_count = t.scaling_bounds
+    min_count, max_count = t.min_count, t.max_count
     return EcsTargetArgs(
         region=region,
         domain=cfg.domain,
-        zone_name=t.effective_zone(cfg.domain, cfg.edge.zone if cfg.edge else None),
+        zone_name=t.hosted_zone,
         stack=cfg.stack,
         push_image=push_image,
         container=EcsContainerArgs(

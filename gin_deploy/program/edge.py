@@ -32,7 +32,7 @@ def origin_names(cfg: StackConfig) -> dict[str, str]:
 def edge_origins_args(cfg: StackConfig, edge: EdgeConfig) -> EdgeOriginsArgs:
     return EdgeOriginsArgs(
         names=origin_names(cfg), app=cfg.app.name, stack=cfg.stack, cdn=edge.cdn,
-        verify_header=edge.origin_verify_header, open_path=edge.check_path(cfg.app))
+        verify_header=edge.origin_verify_header, open_path=edge.health_check.path)
 
 
 def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[TargetEndpoint],
@@ -54,7 +54,7 @@ def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[Ta
         domain=cfg.domain, zone=edge.zone, endpoints=tuple(endpoints),
         origin_names=origin_names(cfg), app=cfg.app.name, project=cfg.project,
         stack=cfg.stack, routing=edge.routing,
-        health_check=HealthCheckArgs(path=edge.check_path(cfg.app), interval=hc.interval,
+        health_check=HealthCheckArgs(path=edge.health_check.path, interval=hc.interval,
                                      failure_threshold=hc.failure_threshold),
         cdn=cdn,
     )

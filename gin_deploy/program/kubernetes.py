@@ -25,8 +25,8 @@ def kubernetes_app(target: KubernetesTargetConfig, cfg: StackConfig,
     t, app, hsts = target, cfg.app, cfg.tls.hsts
     return render.KubernetesApp(
         name=app.name,
-        namespace=t.effective_namespace(app.name),
-        gateway_namespace=t.effective_gateway_namespace(app.name),
+        namespace=t.namespace,
+        gateway_namespace=t.gateway_namespace,
         domain=cfg.domain,
         version=version,
         port=app.port,
@@ -36,7 +36,7 @@ def kubernetes_app(target: KubernetesTargetConfig, cfg: StackConfig,
         shutdown_timeout=app.shutdown_timeout,
         trusted_proxies=app.trusted_proxies,
         replicas=t.replicas,
-        max_replicas=t.effective_max_replicas,
+        max_replicas=t.max_replicas,
         max_surge=t.max_surge,
         max_unavailable=t.max_unavailable,
         cpu_request=t.cpu_request,
@@ -54,7 +54,7 @@ def kubernetes_app(target: KubernetesTargetConfig, cfg: StackConfig,
 
 def acme_of(tls: TlsConfig, project_dir: Path) -> render.Acme | None:
     """cert-manager's ACME account, with the CA bundle read from the deploying machine."""
-    if tls.effective_mode != "acme" or tls.acme is None:
+    if tls.mode != "acme" or tls.acme is None:
         return None
     bundle = (project_dir / tls.acme.ca_bundle).read_text() if tls.acme.ca_bundle else None
     return render.Acme(tls.acme.email, tls.acme.server, bundle)

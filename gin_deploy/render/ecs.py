@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gin_deploy.agent.names import is_env_name
 from gin_deploy.render._jinja import check_int, check_no_control
 
 # Fargate's upper bound for stopTimeout (seconds).
@@ -42,7 +43,6 @@ NON_ROOT_USER = "65532:65532"  # the image's USER (distroless "nonroot")
 HEALTH_COMMAND = ("CMD", "/app", "healthcheck")
 IAM_VERSION = "2012-10-17"
 
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
 _IMAGE_BY_DIGEST = re.compile(r"[a-z0-9.-]+(?::\d+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:\S+")
@@ -100,12 +100,12 @@ class ContainerSpec:
         if self.user.split(":")[0] in ("0", "root") or not re.fullmatch(r"\d+(:\d+)?", self.user):
             raise ValueError(f"user: {self.user!r} must be a numeric non-root uid[:gid]")
         for key, value in self.environment.items():
-            if not _ENV_KEY.fullmatch(key):
+            if not is_env_name(key):
                 raise ValueError(f"environment: {key!r} is not a valid env var name")
             if not isinstance(value, str):
                 raise ValueError(f"environment: {key} must be a string, got {value!r}")
         for key, arn in self.secrets.items():
-            if not _ENV_KEY.fullmatch(key):
+            if not is_env_name(key):
                 raise ValueError(f"secrets: {key!r} is not a valid env var name")
             _check_arn(f"secrets.{key}", arn)
             if arn.split(":")[2] not in ("ssm", "secretsmanager"):

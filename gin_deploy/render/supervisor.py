@@ -25,6 +25,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gin_deploy.agent.names import ENV_NAME_PATTERN, is_env_name
 from gin_deploy.render._jinja import (
     check_int,
     check_no_control,
@@ -33,7 +34,6 @@ from gin_deploy.render._jinja import (
 )
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _BYTE_SIZE = re.compile(r"[0-9]+(?:KB|MB|GB)?")
 # configparser (as supervisord sets it up) cuts a value at ';' or '#' after whitespace.
@@ -113,8 +113,8 @@ class SupervisorProgram:
         for pair in self.environment:
             if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
                 raise ValueError(f"environment: {pair!r} must be a (key, value) pair of strings")
-            if not _ENV_KEY.fullmatch(pair[0]):
-                raise ValueError(f"environment: key {pair[0]!r} must match [A-Za-z_][A-Za-z0-9_]*")
+            if not is_env_name(pair[0]):
+                raise ValueError(f"environment: key {pair[0]!r} must match {ENV_NAME_PATTERN}")
             _quote_env_value(*pair)
         keys = [key for key, _ in self.environment]
         if len(set(keys)) != len(keys):

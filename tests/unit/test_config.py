@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +48,11 @@ def test_minimal_host_config_is_valid_with_documented_defaults() -> None:
     cfg = parse({"targets": [HOST]})
     target = cfg.targets[0]
     assert isinstance(target, HostTargetConfig)
-    assert (target.effective_mode, target.effective_http_port, target.effective_https_port) == (
+    assert (target.mode, target.http_port, target.https_port) == (
         "user", 8080, 8443)
     assert target.instance_ports == (9080, 9081)
     assert cfg.app.ready_path == "/readyz" and cfg.domain == "localhost"
-    assert cfg.tls.effective_mode == "self-signed"
+    assert cfg.tls.mode == "self-signed"
 
 
 @pytest.mark.parametrize("targets", [None, []])
@@ -174,7 +176,7 @@ def test_acme_server_must_be_https_outside_localhost(server: str) -> None:
 )
 def test_acme_servers_accepted(server: str) -> None:
     cfg = parse({"targets": [HOST], "tls": {"acme": {"email": "a@b.io", "server": server}}})
-    assert cfg.tls.effective_mode == "acme"
+    assert cfg.tls.mode == "acme"
 
 
 @pytest.mark.parametrize("domain", ["bad_domain", "-a.example.com", "a..example.com",
@@ -271,6 +273,110 @@ def test_edge_rules() -> None:
     assert msg.startswith("gin-deploy:edge.routing: failover needs at least two targets")
     msg = only_problem({**base, "edge": {"zone": "other.org"}})
     assert msg.startswith("gin-deploy:domain: 'api.example.com' is not inside edge.zone")
+
+
+# --- each section's own rules, one input per rule ----------------------------------
+
+LONG_NS = "n" * 56  # a valid namespace whose default gateway namespace would not be
+# A valid domain whose targets' own names at the edge (<target>.origin.<domain>) are too long.
+LONG_DOMAIN = ".".join(["a" * 63] * 3) + "." + "b" * 50 + ".com"
+KEY_FILE = str(ROOT / "Pulumi.yaml")  # any file that exists
+
+
+@pytest.mark.parametrize(
+    ("config", "secret", "expected"),
+    [
+        ({"app": {"secretEnv": ["DB"], "env": {"DB": "x"}}, "DB": "v"}, ("DB",),
+         "gin-deploy:app.secretEnv[0]: 'DB' is also a plain env var in app.env"),
+        ({"tls": {"mode": "acme"}}, (),
+         "gin-deploy:tls.acme: is required when tls.mode is acme"),
+        ({"tls": {"acme": {"email": "a@b.io", "caBundle": "no-such.pem"}}}, (),
+         "gin-deploy:tls.acme.caBundle: file 'no-such.pem' does not exist"),
+        ({"targets": [{**HOST, "host": "203.0.113.10"}]}, (),
+         "gin-deploy:targets[0].host: only applies to connection: ssh"),
+        ({"targets": [{**SSH, "privateKeyPath": KEY_FILE}]}, ("targets",),
+         "gin-deploy:targets[0]: set only one of privateKey, privateKeyPath"),
+        ({"targets": [{**SSH, "privateKey": None, "privateKeyPath": "no-such-key"}]}, (),
+         "gin-deploy:targets[0].privateKeyPath: file 'no-such-key' does not exist"),
+        ({"targets": [{**HOST, "supervisor": "systemd"}]}, (),
+         "gin-deploy:targets[0].supervisor: systemd needs mode: system"),
+        ({"targets": [{**HOST, "basePort": 65535}]}, (),
+         "gin-deploy:targets[0].basePort: basePort + instances exceeds 65535"),
+        ({**PUBLIC, "targets": [{**ECS, "region": None}]}, (),
+         "gin-deploy:targets[0].region: is required for ecs targets"),
+        ({**PUBLIC, "targets": [ECS], "app": {"secretEnv": ["DB"]}, "DB": "x" * 8193}, ("DB",),
+         "gin-deploy:DB: secret is larger than the 8192 bytes an SSM parameter holds"),
+        ({"targets": [{**K8S, "kubeconfig": "apiVersion: v1", "kubeconfigPath": KEY_FILE}]},
+         ("targets",), "gin-deploy:targets[0]: set only one of kubeconfig, kubeconfigPath"),
+        ({"targets": [{**K8S, "namespace": LONG_NS}]}, (),
+         "gin-deploy:targets[0].gatewayNamespace: is required when namespace is longer than 55"),
+        ({"targets": [{**K8S, "namespace": "api", "gatewayNamespace": "api"}]}, (),
+         "gin-deploy:targets[0].gatewayNamespace: must differ from namespace"),
+        ({"targets": [{**K8S, "maxSurge": "0%", "maxUnavailable": "0"}]}, (),
+         "gin-deploy:targets[0].maxUnavailable: maxSurge and maxUnavailable cannot both be 0"),
+        ({"targets": [{**K8S, "replicas": 3, "maxReplicas": 2}]}, (),
+         "gin-deploy:targets[0].maxReplicas: must be >= replicas (3)"),
+        ({"domain": LONG_DOMAIN, "targets": [K8S], "edge": {"zone": "b" * 50 + ".com"}}, (),
+         f"gin-deploy:targets[0].name: 'k8s.origin.{LONG_DOMAIN}' (the target's own name at "
+         "the edge) is not a valid DNS name"),
+    ],
+)
+def test_section_rule(config: dict[str, Any], secret: tuple[str, ...], expected: str) -> None:
+    config = {"targets": [HOST], **config}
+    for target in config["targets"]:  # None drops a key of the shared examples
+        for key in [k for k, v in target.items() if v is None]:
+            del target[key]
+    assert only_problem(config, secret).startswith(expected)
+
+
+def test_env_names_are_matched_whole() -> None:
+    # A trailing newline used to pass the anchored pattern ('$' matches before it).
+    msg = only_problem({"targets": [HOST], "app": {"env": {"DEBUG\n": "1"}}})
+    assert msg.startswith("gin-deploy:app.env: env var names must match [A-Za-z_][A-Za-z0-9_]*")
+
+
+def test_a_sections_rules_never_judge_a_default_standing_in_for_a_rejected_value() -> None:
+    # The acme object is rejected (bad email); "tls.acme is required" would be wrong.
+    msg = only_problem({"targets": [HOST], "tls": {"mode": "acme", "acme": {"email": "ops"}}})
+    assert msg.startswith("gin-deploy:tls.acme.email: must be an email address")
+
+
+def test_problems_after_a_rejected_target_name_the_right_target() -> None:
+    found = problems({"domain": "api.example.com", "edge": {"zone": "example.com",
+                                                            "routing": "latency"},
+                      "targets": [{**HOST, "instances": 0}, K8S]})
+    assert [p.split(": ")[0] for p in found] == ["gin-deploy:targets[0].instances",
+                                                 "gin-deploy:targets[1].region"]
+
+
+def test_defaults_are_resolved_into_concrete_values_at_parse_time() -> None:
+    k8s = {**K8S, "replicas": 3}
+    ssh = {k: v for k, v in SSH.items() if k != "privateKey"} | {"privateKeyPath": KEY_FILE}
+    base = {"domain": "api.dev.example.com", "app": {"name": "svc", "readyPath": "/ready"},
+            "targets": [ECS, k8s, ssh]}
+    cfg = parse(base)
+    ecs, kube, host = cfg.targets
+    assert (ecs.min_count, ecs.max_count, ecs.hosted_zone) == (2, 4, "dev.example.com")
+    assert (kube.namespace, kube.gateway_namespace, kube.max_replicas) == (
+        "svc", "svc-gateway", 9)
+    assert (host.mode, host.http_port, host.https_port) == ("system", 80, 443)
+    assert host.state_dir == "/srv/gin-deploy/gin-deploy-test-edge"  # project-stack-target
+    local = parse({"targets": [HOST]}).targets[0]
+    assert local.state_dir == str(Path.home() / ".local/state/gin-deploy/gin-deploy-test-local")
+    # Defaults that need another section: the edge's zone and the app's ready path.
+    cfg = parse({**base, "targets": [ECS, {**k8s, "namespace": "api"}],
+                 "edge": {"zone": "example.com"}})
+    assert cfg.targets[0].hosted_zone == "example.com"
+    assert cfg.targets[1].gateway_namespace == "api-gateway"
+    assert cfg.edge.health_check.path == "/ready"
+
+
+def test_the_config_package_imports_no_higher_layer() -> None:
+    code = ("import sys, gin_deploy.config; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'components' or m.startswith('gin_deploy.program')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
 
 
 # --- through the program, under mocks -------------------------------------------

@@ -665,7 +665,7 @@ def test_the_prod_stack_file_is_valid() -> None:
     cfg = parse(PROD)
     assert cfg.edge is not None and cfg.edge.cdn and cfg.edge.cacheable_paths == ("/version",)
     assert cfg.edge.origin_verify_header == "X-Origin-Verify"
-    assert cfg.edge.check_path(cfg.app) == "/readyz"
+    assert cfg.edge.health_check.path == "/readyz"
 
 
 @pytest.mark.parametrize(("edge", "targets", "expected"), [

@@ -20,7 +20,7 @@ from gin_deploy.config import (
     RawValue,
     parse_stack_config,
 )
-from gin_deploy.schema import specs
+from gin_deploy.config.schema import specs
 from tests.unit.harness import ROOT, project_defaults, stack_config
 
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())

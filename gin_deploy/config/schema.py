@@ -6,6 +6,13 @@ turns raw JSON-ish values into those dataclasses and collects *every* problem
 with its full key path instead of stopping at the first one, which is what lets
 `pulumi preview` print one complete message before any resource exists. The
 same specs generate the config reference in the README, so docs cannot drift.
+
+A section's cross-field rules sit on its class as a hook, `check(path, problems,
+ctx)`, which `parse_object` calls once every field of that object parsed: a rule
+never sees a default that stands in for a rejected value, so it never reports a
+consequence of another problem. Defaults that depend on other fields of the same
+object are resolved in the class's `__post_init__` (with `fill`), once, so what
+leaves parsing holds concrete values only.
 """
 
 from __future__ import annotations
@@ -15,7 +22,12 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union, get_args, get_origin
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, Union, get_args, get_origin
+
+import pulumi
+
+NAMESPACE = "gin-deploy"
 
 T = TypeVar("T")
 
@@ -55,11 +67,25 @@ def spec_field(
     return field(default=default, metadata=meta)
 
 
+class ConfigError(pulumi.RunError):
+    """Invalid stack config; the message lists every problem by key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"invalid stack config ({len(problems)} problem{'s' if len(problems) != 1 else ''}); "
+            f"nothing was deployed:\n{lines}"
+        )
+
+
 class Problems:
     """Collects config problems as `path: message` lines."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        # Paths of objects with a rejected field (their rules did not run).
+        self.incomplete: set[str] = set()
 
     def add(self, path: str, message: str) -> None:
         self.items.append(f"{path}: {message}")
@@ -69,6 +95,36 @@ class Problems:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What a section's rules may know beyond its own values."""
+
+    # Relative files in the config (app.source, tls.acme.caBundle) are under it.
+    project_dir: Path
+    # The top-level key being parsed is stored encrypted (secret config).
+    secret: bool = False
+
+
+class Checked(Protocol):
+    def check(self, path: str, problems: Problems, ctx: ParseContext) -> None: ...
+
+
+def require_secret(ctx: ParseContext, path: str, key: str, problems: Problems) -> None:
+    """`key` under `path` holds a secret: its top-level config key must be encrypted."""
+    if not ctx.secret:
+        problems.add(f"{path}.{key}", "must be a secret, not plain text: set it with "
+                     f"`pulumi config set --secret --path '{path.split(':', 1)[1]}.{key}'`"
+                     " (or use the *Path variant pointing at a file)")
+
+
+def fill(obj: object, **defaults: Any) -> None:
+    """In `__post_init__` of a frozen config class: set each field still None to its
+    resolved default. Call once per dependency step (a default may use an earlier one)."""
+    for name, value in defaults.items():
+        if getattr(obj, name) is None:
+            object.__setattr__(obj, name, value)
 
 
 def specs(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Spec]]:
@@ -104,11 +160,11 @@ def _optional_inner(tp: Any) -> Any | None:
     return None
 
 
-def parse_value(tp: Any, raw: Any, path: str, problems: Problems) -> Any:
+def parse_value(tp: Any, raw: Any, path: str, problems: Problems, ctx: ParseContext) -> Any:
     """Parse `raw` as type `tp`; on a problem record it and return None."""
     inner = _optional_inner(tp)
     if inner is not None:
-        return None if raw is None else parse_value(inner, raw, path, problems)
+        return None if raw is None else parse_value(inner, raw, path, problems, ctx)
     origin = get_origin(tp)
     if tp is bool:
         # Pulumi stores `config set x true` as the string "true".
@@ -131,17 +187,19 @@ def parse_value(tp: Any, raw: Any, path: str, problems: Problems) -> Any:
     elif origin is tuple:
         (item_tp, _ellipsis) = get_args(tp)
         if isinstance(raw, list):
-            items = [parse_value(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(raw)]
+            items = [parse_value(item_tp, v, f"{path}[{i}]", problems, ctx)
+                     for i, v in enumerate(raw)]
             return tuple(items)
     elif origin is dict:
         _k, val_tp = get_args(tp)
         if isinstance(raw, dict):
             return {
-                str(k): parse_value(val_tp, v, f"{path}.{k}", problems) for k, v in raw.items()
+                str(k): parse_value(val_tp, v, f"{path}.{k}", problems, ctx)
+                for k, v in raw.items()
             }
     elif dataclasses.is_dataclass(tp):
         if isinstance(raw, dict):
-            return parse_object(typing.cast(type, tp), raw, path, problems)
+            return parse_object(typing.cast(type, tp), raw, path, problems, ctx)
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported schema type {tp!r} at {path}")
     problems.add(path, f"must be {_describe(tp)}, got {_show(raw)}")
@@ -153,12 +211,15 @@ def _show(raw: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse_object(cls: type[T], raw: Mapping[str, Any], path: str, problems: Problems) -> T:
-    """Parse a mapping into dataclass `cls`, reporting unknown and missing keys.
+def parse_object(cls: type[T], raw: Mapping[str, Any], path: str, problems: Problems,
+                 ctx: ParseContext) -> T:
+    """Parse a mapping into dataclass `cls`, reporting unknown and missing keys, then
+    run the class's `check` hook if every field parsed.
 
     On problems the returned object is built from defaults where values were bad;
     callers must check `problems` before using it.
     """
+    start = len(problems)
     hints = typing.get_type_hints(cls)
     known = {spec.key: (f, spec) for f, spec in specs(cls)}
     values: dict[str, Any] = {}
@@ -173,12 +234,17 @@ def parse_object(cls: type[T], raw: Mapping[str, Any], path: str, problems: Prob
                 problems.add(sub, f"is required ({spec.doc})")
             continue
         before = len(problems)
-        value = parse_value(hints[f.name], raw[key], sub, problems)
+        value = parse_value(hints[f.name], raw[key], sub, problems, ctx)
         if len(problems) == before:
             _check(spec, value, sub, problems)
         if len(problems) == before:
             values[f.name] = value
-    return _build(cls, values)
+    obj = _build(cls, values)
+    if len(problems) > start:
+        problems.incomplete.add(path)
+    elif hasattr(obj, "check"):
+        typing.cast(Checked, obj).check(path, problems, ctx)
+    return obj
 
 
 def _check(spec: Spec, value: Any, path: str, problems: Problems) -> None:

@@ -1,0 +1,65 @@
+"""`gin-deploy:app`: the service itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gin_deploy.agent.names import ENV_NAME_PATTERN, is_env_name
+from gin_deploy.config.checks import abs_http_path, cidrs, resource_name
+from gin_deploy.config.schema import ParseContext, Problems, spec_field
+
+# Env vars the deploy tooling sets itself; users must not override them.
+RESERVED_ENV = frozenset({"PORT", "BIND_ADDR", "INSTANCE_ID"})
+
+
+def _env_map(value: dict[str, str]) -> str | None:
+    bad = [k for k in value if not is_env_name(k)]
+    if bad:
+        return f"env var names must match {ENV_NAME_PATTERN}, got {bad}"
+    reserved = sorted(RESERVED_ENV & set(value))
+    if reserved:
+        return f"{reserved} are set by gin-deploy per instance and cannot be overridden"
+    return None
+
+
+def _env_names(value: tuple[str, ...]) -> str | None:
+    bad = [k for k in value if not is_env_name(k)]
+    if bad:
+        return f"names must be valid env var names, got {bad}"
+    return None
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str = spec_field("name", "Service name; prefixes resources.", "hello-gin",
+                           check=resource_name)
+    source: str = spec_field("source", "Directory with go.mod (and a Dockerfile for image "
+                             "targets), relative to the project.", "app")
+    port: int = spec_field("port", "Port the service listens on in containers.", 8080,
+                           min=1, max=65535)
+    health_path: str = spec_field("healthPath", "Liveness endpoint.", "/healthz",
+                                  check=abs_http_path)
+    ready_path: str = spec_field("readyPath", "Readiness endpoint; gates rollouts.", "/readyz",
+                                 check=abs_http_path)
+    env: dict[str, str] = spec_field("env", "Plain env vars for the service.",
+                                     default_factory=dict, check=_env_map)
+    secret_env: tuple[str, ...] = spec_field(
+        "secretEnv", "Names of secret config keys (`pulumi config set --secret NAME`) "
+        "exposed to the service as env vars of the same name.", (), check=_env_names)
+    version: str | None = spec_field("version", "Release version; default: a hash of the "
+                                     "sources.", None)
+    shutdown_timeout: int = spec_field("shutdownTimeout", "Seconds the service drains "
+                                       "in-flight requests on SIGTERM; stop timeouts exceed it.",
+                                       10, min=1, max=300)
+    trusted_proxies: tuple[str, ...] = spec_field(
+        "trustedProxies", "CIDRs whose X-Forwarded-For the service trusts (hosts: set to the "
+        "loopback nginx automatically).", (), check=cidrs)
+
+    def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
+        if not (ctx.project_dir / self.source / "go.mod").is_file():
+            problems.add(f"{path}.source", f"{self.source!r} has no go.mod (a directory "
+                         "with the Gin service, relative to the project)")
+        for i, name in enumerate(self.secret_env):
+            if name in self.env:
+                problems.add(f"{path}.secretEnv[{i}]", f"{name!r} is also a plain env var in "
+                             "app.env; keep it in one place")

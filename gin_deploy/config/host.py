@@ -1,0 +1,130 @@
+"""`kind: host`: the service on this machine or any VM, reached locally or over SSH."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+from gin_deploy.config.checks import cidrs
+from gin_deploy.config.schema import ParseContext, Problems, fill, require_secret, spec_field
+from gin_deploy.config.target import TargetBase
+
+if TYPE_CHECKING:
+    from gin_deploy.config.edge import EdgeConfig
+    from gin_deploy.config.stack import StackConfig
+
+
+@dataclass(frozen=True)
+class HostTargetConfig(TargetBase):
+    connection: str = spec_field("connection", "How to reach the host.", "local",
+                                 choices=("local", "ssh"))
+    host: str | None = spec_field("host", "SSH address (ssh only).", None)
+    user: str | None = spec_field("user", "SSH user (ssh only).", None)
+    ssh_port: int = spec_field("sshPort", "SSH port.", 22, min=1, max=65535)
+    private_key: str | None = spec_field("privateKey", "SSH private key (must be a secret).", None)
+    private_key_path: str | None = spec_field("privateKeyPath", "SSH private key file on the "
+                                              "deploying machine.", None)
+    instances: int = spec_field("instances", "Instances of the service on the host.", 2,
+                                min=1, max=64)
+    supervisor: str = spec_field("supervisor", "Process supervisor.", "supervisord",
+                                 choices=("supervisord", "systemd"))
+    # mode, httpPort and httpsPort are resolved at construction (see __post_init__),
+    # stateDir by the stack parse (resolve).
+    mode: str = spec_field("mode", "`user`: own nginx + supervisord as the login user on "
+                           "unprivileged ports; `system`: system nginx and services. "
+                           "Default: user for local, system for ssh.", None,
+                           choices=("user", "system"))
+    base_port: int = spec_field("basePort", "Loopback port of the first instance; the rest "
+                                "follow.", 9080, min=1024, max=65535)
+    http_port: int = spec_field("httpPort", "nginx HTTP port (default 8080 user mode, "
+                                "80 system).", None, min=1, max=65535)
+    https_port: int = spec_field("httpsPort", "nginx HTTPS port (default 8443 user mode, "
+                                 "443 system).", None, min=1, max=65535)
+    state_dir: str = spec_field("stateDir", "Where releases, configs and logs live on the "
+                                "host (default: per stack under ~/.local/state for "
+                                "user mode, /srv/gin-deploy/<app> for system).", None)
+    install: bool = spec_field("install", "apt-get install missing nginx/supervisor/certbot "
+                               "(Debian/Ubuntu hosts).", False)
+    keep_releases: int = spec_field("keepReleases", "Releases kept for instant rollback.", 5,
+                                    min=2, max=50)
+    ready_timeout: int = spec_field("readyTimeout", "Seconds an instance may take to become "
+                                    "ready in a rolling update.", 30, min=1, max=600)
+    trusted_proxies: tuple[str, ...] = spec_field(
+        "trustedProxies", "CIDRs of proxies in front of nginx whose X-Forwarded-For is "
+        "trusted (e.g. a CDN).", (), check=cidrs)
+
+    def __post_init__(self) -> None:
+        fill(self, mode="user" if self.connection == "local" else "system")
+        user = self.mode == "user"
+        fill(self, http_port=8080 if user else 80, https_port=8443 if user else 443)
+
+    def resolve(self, cfg: StackConfig) -> Self:
+        local = self.connection == "local"
+        if self.state_dir is not None:
+            # `~` means the home of whoever deploys; on an SSH host the agent expands it.
+            return replace(self, state_dir=str(Path(self.state_dir).expanduser())) \
+                if local else self
+        leaf = f"{cfg.project}-{cfg.stack}-{self.name}"
+        if self.mode == "system":
+            state_dir = f"/srv/gin-deploy/{leaf}"
+        elif local:
+            state_dir = str(Path("~/.local/state/gin-deploy").expanduser() / leaf)
+        else:
+            home = "/root" if self.user == "root" else f"/home/{self.user}"
+            state_dir = f"{home}/.local/state/gin-deploy/{leaf}"
+        return replace(self, state_dir=state_dir)
+
+    @property
+    def instance_ports(self) -> tuple[int, ...]:
+        return tuple(range(self.base_port, self.base_port + self.instances))
+
+    def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
+        if self.connection == "ssh":
+            if not self.host:
+                problems.add(f"{path}.host", "is required when connection is ssh")
+            if not self.user:
+                problems.add(f"{path}.user", "is required when connection is ssh")
+            if self.private_key and self.private_key_path:
+                problems.add(path, "set only one of privateKey, privateKeyPath")
+            if not (self.private_key or self.private_key_path):
+                problems.add(f"{path}.privateKey", "an SSH key is required for ssh: privateKey "
+                             "(secret) or privateKeyPath")
+        else:
+            for name, value in (("host", self.host), ("user", self.user),
+                                ("privateKey", self.private_key),
+                                ("privateKeyPath", self.private_key_path)):
+                if value:
+                    problems.add(f"{path}.{name}", "only applies to connection: ssh")
+        if self.private_key:
+            require_secret(ctx, path, "privateKey", problems)
+        if self.private_key_path and not Path(self.private_key_path).expanduser().is_file():
+            problems.add(f"{path}.privateKeyPath",
+                         f"file {self.private_key_path!r} does not exist")
+        if self.mode == "user" and self.supervisor == "systemd":
+            problems.add(f"{path}.supervisor", "systemd needs mode: system (user mode runs its "
+                         "own supervisord)")
+        ports = {"httpPort": self.http_port, "httpsPort": self.https_port}
+        if self.mode == "user":
+            for key, port in ports.items():
+                if port < 1024:
+                    problems.add(f"{path}.{key}",
+                                 f"{port} needs root; user mode needs a port >= 1024")
+        if self.http_port == self.https_port:
+            problems.add(f"{path}.httpsPort", "must differ from httpPort")
+        instance_ports = self.instance_ports
+        for key, port in ports.items():
+            if port in instance_ports:
+                problems.add(f"{path}.{key}", f"{port} collides with the instance ports "
+                             f"{instance_ports[0]}-{instance_ports[-1]} (basePort + instances)")
+        if instance_ports[-1] > 65535:
+            problems.add(f"{path}.basePort", "basePort + instances exceeds 65535")
+
+    def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
+        super().check_edge(edge, domain, path, problems)
+        if self.connection != "ssh":
+            problems.add(f"{path}.connection", "edge routing needs hosts reachable from "
+                         "the internet: connection ssh with a public host address")
+        if self.https_port != 443:
+            problems.add(f"{path}.httpsPort", f"{self.https_port}: edge routing "
+                         "sends users (and health checks) to port 443")

@@ -1,0 +1,202 @@
+"""`kind: kubernetes`: the service on one cluster, behind NGINX Gateway Fabric."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+from gin_deploy.config.checks import cidrs, dns_name
+from gin_deploy.config.schema import (
+    Check,
+    ParseContext,
+    Problems,
+    fill,
+    require_secret,
+    spec_field,
+)
+from gin_deploy.config.target import TargetBase
+
+if TYPE_CHECKING:
+    from gin_deploy.config.edge import EdgeConfig
+    from gin_deploy.config.stack import StackConfig
+
+_IMAGE_VERSION = re.compile(r"sha256:[0-9a-f]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
+_SCALE = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+          "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
+
+
+def parse_quantity(value: str) -> float | None:
+    """A Kubernetes quantity ('250m', '64Mi', '1.5', '1G') as a number, or None."""
+    match = _QUANTITY.fullmatch(value)
+    return float(match[1]) * _SCALE[match[2]] if match else None
+
+
+def _quantity(example: str) -> Check:
+    def check(value: str) -> str | None:
+        number = parse_quantity(value)
+        if number is None or number <= 0:
+            return f"must be a positive Kubernetes quantity like {example}, got {value!r}"
+        return None
+    return check
+
+
+def _rollout_amount(value: str) -> str | None:
+    if re.fullmatch(r"\d+%?", value):
+        return None
+    return f"must be a count or a percentage like 25%, got {value!r}"
+
+
+def _namespace(value: str) -> str | None:
+    if message := dns_name(value):
+        return message
+    if "." in value or len(value) > 63:
+        return f"must be a DNS label (no dots, at most 63 chars), got {value!r}"
+    return None
+
+
+def _image_version(value: str) -> str | None:
+    if not value or _IMAGE_VERSION.fullmatch(value):
+        return None
+    return ("must be an image tag (A-Z a-z 0-9 _ . -, at most 128 chars) or a digest "
+            f"sha256:<64 hex>, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    version: str = spec_field("version", "Version (image tag) of the canary release.",
+                              check=_image_version)
+    weight: int = spec_field("weight", "Percent of traffic to the canary.", 0, min=0, max=100)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    server: str = spec_field("server", "Image repository, e.g. ghcr.io/acme/hello-gin.")
+    username: str | None = spec_field("username", "Registry user.", None)
+    password: str | None = spec_field("password", "Registry password (must be a secret).", None)
+
+
+@dataclass(frozen=True)
+class KubernetesTargetConfig(TargetBase):
+    context: str | None = spec_field("context", "kubeconfig context of the cluster.", None)
+    kubeconfig: str | None = spec_field("kubeconfig", "kubeconfig contents (must be a "
+                                        "secret).", None)
+    kubeconfig_path: str | None = spec_field("kubeconfigPath", "kubeconfig file on the "
+                                             "deploying machine.", None)
+    # namespace and gatewayNamespace are resolved by the stack parse, maxReplicas at
+    # construction.
+    namespace: str = spec_field("namespace", "Namespace (default: the app name).", None,
+                                check=_namespace)
+    replicas: int = spec_field("replicas", "Replicas (the HPA minimum).", 2, min=1, max=1000)
+    max_replicas: int = spec_field("maxReplicas", "HPA maximum (default 3 x "
+                                   "replicas).", None, min=1, max=1000)
+    canary: CanaryConfig | None = spec_field("canary", "Canary release split by HTTPRoute "
+                                             "weights.", None)
+    registry: RegistryConfig | None = spec_field("registry", "Registry the image is pushed to "
+                                                 "for this cluster (required).", None)
+    max_surge: str = spec_field("maxSurge", "Rolling update: extra pods during a rollout (a "
+                                "count or a percentage).", "1",
+                                check=_rollout_amount)
+    max_unavailable: str = spec_field("maxUnavailable", "Rolling update: pods that may be "
+                                      "unavailable during a rollout (a count or a percentage).",
+                                      "0", check=_rollout_amount)
+    cpu_request: str = spec_field("cpuRequest", "CPU request per pod (Kubernetes quantity).",
+                                  "100m", check=_quantity("250m"))
+    cpu_limit: str = spec_field("cpuLimit", "CPU limit per pod.", "500m",
+                                check=_quantity("1"))
+    memory_request: str = spec_field("memoryRequest", "Memory request per pod.", "64Mi",
+                                     check=_quantity("64Mi"))
+    memory_limit: str = spec_field("memoryLimit", "Memory limit per pod.", "128Mi",
+                                   check=_quantity("256Mi"))
+    cpu_target: int = spec_field("cpuTarget", "HPA target: average CPU use, percent of the "
+                                 "request.", 70, min=10, max=100)
+    memory_target: int = spec_field("memoryTarget", "HPA target: average memory use, percent of "
+                                    "the request.", 80, min=10, max=100)
+    pre_stop_sleep: int = spec_field("preStopSleep", "Seconds a stopping pod keeps serving "
+                                     "while the gateway stops sending to it (the grace period "
+                                     "adds app.shutdownTimeout).", 5, min=0, max=60)
+    network_policy: bool = spec_field("networkPolicy", "NetworkPolicy: the app's pods accept "
+                                      "traffic only from the gateway's namespace.", True)
+    install_gateway: bool = spec_field("installGateway", "Install NGINX Gateway Fabric and the "
+                                       "Gateway API CRDs (Helm); false reuses gatewayClassName.",
+                                       True)
+    install_cert_manager: bool = spec_field("installCertManager", "Install cert-manager (Helm); "
+                                            "false reuses the cluster's.", True)
+    gateway_class_name: str = spec_field("gatewayClassName", "GatewayClass of the Gateway.",
+                                         "nginx", check=dns_name)
+    gateway_namespace: str = spec_field("gatewayNamespace", "Namespace of the Gateway, "
+                                        "its NGINX pods and certificate (default: "
+                                        "namespace + `-gateway`).", None, check=_namespace)
+    trusted_proxies: tuple[str, ...] = spec_field(
+        "trustedProxies", "CIDRs of the load balancer in front of the gateway whose client "
+        "address NGINX trusts (see clientIpMode).", (), check=cidrs)
+    client_ip_mode: str = spec_field("clientIpMode", "How that load balancer passes the client "
+                                     "address.", "XForwardedFor",
+                                     choices=("XForwardedFor", "ProxyProtocol"))
+    wait_for_address: bool = spec_field("waitForAddress", "Wait until the gateway's load "
+                                        "balancer has an address (false on clusters without "
+                                        "one).", True)
+
+    def __post_init__(self) -> None:
+        fill(self, max_replicas=3 * self.replicas)
+
+    @property
+    def canary_weight(self) -> int:
+        """Percent of traffic to the canary; 0 when there is none."""
+        return self.canary.weight if self.canary else 0
+
+    def resolve(self, cfg: StackConfig) -> Self:
+        namespace = self.namespace or cfg.app.name
+        return replace(self, namespace=namespace,
+                       gateway_namespace=self.gateway_namespace or f"{namespace}-gateway")
+
+    def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
+        # namespace and gatewayNamespace are still as written here (None when unset).
+        if self.kubeconfig and self.kubeconfig_path:
+            problems.add(path, "set only one of kubeconfig, kubeconfigPath (context may "
+                         "select a context in either)")
+        if not (self.context or self.kubeconfig or self.kubeconfig_path):
+            problems.add(f"{path}.context", "one of context, kubeconfig (secret) or "
+                         "kubeconfigPath is required: a target never deploys to whatever the "
+                         "current kubeconfig context happens to be")
+        if self.kubeconfig:
+            require_secret(ctx, path, "kubeconfig", problems)
+        if self.kubeconfig_path and not Path(self.kubeconfig_path).expanduser().is_file():
+            problems.add(f"{path}.kubeconfigPath",
+                         f"file {self.kubeconfig_path!r} does not exist")
+        if self.registry and self.registry.password:
+            require_secret(ctx, path, "registry.password", problems)
+        if self.max_replicas < self.replicas:
+            problems.add(f"{path}.maxReplicas", f"must be >= replicas ({self.replicas})")
+        if self.namespace and not self.gateway_namespace and len(self.namespace) > 55:
+            problems.add(f"{path}.gatewayNamespace", "is required when namespace is longer "
+                         "than 55 chars (the default appends '-gateway')")
+        if self.gateway_namespace and self.gateway_namespace == self.namespace:
+            problems.add(f"{path}.gatewayNamespace", "must differ from namespace (the app's "
+                         "namespace enforces the restricted Pod Security Standard)")
+        if all(v.rstrip("%") == "0" for v in (self.max_surge, self.max_unavailable)):
+            problems.add(f"{path}.maxUnavailable", "maxSurge and maxUnavailable cannot both "
+                         "be 0 (a rollout could never progress)")
+        for kind, request, limit in (("cpu", self.cpu_request, self.cpu_limit),
+                                     ("memory", self.memory_request, self.memory_limit)):
+            if (parse_quantity(request) or 0) > (parse_quantity(limit) or 0):
+                problems.add(f"{path}.{kind}Limit", f"{limit} is below {kind}Request {request}")
+        if self.client_ip_mode == "ProxyProtocol" and not self.trusted_proxies:
+            problems.add(f"{path}.trustedProxies", "is required with clientIpMode ProxyProtocol "
+                         "(the addresses of the load balancer that sends it)")
+        if self.registry is None:
+            problems.add(f"{path}.registry", "is required for kubernetes targets (the image "
+                         "repository the cluster pulls from, e.g. {server: "
+                         "ghcr.io/acme/hello-gin})")
+
+    def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
+        super().check_edge(edge, domain, path, problems)
+        if not self.wait_for_address:
+            problems.add(f"{path}.waitForAddress", "must be true with edge routing (its "
+                         "records point at the gateway's address)")
+        if self.client_ip_mode == "ProxyProtocol" and edge.cdn:
+            problems.add(f"{path}.clientIpMode", "ProxyProtocol would name CloudFront as "
+                         "the client; behind edge.cdn use XForwardedFor (CloudFront's "
+                         "addresses are trusted automatically)")
