@@ -17,6 +17,7 @@ This module is imported by the hosts' Python (3.9+), where the type hints are ev
 unions are spelt Optional[...] / Union[...], not `X | Y`.
 """
 
+import ipaddress
 import json
 import os
 import re
@@ -90,8 +91,6 @@ def _http_path(value: str) -> Optional[str]:
 
 
 def _is_ip(value: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(value)
     except ValueError:

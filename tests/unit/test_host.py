@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
@@ -13,7 +14,7 @@ import pytest
 
 from gin_deploy.agent import bundle
 from gin_deploy.agent.payload import DeployPayload, TargetPayload, parse
-from tests.unit.harness import RecordingMocks, is_secret, run_program, stack_config, unsecret
+from tests.unit.harness import ROOT, RecordingMocks, is_secret, run_program, stack_config, unsecret
 
 DEV = stack_config("dev")
 
@@ -206,3 +207,22 @@ def test_ssh_private_key_from_secret_config(ssh_key: Path) -> None:
     for upload in mocks.of_type("command:remote:CopyToRemote"):
         assert is_secret(upload.inputs["connection"]) or is_secret(
             upload.inputs["connection"]["privateKey"])
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+            for alias in node.names} | {
+        node.module for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module}
+
+
+def test_layers_point_one_way() -> None:
+    # The component takes its own args (the program maps config to them); the renderer is
+    # pure; both reach the agent only through its payload definitions.
+    component = _imports(ROOT / "components" / "host.py")
+    assert not {m for m in component if m.startswith(("gin_deploy.config", "gin_deploy.program"))}
+    renderer = _imports(ROOT / "gin_deploy" / "render" / "host.py")
+    assert not {m for m in renderer
+                if m.split(".")[0] in ("pulumi", "pulumi_command", "components")
+                or m.startswith(("gin_deploy.config", "gin_deploy.program"))}
