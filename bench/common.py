@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gin_deploy import hostctl
+from gin_deploy.agent.network import port_free
+from gin_deploy.agent.processes import which
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "app"
@@ -28,7 +29,7 @@ def run(cmd: list[str], *, timeout: float = 600, **kw: Any) -> subprocess.Comple
 
 
 def tool(name: str) -> str | None:
-    return hostctl.which(name)
+    return which(name)
 
 
 def median(values: list[float]) -> float:
@@ -79,7 +80,7 @@ def free_port_block(n: int, low: int = 20000, high: int = 30000) -> int:
     rng = random.SystemRandom()
     for _ in range(200):
         base = rng.randrange(low, high - n)
-        if all(hostctl.port_free(base + i) for i in range(n)):
+        if all(port_free(base + i) for i in range(n)):
             return base
     raise RuntimeError(f"no block of {n} free ports in {low}..{high}")
 

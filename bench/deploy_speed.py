@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from bench.common import ROOT, free_port_block, free_ports
-from gin_deploy import hostctl
+from gin_deploy.agent.layout import Layout
+from gin_deploy.agent.processes import target_processes
 
 TOOLS = ROOT / ".tools"
 STACK = "bench"
@@ -136,7 +137,7 @@ def measure(log: Callable[[str], None] = print) -> dict[str, Any]:
         log(f"  deploy speed failed: {result['status']}")
     finally:
         if state_dir.exists():
-            for pid in hostctl.target_processes(hostctl.Layout(str(state_dir))):
+            for pid in target_processes(Layout(str(state_dir))):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)

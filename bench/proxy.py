@@ -48,11 +48,12 @@ from bench.common import (
     system_busy_seconds,
     tool,
 )
-from gin_deploy import hostctl
+from gin_deploy.agent.layout import Layout
+from gin_deploy.agent.payload import serialise
+from gin_deploy.agent.processes import target_processes
 from gin_deploy.config import RawValue, parse_stack_config
 from gin_deploy.render import _jinja, nginx
 
-AGENT = ROOT / "gin_deploy" / "hostctl.py"
 LUA = ROOT / "bench" / "latency.lua"
 NAIVE_TEMPLATE = ROOT / "bench" / "naive_nginx.conf.j2"
 PATH = "/healthz"
@@ -73,7 +74,8 @@ class Deployed:
     instance_ports: list[int]
     https_port: int
     naive_port: int
-    payload_base: dict[str, Any]
+    agent: str  # the agent's zip archive
+    destroy_payload: str
     naive_pid_file: Path = field(init=False)
     site_conf: str = ""
     naive_conf: str = ""
@@ -92,7 +94,7 @@ class Deployed:
         return f"https://127.0.0.1:{port}{PATH}"
 
     def server_pids(self) -> list[int]:
-        pids = set(hostctl.target_processes(hostctl.Layout(str(self.state_dir))))
+        pids = set(target_processes(Layout(str(self.state_dir))))
         with contextlib.suppress(OSError, ValueError):
             master = int(self.naive_pid_file.read_text().strip())
             pids |= {master, *children(master)}
@@ -112,15 +114,11 @@ def _dev_target_config(state_dir: Path, base_port: int, http_port: int,
 
 
 def deploy(work: Path, binary: Binary, instances: int = 2) -> Deployed:
-    """Render with the program's own code (components/host.py) and deploy with the agent."""
-    from components.host import (
-        HostTargetArgs,
-        app_env,
-        instance_name,
-        release_id,
-        render_host_files,
-    )
+    """Map the config and build the payload with the program's own code
+    (gin_deploy/program/host.py, components/host.py), then deploy it with the agent."""
+    from components.host import deploy_payload, target_payload
     from gin_deploy.config import HostTargetConfig
+    from gin_deploy.program.host import build_agent, host_target_args
 
     state_dir = work / "state"
     base = free_port_block(instances)
@@ -130,30 +128,15 @@ def deploy(work: Path, binary: Binary, instances: int = 2) -> Deployed:
         project="gin-deploy", stack="bench", project_dir=ROOT)
     [target] = cfg.targets
     assert isinstance(target, HostTargetConfig)
-    args = HostTargetArgs(
-        target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls, project=cfg.project,
-        stack=cfg.stack, version=binary.version, binary_path=str(binary.path),
-        binary_sha256=binary.sha256, project_dir=ROOT)
-    files = render_host_files(args, str(state_dir))
-    env = app_env(cfg.app)
-    ports = list(target.instance_ports)
-    base_payload = {
-        "app": cfg.app.name, "stateDir": str(state_dir), "mode": "user",
-        "supervisor": "supervisord",
-        "instances": [{"name": instance_name(cfg.app.name, p), "port": p} for p in ports],
-    }
-    payload = {
-        **base_payload,
-        "release": {"id": release_id(binary.version, binary.sha256, env, {}),
-                    "binary": str(binary.path), "sha256": binary.sha256},
-        "env": env, "secretEnvKeys": [], "readyPath": cfg.app.ready_path,
-        "readyTimeoutSeconds": 30, "keepReleases": 2,
-        "tls": {"mode": "self-signed", "domains": ["localhost"]},
-        "install": False, **files,
-    }
-    deployed = Deployed(work, state_dir, ports, https_port, naive_port, base_payload)
-    deployed.site_conf = files["nginx"]["site"]
-    done = run([sys.executable, str(AGENT), "deploy"], input=json.dumps(payload), timeout=300)
+    agent, agent_sha256 = build_agent(ROOT)
+    args = host_target_args(target, cfg, version=binary.version, binary_path=str(binary.path),
+                            binary_sha256=binary.sha256, agent_path=agent,
+                            agent_sha256=agent_sha256)
+    payload = deploy_payload(args, str(binary.path), binary.sha256)
+    deployed = Deployed(work, state_dir, list(target.instance_ports), https_port, naive_port,
+                        agent, serialise(target_payload(args)))
+    deployed.site_conf = payload.nginx.site
+    done = run([sys.executable, agent, "deploy"], input=serialise(payload), timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"the agent failed to deploy the benchmark stack:\n{done.stderr}")
     _start_naive(deployed)
@@ -191,8 +174,8 @@ def _start_naive(d: Deployed) -> None:
 def teardown(d: Deployed) -> None:
     with contextlib.suppress(OSError, ValueError):
         os.kill(int(d.naive_pid_file.read_text().strip()), signal.SIGQUIT)
-    run([sys.executable, str(AGENT), "destroy"], input=json.dumps(d.payload_base), timeout=120)
-    for pid in hostctl.target_processes(hostctl.Layout(str(d.state_dir))):
+    run([sys.executable, d.agent, "destroy"], input=d.destroy_payload, timeout=120)
+    for pid in target_processes(Layout(str(d.state_dir))):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -209,7 +192,7 @@ def stack(binary: Binary, instances: int = 2) -> Iterator[Deployed]:
         if deployed is not None:
             teardown(deployed)
         else:
-            for pid in hostctl.target_processes(hostctl.Layout(str(work / "state"))):
+            for pid in target_processes(Layout(str(work / "state"))):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         shutil.rmtree(work, ignore_errors=True)

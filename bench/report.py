@@ -321,7 +321,8 @@ def markdown(r: dict[str, Any]) -> str:
 PROXY_SETUP = [
     "Three ways to the same two instances of the reference service, deployed by the host "
     "agent exactly as `pulumi up --stack dev` deploys them (user mode, supervisord, "
-    "self-signed TLS from the stack's CA; the configs come from `components/host.py`):",
+    "self-signed TLS from the stack's CA; the payload comes from `gin_deploy/program/host.py` "
+    "and `components/host.py`):",
     "",
     "- **a** direct: plain HTTP to one instance, no proxy — the ceiling;",
     "- **b** gin-deploy: HTTPS through the nginx site gin-deploy generates "

@@ -1,27 +1,36 @@
-"""`kind: host` targets: stack config -> HostTarget args."""
+"""`kind: host` targets: stack config -> HostTarget args.
+
+Defaults that depend on other settings (mode, ports, state dir) are resolved here, so
+HostTarget receives concrete values only. The agent is built once per program run into
+the project's build/ directory (gin_deploy.agent.bundle).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pulumi
 
 from components.build import GinBuild
+from components.connection import SshEndpoint
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.host import HostTarget, HostTargetArgs
-from gin_deploy.config import HostTargetConfig, StackConfig, TargetConfig
+from gin_deploy.agent import bundle
+from gin_deploy.agent.payload import AcmeTls, SelfSignedTls, Tls
+from gin_deploy.config import AppConfig, HostTargetConfig, StackConfig, TargetConfig
+from gin_deploy.render.host import HostService
 
 
 def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
                edge: EdgeOrigin | None = None) -> TargetEndpoint:
     assert isinstance(target, HostTargetConfig)
     assert build.binary_path is not None and build.binary_sha256 is not None
-    host = HostTarget(target.name, HostTargetArgs(
-        target=target, app=cfg.app, domain=cfg.domain, tls=cfg.tls,
-        project=cfg.project, stack=cfg.stack, version=build.version,
-        binary_path=build.binary_path, binary_sha256=build.binary_sha256,
-        project_dir=cfg.project_dir, secret_env=cfg.secret_env,
-        private_key=_private_key(target), edge=edge,
+    agent_path, agent_sha256 = build_agent(cfg.project_dir)
+    host = HostTarget(target.name, host_target_args(
+        target, cfg, version=build.version, binary_path=build.binary_path,
+        binary_sha256=build.binary_sha256, agent_path=agent_path, agent_sha256=agent_sha256,
+        edge=edge,
     ))
     origin = target.host if target.connection == "ssh" and target.host else "localhost"
     return TargetEndpoint(
@@ -29,6 +38,79 @@ def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         origin_host=pulumi.Output.from_input(origin), weight=target.weight,
         region=target.region, ca_cert=host.ca_cert,
     )
+
+
+def build_agent(project_dir: Path) -> tuple[str, str]:
+    """The agent's zip archive in <project>/build/ (rewritten only when its code changed);
+    returns its path and sha256, which is the upload trigger."""
+    out = project_dir / "build"
+    out.mkdir(exist_ok=True)
+    return bundle.build(str(out))
+
+
+def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str,
+                     binary_path: str, binary_sha256: pulumi.Input[str], agent_path: str,
+                     agent_sha256: str, edge: EdgeOrigin | None = None) -> HostTargetArgs:
+    """HostTarget's args for one `kind: host` target of the stack."""
+    mode = target.mode
+    state_dir = target.state_dir   # resolved at parse time (gin_deploy/config/host.py)
+    edge_names = edge.names if edge is not None else ()
+    tls_mode, acme = cfg.tls.mode, cfg.tls.acme
+    tls: Tls
+    if tls_mode == "acme" and acme is not None:
+        tls = AcmeTls(
+            domains=tuple(dict.fromkeys((cfg.domain, *edge_names))),
+            email=acme.email, server=acme.server,
+            ca_bundle=(cfg.project_dir / acme.ca_bundle).read_text()
+            if acme.ca_bundle else None,
+            webroot=f"{state_dir}/acme/webroot",
+        )
+    else:
+        tls = SelfSignedTls(domains=server_names(cfg.domain, edge_names))
+    ssh = None
+    if target.connection == "ssh":
+        assert target.host and target.user  # validated in config
+        key = _private_key(target)
+        assert key is not None  # validated in config
+        ssh = SshEndpoint(target.host, target.user, target.ssh_port, key)
+    return HostTargetArgs(
+        service=HostService(
+            app=cfg.app.name, stack=cfg.stack, target=target.name, state_dir=state_dir,
+            mode="user" if mode == "user" else "system",
+            supervisor="systemd" if target.supervisor == "systemd" else "supervisord",
+            instance_ports=target.instance_ports,
+            http_port=target.http_port, https_port=target.https_port,
+            server_names=server_names(cfg.domain, edge_names),
+            trusted_proxies=target.trusted_proxies,
+            hsts_max_age=cfg.tls.hsts.max_age,
+            hsts_include_subdomains=cfg.tls.hsts.include_subdomains,
+            hsts_preload=cfg.tls.hsts.preload,
+            acme=tls_mode == "acme",
+            shutdown_timeout=cfg.app.shutdown_timeout,
+        ),
+        tls=tls, domain=cfg.domain, env=app_env(cfg.app), ready_path=cfg.app.ready_path,
+        ready_timeout=target.ready_timeout, keep_releases=target.keep_releases,
+        install=target.install, version=version, binary_path=binary_path,
+        binary_sha256=binary_sha256, agent_path=agent_path, agent_sha256=agent_sha256,
+        staging_dir=f".cache/gin-deploy/{cfg.project}-{cfg.stack}-{target.name}",
+        ssh=ssh, secret_env=cfg.secret_env, edge=edge,
+    )
+
+
+def server_names(domain: str, edge_names: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Names nginx and the certificate cover: the domain, localhost, edge names."""
+    return tuple(dict.fromkeys((domain, "localhost", *edge_names)))
+
+
+def app_env(app: AppConfig) -> Mapping[str, str]:
+    """Plain env of every instance; nginx on loopback is its only trusted proxy."""
+    env = {
+        "GIN_MODE": "release",
+        "SHUTDOWN_TIMEOUT": f"{app.shutdown_timeout}s",
+        "TRUSTED_PROXIES": ",".join(app.trusted_proxies or ("127.0.0.1/32", "::1/128")),
+    }
+    env.update(app.env)
+    return env
 
 
 def _private_key(target: HostTargetConfig) -> pulumi.Output[str] | None:

@@ -166,10 +166,11 @@ def project() -> Iterator[Project]:
 
 def _kill_everything_under(state_dir: Path) -> None:
     """Last resort when a test failed before `destroy`: stop what the stack started."""
-    from gin_deploy import hostctl
+    from gin_deploy.agent.layout import Layout
+    from gin_deploy.agent.processes import target_processes
 
     if state_dir.exists():
-        for pid in hostctl.target_processes(hostctl.Layout(str(state_dir))):
+        for pid in target_processes(Layout(str(state_dir))):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

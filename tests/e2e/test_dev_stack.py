@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from gin_deploy import automation
+from gin_deploy.agent import bundle
 from tests.e2e.conftest import Project
 from tests.host.conftest import Load, wait_for
 
@@ -63,6 +64,10 @@ def test_first_up_through_the_cli_serves_https_through_nginx(project: Project) -
     assert outputs["caCert"] == str(project.state_dir / "tls" / "ca.crt")
     assert outputs["endpoints"] == {"local": outputs["url"]}
     assert re.fullmatch(r"0\.0\.0-src\.[0-9a-f]{12}", outputs["version"])
+    # The agent ran from its archive in the project's build/ and installed that very file.
+    agent = (project.state_dir / "bin" / "hostctl.py").read_bytes()
+    assert agent == (project.root / "build" / "hostctl.pyz").read_bytes()
+    assert agent == bundle.archive_bytes()
 
 
 def test_second_up_changes_nothing_and_preview_and_refresh_agree(project: Project) -> None:
@@ -198,14 +203,16 @@ def test_bad_config_fails_preview_before_anything_exists(project: Project) -> No
 
 
 def test_destroy_leaves_no_process_port_or_file(project: Project) -> None:
-    from gin_deploy import hostctl
+    from gin_deploy.agent.layout import Layout
+    from gin_deploy.agent.network import port_free
+    from gin_deploy.agent.processes import target_processes
 
-    layout = hostctl.Layout(str(project.state_dir))
-    assert hostctl.target_processes(layout), "the stack should be running before destroy"
+    layout = Layout(str(project.state_dir))
+    assert target_processes(layout), "the stack should be running before destroy"
     automation.destroy(STACK, settings=project.settings)
-    assert wait_for(lambda: not hostctl.target_processes(layout), timeout=15)
+    assert wait_for(lambda: not target_processes(layout), timeout=15)
     ports = [project.http_port, project.https_port,
              *range(project.base_port, project.base_port + project.instances)]
-    assert all(hostctl.port_free(p) for p in ports), ports
+    assert all(port_free(p) for p in ports), ports
     assert not Path(project.state_dir).exists()
     assert automation.outputs(STACK, settings=project.settings) == {}

@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from gin_deploy import automation, hostctl
+from gin_deploy import automation
+from gin_deploy.agent import bundle
+from gin_deploy.agent.layout import Layout
+from gin_deploy.agent.network import port_free
+from gin_deploy.agent.processes import target_processes
 from tests.e2e.conftest import Project
 from tests.host.conftest import Load, wait_for
 
@@ -54,7 +58,9 @@ def test_up_over_ssh_serves_https(project: Project, sshd: dict[str, Any],
     result = automation.up(STACK, settings=project.settings)
     assert result.summary.get("create", 0) >= 5, result.summary
     assert healthz(project) == 200
-    assert (staging_dir(sshd) / "hostctl.py").exists()
+    # The agent travels as its zip archive and runs on the host under that name.
+    assert (staging_dir(sshd) / "hostctl.py").read_bytes() == bundle.archive_bytes()
+    assert (project.state_dir / "bin" / "hostctl.py").read_bytes() == bundle.archive_bytes()
     assert (staging_dir(sshd) / "app").exists()
 
 
@@ -81,11 +87,11 @@ def test_the_right_key_recovers(project: Project, sshd: dict[str, Any],
 
 
 def test_destroy_over_ssh_leaves_nothing(project: Project, sshd: dict[str, Any]) -> None:
-    layout = hostctl.Layout(str(project.state_dir))
+    layout = Layout(str(project.state_dir))
     automation.destroy(STACK, settings=project.settings)
-    assert wait_for(lambda: not hostctl.target_processes(layout), timeout=15)
+    assert wait_for(lambda: not target_processes(layout), timeout=15)
     assert not project.state_dir.exists()
     assert not staging_dir(sshd).exists()
     ports = [project.http_port, project.https_port,
              *range(project.base_port, project.base_port + project.instances)]
-    assert all(hostctl.port_free(p) for p in ports)
+    assert all(port_free(p) for p in ports)

@@ -1,5 +1,6 @@
-"""Fixtures for the host agent tests: the agent runner, free ports, the Gin binaries,
-payloads rendered with gin_deploy.render, and stacks that are always torn down."""
+"""Fixtures for the host agent tests: the agent runner (the zip archive hosts get), free
+ports, the Gin binaries, payloads rendered with gin_deploy.render and typed by
+gin_deploy.agent.payload, and stacks that are always torn down."""
 
 from __future__ import annotations
 
@@ -25,10 +26,26 @@ from typing import Any
 
 import pytest
 
-from gin_deploy import hostctl
+from gin_deploy.agent import bundle
+from gin_deploy.agent.layout import Layout
+from gin_deploy.agent.network import port_free as agent_port_free
+from gin_deploy.agent.payload import (
+    AcmeTls,
+    DeployPayload,
+    Instance,
+    NginxFiles,
+    Release,
+    SelfSignedTls,
+    SupervisordFiles,
+    Tls,
+    serialise,
+)
+from gin_deploy.agent.processes import target_processes, which
 
 REPO = Path(__file__).resolve().parents[2]
-AGENT = REPO / "gin_deploy" / "hostctl.py"
+# The agent as hosts get it: its zip archive, built where the program builds it.
+(REPO / "build").mkdir(exist_ok=True)
+AGENT = Path(bundle.build(str(REPO / "build"))[0])
 APP_DIR = REPO / "app"
 APP = "hello-gin"
 
@@ -41,7 +58,7 @@ def run_agent(
     timeout: float = 240,
     python: str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python hostctl.py command args` with the payload as JSON on stdin."""
+    """Run `python <agent archive> command args` with the payload as JSON on stdin."""
     return subprocess.run(
         [python, str(AGENT), command, *args],
         input=json.dumps(payload) if payload is not None else "",
@@ -70,11 +87,11 @@ def free_ports(n: int) -> list[int]:
 
 
 def port_free(port: int) -> bool:
-    return hostctl.port_free(port)
+    return agent_port_free(port)
 
 
 def require(tool: str) -> str:
-    found = hostctl.which(tool)
+    found = which(tool)
     if not found:
         pytest.skip(f"{tool} is not installed")
     return found
@@ -95,7 +112,7 @@ def short_dir() -> Iterator[Path]:
 
 def kill_target(state_dir: Path) -> None:
     """Last-resort cleanup: kill every process that belongs to a state dir."""
-    pids = hostctl.target_processes(hostctl.Layout(str(state_dir)))
+    pids = target_processes(Layout(str(state_dir)))
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -178,51 +195,51 @@ def build_payload(
     app_env = {"GIN_MODE": "release", "SHUTDOWN_TIMEOUT": "10s",
                "TRUSTED_PROXIES": "127.0.0.1/32,::1/128", **(env or {})}
     env_digest = hashlib.sha256(json.dumps(sorted(app_env.items())).encode()).hexdigest()
-    tls: dict[str, Any] = {"mode": "self-signed", "domains": ["localhost"]}
+    tls: Tls = SelfSignedTls(domains=("localhost",))
     if acme:
-        tls = {"mode": "acme", "domains": ["localhost"], "webroot": f"{sd}/acme/webroot",
-               **acme}
-    return {
-        "app": APP,
-        "stateDir": sd,
-        "mode": "user",
-        "supervisor": "supervisord",
-        "release": {
-            "id": release_id or f"{binary.version}-{env_digest[:8]}",
-            "binary": str(binary.path),
-            "sha256": binary.sha256,
-        },
-        "env": app_env,
-        "secretEnvKeys": list(secret_env_keys),
-        "instances": [{"name": n, "port": p} for n, p in zip(names, ports, strict=True)],
-        "readyPath": "/readyz",
-        "readyTimeoutSeconds": ready_timeout,
-        "keepReleases": keep_releases,
-        "nginx": {
-            "httpPort": http_port,
-            "httpsPort": https_port,
-            "site": nginx.render_site(site),
-            "main": nginx.render_main_config(
+        tls = AcmeTls(**{"domains": ("localhost",), "webroot": f"{sd}/acme/webroot", **acme})
+    payload = DeployPayload(
+        app=APP,
+        state_dir=sd,
+        mode="user",
+        supervisor="supervisord",
+        release=Release(
+            id=release_id or f"{binary.version}-{env_digest[:8]}",
+            binary=str(binary.path),
+            sha256=binary.sha256,
+        ),
+        env=app_env,
+        secret_env_keys=secret_env_keys,
+        instances=tuple(Instance(n, p) for n, p in zip(names, ports, strict=True)),
+        ready_path="/readyz",
+        ready_timeout_seconds=ready_timeout,
+        keep_releases=keep_releases,
+        nginx=NginxFiles(
+            http_port=http_port,
+            https_port=https_port,
+            site=nginx.render_site(site),
+            main=nginx.render_main_config(
                 site_include=f"{sd}/nginx/site.conf",
                 pid_file=f"{sd}/nginx/nginx.pid",
                 error_log=f"{sd}/logs/nginx-error.log",
                 temp_dir=f"{sd}/nginx/temp",
             ),
-        },
-        "supervisord": {
-            "main": supervisor.render_main_config(
+        ),
+        supervisord=SupervisordFiles(
+            main=supervisor.render_main_config(
                 state_dir=sd,
                 socket_file=f"{sd}/supervisor/supervisor.sock",
                 pid_file=f"{sd}/supervisor/supervisord.pid",
                 log_file=f"{sd}/logs/supervisord.log",
                 include=f"{sd}/supervisor/programs.conf",
             ),
-            "programs": supervisor.render_programs(APP, tuple(programs)),
-        },
-        "systemd": None,
-        "tls": tls,
-        "install": False,
-    }
+            programs=supervisor.render_programs(APP, tuple(programs)),
+        ),
+        tls=tls,
+    )
+    # As JSON values, as the agent reads them.
+    data: dict[str, Any] = json.loads(serialise(payload))
+    return data
 
 
 # --------------------------------------------------------------------------- a running stack

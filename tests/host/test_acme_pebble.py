@@ -29,7 +29,10 @@ from typing import Any
 
 import pytest
 
-from gin_deploy import hostctl
+from gin_deploy.agent import cli
+from gin_deploy.agent import tls as agent_tls
+from gin_deploy.agent.layout import Layout
+from gin_deploy.agent.processes import pid_alive, target_processes
 from tests import pki
 from tests.host.conftest import (
     Binary,
@@ -290,8 +293,8 @@ class AcmeEnv:
 
     def payload(self) -> dict[str, Any]:
         return self.stack.payload("v1", acme={
-            "domains": [DOMAIN], "email": EMAIL, "server": self.pebble.directory,
-            "caBundle": self.pebble.tls_ca})
+            "domains": (DOMAIN,), "email": EMAIL, "server": self.pebble.directory,
+            "ca_bundle": self.pebble.tls_ca})
 
 
 @pytest.fixture(scope="module")
@@ -328,12 +331,13 @@ def deployed(acme: AcmeEnv) -> dict[str, Any]:
 def test_renew_force_passes_force_renewal_to_certbot(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(hostctl, "tool", lambda name: f"/fake/{name}")
-    monkeypatch.setattr(hostctl, "run_cmd", lambda args, what, **kw: calls.append(list(args)))
-    monkeypatch.setattr(hostctl, "emit", lambda result: None)
+    monkeypatch.setattr(agent_tls, "tool", lambda name: f"/fake/{name}")
+    monkeypatch.setattr(agent_tls, "run_cmd",
+                        lambda args, what, **kw: calls.append(list(args)))
+    monkeypatch.setattr(cli, "emit", lambda result: None)
     (tmp_path / "acme" / "config").mkdir(parents=True)
-    assert hostctl.main(["renew", "--state", str(tmp_path)]) == 0
-    assert hostctl.main(["renew", "--state", str(tmp_path), "--force"]) == 0
+    assert cli.main(["renew", "--state", str(tmp_path)]) == 0
+    assert cli.main(["renew", "--state", str(tmp_path), "--force"]) == 0
     assert [c[:2] for c in calls] == [["/fake/certbot", "renew"]] * 2
     assert "--force-renewal" not in calls[0]
     # never certbot's random pre-renewal sleep (up to 8 min) while holding the state lock
@@ -427,10 +431,10 @@ def test_destroy_removes_everything(acme: AcmeEnv, deployed: dict[str, Any]) -> 
     stack = acme.stack
     pids = set(stack.daemon_pids())
     assert len(pids) == 2
-    pids.update(hostctl.target_processes(hostctl.Layout(str(stack.state_dir))))
+    pids.update(target_processes(Layout(str(stack.state_dir))))
     proc = stack.destroy()
     assert proc.returncode == 0, proc.stderr
     assert not stack.state_dir.exists()
-    assert not [p for p in pids if hostctl.pid_alive(p)]
+    assert not [p for p in pids if pid_alive(p)]
     for port in [*stack.ports, stack.http_port, stack.https_port]:
         assert wait_for(lambda port=port: port_free(port), 5), port

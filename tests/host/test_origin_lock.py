@@ -1,5 +1,5 @@
-"""The origin lock on a host target, for real: the nginx files the HostTarget renders
-behind a CDN (components.host.render_host_files with edge routing's EdgeOrigin), run
+"""The origin lock on a host target, for real: the nginx files a HostTarget sends
+behind a CDN (components.host.deploy_payload with edge routing's EdgeOrigin), run
 by a real nginx in front of the real Gin service built from app/, on free loopback
 ports. No cloud: the test client plays CloudFront (127.0.0.1 stands in for its
 origin-facing addresses).
@@ -28,8 +28,11 @@ from pathlib import Path
 import pytest
 
 from components.endpoint import EdgeOrigin
-from components.host import HostTargetArgs, app_env, render_host_files
-from gin_deploy.config import AppConfig, HostTargetConfig, TlsConfig
+from components.host import HostTargetArgs, deploy_payload
+from gin_deploy.agent.payload import SelfSignedTls
+from gin_deploy.config import AppConfig
+from gin_deploy.program.host import app_env
+from gin_deploy.render.host import HostService
 from tests import pki
 
 pytestmark = pytest.mark.host
@@ -123,25 +126,29 @@ def origin(gin_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         pytest.skip("nginx is not installed")
     state = tmp_path_factory.mktemp("state")
     app_port, http_port, https_port = free_port(), free_port(), free_port()
-    target = HostTargetConfig(
-        name="edge-sin", kind="host", connection="ssh", host="203.0.113.10", user="deploy",
-        private_key_path="unused", mode="user", instances=1, base_port=app_port,
-        http_port=http_port, https_port=https_port)
     edge = EdgeOrigin(names=(OWN_NAME,), verify_header=HEADER, verify_value=SECRET,
                       open_path="/readyz", cdn_cidrs=CDN_CIDRS)
+    env = app_env(AppConfig())
     args = HostTargetArgs(
-        target=target, app=AppConfig(), domain=DOMAIN, tls=TlsConfig(), project="gin-deploy",
-        stack="test", version="1", binary_path=str(gin_binary), binary_sha256="0" * 64,
-        project_dir=ROOT, edge=edge)
+        service=HostService(
+            app="hello-gin", stack="test", target="edge-sin", state_dir=str(state),
+            mode="user", supervisor="supervisord", instance_ports=(app_port,),
+            http_port=http_port, https_port=https_port,
+            server_names=(DOMAIN, "localhost", OWN_NAME)),
+        tls=SelfSignedTls((DOMAIN, "localhost", OWN_NAME)), domain=DOMAIN, env=env,
+        ready_path="/readyz", ready_timeout=30, keep_releases=5, install=False, version="1",
+        binary_path=str(gin_binary), binary_sha256="0" * 64, agent_path="unused",
+        agent_sha256="0" * 64, staging_dir="unused", edge=edge)
     # Exactly what the deploy payload would carry to the host.
-    files = render_host_files(args, str(state), SECRET, list(CDN_CIDRS))
+    nginx_files = deploy_payload(args, str(gin_binary), "0" * 64, SECRET, CDN_CIDRS).nginx
+    assert nginx_files.main is not None
     ca = write_tls(state)
     for sub in ("logs", "nginx/temp"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "nginx" / "site.conf").write_text(files["nginx"]["site"])
-    (state / "nginx" / "nginx.conf").write_text(files["nginx"]["main"])
+    (state / "nginx" / "site.conf").write_text(nginx_files.site)
+    (state / "nginx" / "nginx.conf").write_text(nginx_files.main)
 
-    env = {**app_env(args.app), "PORT": str(app_port), "BIND_ADDR": "127.0.0.1",
+    env = {**env, "PORT": str(app_port), "BIND_ADDR": "127.0.0.1",
            "INSTANCE_ID": "edge-sin-0", "PATH": os.environ.get("PATH", "")}
     app = subprocess.Popen([str(gin_binary)], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -154,7 +161,7 @@ def origin(gin_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         wait_for_port(app_port, app)
         wait_for_port(https_port, proxy)
-        yield Origin(https_port, ca, files["nginx"]["site"])
+        yield Origin(https_port, ca, nginx_files.site)
     finally:
         stop(proxy)
         stop(app)

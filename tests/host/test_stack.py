@@ -259,13 +259,14 @@ def test_destroy_leaves_no_process_port_or_file(
         stack: Stack, first_deploy: dict[str, Any]) -> None:
     pids = [p for p in stack.instance_pids().values() if p] + stack.daemon_pids()
     assert len(pids) == 5
-    from gin_deploy import hostctl
+    from gin_deploy.agent.layout import Layout
+    from gin_deploy.agent.processes import pid_alive, target_processes
 
-    pids += hostctl.target_processes(hostctl.Layout(str(stack.state_dir)))  # nginx workers
+    pids += target_processes(Layout(str(stack.state_dir)))  # nginx workers
     proc = stack.destroy()
     assert proc.returncode == 0, proc.stderr
     assert not stack.state_dir.exists()
-    alive = [p for p in set(pids) if hostctl.pid_alive(p)]
+    alive = [p for p in set(pids) if pid_alive(p)]
     assert not alive
     for port in [*stack.ports, stack.http_port, stack.https_port]:
         assert port_free(port), port
@@ -350,7 +351,7 @@ def test_acme_uses_certbot_with_webroot_and_reloads_nginx(
            "FAKE_CERTBOT_LOG": str(calls)}
     bundle = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     payload = st.payload("v1", acme={"email": "ops@example.com",
-                                     "server": "https://acme.test/dir", "caBundle": bundle})
+                                     "server": "https://acme.test/dir", "ca_bundle": bundle})
     proc = st.deploy(payload, env=env)
     result_of(proc)
 

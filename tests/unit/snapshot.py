@@ -14,6 +14,7 @@ Regenerate only for an intended change, and review the diff like code:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 
+from gin_deploy.agent import bundle
 from tests.unit import harness
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -107,10 +109,13 @@ def take(stack: str, home: Path) -> dict[str, Any]:
 
     src = source_hash(harness.ROOT / "app")
     commit, build_time = git_stamp(harness.ROOT / "app")
+    # The agent's archive follows its code, like the binary follows app/'s sources.
+    agent = hashlib.sha256(bundle.archive_bytes()).hexdigest()
     replacements = [(sys.executable, "<python>"), (str(harness.ROOT), "<project>"),
                     (src, "<source-hash>"), (src[:16], "<source-hash-16>"),
                     (src[:12], "<source-hash-12>"), (f"={commit}", "=<commit>"),
-                    (commit, "<commit>"), (build_time, "<commit-time>")]
+                    (commit, "<commit>"), (build_time, "<commit-time>"),
+                    (agent, "<agent-sha256>")]
     old_home = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     try:

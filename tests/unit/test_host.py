@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,8 @@ from typing import Any
 import pulumi
 import pytest
 
+from gin_deploy.agent import bundle
+from gin_deploy.agent.payload import DeployPayload, TargetPayload, parse
 from tests.unit.harness import RecordingMocks, is_secret, run_program, stack_config, unsecret
 
 DEV = stack_config("dev")
@@ -24,16 +28,29 @@ def payload_of(mocks: RecordingMocks, name: str = "local-deploy") -> dict[str, A
     return json.loads(unsecret(mocks.named(name).inputs["stdin"]))
 
 
+def test_what_the_component_sends_is_what_the_agent_parses() -> None:
+    deploy = run_program(DEV).named("local-deploy").inputs
+    stdin = unsecret(deploy["stdin"])
+    parsed = parse(DeployPayload, stdin)
+    assert parsed.instances[0].name == "hello-gin-9080" and parsed.systemd is None
+    # The destroy payload rides base64-encoded on the delete command line.
+    encoded = deploy["delete"].split()[1]
+    target = parse(TargetPayload, base64.b64decode(encoded).decode())
+    assert (target.app, target.state_dir, target.instances) == (
+        parsed.app, parsed.state_dir, parsed.instances)
+
+
 def test_dev_deploys_through_the_agent_with_update_in_place_and_destroy_on_delete() -> None:
     mocks = run_program(DEV)
     deploy = mocks.named("local-deploy")
     assert deploy.typ == "command:local:Command"
-    assert deploy.inputs["create"].endswith("gin_deploy/hostctl.py deploy")
+    # The agent runs as the one-file archive that SSH hosts receive too.
+    assert deploy.inputs["create"].endswith("/build/hostctl.pyz deploy")
     # update == create: a change re-runs the idempotent deploy instead of a replace,
     # which would run destroy around it.
     assert deploy.inputs["update"] == deploy.inputs["create"]
     assert "triggers" not in deploy.inputs
-    assert deploy.inputs["delete"].endswith("gin_deploy/hostctl.py destroy")
+    assert deploy.inputs["delete"].endswith("/build/hostctl.pyz destroy")
     assert not is_secret(deploy.inputs["stdin"])  # no app secrets: reviewable diffs
 
 
@@ -143,6 +160,12 @@ def test_ssh_target_stages_agent_and_binary_then_deploys_remotely(ssh_key: Path)
     assert staging.inputs["delete"] == "rm -rf .cache/gin-deploy/gin-deploy-dev-edge"
     uploads = {r.name: r for r in mocks.of_type("command:remote:CopyToRemote")}
     assert sorted(uploads) == ["edge-upload-agent", "edge-upload-binary"]
+    # The agent goes as its zip archive under the name the supervisord programs run,
+    # re-sent exactly when its code changes.
+    agent = uploads["edge-upload-agent"].inputs
+    assert agent["remotePath"] == ".cache/gin-deploy/gin-deploy-dev-edge/hostctl.py"
+    assert agent["source"].path.endswith("/build/hostctl.pyz")
+    assert agent["triggers"] == [hashlib.sha256(bundle.archive_bytes()).hexdigest()]
     assert uploads["edge-upload-binary"].inputs["remotePath"].endswith("/app")
     deploy = mocks.named("edge-deploy")
     assert deploy.typ == "command:remote:Command"

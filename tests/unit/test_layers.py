@@ -1,16 +1,12 @@
-"""One-way layers: config -> program -> components -> render.
-
-Components take typed args of their own with concrete values (documented defaults
+"""Components take typed args of their own with concrete values (documented defaults
 on the args dataclasses); only gin_deploy.program maps stack config to them. These
-tests hold the layers apart, check that a default stack config maps to exactly the
-components' own defaults (so the two sets of defaults cannot drift), and that the
-components refuse contradictory args by name.
+tests check that a default stack config maps to exactly the components' own defaults
+(so the two sets of defaults cannot drift), and that the components refuse
+contradictory args by name. The import layers themselves: test_import_layers.py.
 """
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -38,40 +34,7 @@ from gin_deploy.program.kubernetes import kubernetes_target_args
 from gin_deploy.render import kubernetes as render
 from tests.unit.harness import ROOT
 
-FORBIDDEN = ("gin_deploy.config", "gin_deploy.program")
-# Components still on the old shape, reworked on their own branch; an entry that no
-# longer applies fails below, so the list only shrinks.
-PENDING = {"components/host.py"}
 DOMAIN = "api.example.com"
-
-
-def _imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
-
-
-def _reaches_up(path: Path) -> list[str]:
-    return sorted(i for i in _imports(path) if i.startswith(FORBIDDEN))
-
-
-COMPONENT_FILES = sorted(p.relative_to(ROOT).as_posix()
-                         for p in (ROOT / "components").rglob("*.py"))
-
-
-@pytest.mark.parametrize("module", [m for m in COMPONENT_FILES if m not in PENDING])
-def test_components_never_import_the_config_or_the_program(module: str) -> None:
-    assert _reaches_up(ROOT / module) == []
-
-
-@pytest.mark.parametrize("module", sorted(PENDING))
-def test_pending_exceptions_still_apply(module: str) -> None:
-    assert _reaches_up(ROOT / module), f"{module} no longer imports config: drop it from PENDING"
 
 
 # --- a default stack config maps to the components' own defaults ---------------------------

@@ -1,12 +1,14 @@
-"""The agent's pieces without nginx or supervisord: payload validation, release files,
-the current switch, pruning, the lock, TLS issuance, the systemd strategy against a
-fake systemctl, rolling restart and rollback logic, `run`, and secret redaction."""
+"""The agent's pieces without nginx or supervisord: payload validation as the agent
+reads it, release files, the current switch, pruning, the lock, TLS issuance, the systemd
+strategy against a fake systemctl, rolling restart and rollback logic, `run`, and secret
+redaction. Commands run the agent's zip archive, as hosts do."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -19,10 +21,32 @@ from typing import Any
 
 import pytest
 
-from gin_deploy import hostctl
-from tests.host.conftest import free_ports, require, run_agent
+from gin_deploy.agent import processes, tls
+from gin_deploy.agent.certs import CertTool, CryptographyCertTool, OpensslCertTool, utcnow
+from gin_deploy.agent.cli import read_payload
+from gin_deploy.agent.deploy import destroy
+from gin_deploy.agent.layout import Layout, ensure_state_dir, save_state
+from gin_deploy.agent.nginx import SystemNginx, make_nginx, nginx_settle_seconds
+from gin_deploy.agent.output import HostError, emit, log, set_secrets
+from gin_deploy.agent.payload import DeployPayload, Instance, TargetPayload
+from gin_deploy.agent.preflight import ensure_tools
+from gin_deploy.agent.releases import (
+    current_release,
+    install_release,
+    prune_releases,
+    releases_to_prune,
+    switch_current,
+)
+from gin_deploy.agent.rollout import Target, rollout
+from gin_deploy.agent.supervisors import Systemd, make_supervisor, supervisor_groups
+from tests.host.conftest import AGENT, free_ports, require, run_agent
 
 pytestmark = [pytest.mark.host, pytest.mark.timeout(60)]
+
+
+def parse_deploy(data: dict[str, Any]) -> DeployPayload:
+    """The payload as the agent reads it from stdin."""
+    return read_payload(DeployPayload, io.StringIO(json.dumps(data)))
 
 
 def minimal(tmp_path: Path, **over: Any) -> dict[str, Any]:
@@ -53,9 +77,9 @@ def minimal(tmp_path: Path, **over: Any) -> dict[str, Any]:
 
 
 def test_valid_payload_parses_with_defaults(tmp_path: Path) -> None:
-    p = hostctl.parse_payload(minimal(tmp_path), "deploy")
-    assert p.ready_path == "/readyz" and p.ready_timeout == 30 and p.keep_releases == 5
-    assert p.instances == (hostctl.Instance("hello-gin-9080", 9080),)
+    p = parse_deploy(minimal(tmp_path))
+    assert p.ready_path == "/readyz" and p.ready_timeout_seconds == 30 and p.keep_releases == 5
+    assert p.instances == (Instance("hello-gin-9080", 9080),)
     assert p.install is False and p.tls is not None and p.tls.mode == "self-signed"
 
 
@@ -66,10 +90,11 @@ def test_valid_payload_parses_with_defaults(tmp_path: Path) -> None:
     ({"mode": "cluster"}, "mode must be one of user, system"),
     ({"supervisor": "systemd", "systemd": {"unit": "x"}}, "systemd needs mode system"),
     ({"instances": []}, "instances must not be empty"),
-    ({"instances": [{"name": "a", "port": 70000}]}, "instances[0].port must be an integer"),
+    ({"instances": [{"name": "a", "port": 70000}]}, "instances[0].port must be in 1..65535"),
     ({"instances": [{"name": "a", "port": 1}, {"name": "b", "port": 1}]}, "unique ports"),
     ({"release": {"id": "../x", "binary": "/b", "sha256": "0" * 64}}, "release.id must match"),
-    ({"release": {"id": "r", "binary": "/b", "sha256": "xyz"}}, "release.sha256 must be 64 hex"),
+    ({"release": {"id": "r", "binary": "/b", "sha256": "xyz"}},
+     "release.sha256 must be 64 lowercase hex"),
     ({"nginx": {"httpPort": 1, "httpsPort": 1, "site": "s", "main": "m"}}, "must differ"),
     ({"nginx": {"httpPort": 1, "httpsPort": 2, "site": "s"}}, "nginx.main is required"),
     ({"supervisord": {"main": "m", "programs": "[program:other]"}},
@@ -77,12 +102,13 @@ def test_valid_payload_parses_with_defaults(tmp_path: Path) -> None:
     ({"tls": {"mode": "acme", "domains": ["a.example"]}}, "tls.email is required"),
     ({"tls": {"mode": "self-signed", "domains": ["bad domain"]}}, "invalid name"),
     ({"env": {"1BAD": "x"}}, "key '1BAD' must match"),
-    ({"readyTimeoutSeconds": 0}, "readyTimeoutSeconds must be a number"),
+    ({"readyTimeoutSeconds": 0}, "readyTimeoutSeconds must be in 0.5..3600"),
+    ({"readyTimeout": 3}, "readyTimeout is not a known field"),
 ])
 def test_invalid_payload_names_the_field(tmp_path: Path, change: dict[str, Any],
                                          message: str) -> None:
-    with pytest.raises(hostctl.HostError) as err:
-        hostctl.parse_payload(minimal(tmp_path, **change), "deploy")
+    with pytest.raises(HostError) as err:
+        parse_deploy(minimal(tmp_path, **change))
     assert message in str(err.value)
     assert str(err.value).startswith("invalid payload: ")
 
@@ -93,7 +119,7 @@ def test_a_relative_binary_path_is_taken_from_the_working_directory(
     monkeypatch.chdir(tmp_path)
     data = minimal(tmp_path)
     data["release"] = {**data["release"], "binary": ".cache/gin-deploy/x/app"}
-    p = hostctl.parse_payload(data, "deploy")
+    p = parse_deploy(data)
     assert p.release is not None
     assert p.release.binary == str(tmp_path / ".cache/gin-deploy/x/app")
 
@@ -101,22 +127,23 @@ def test_a_relative_binary_path_is_taken_from_the_working_directory(
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     data = minimal(tmp_path)
     del data["nginx"], data["tls"]
-    with pytest.raises(hostctl.HostError) as err:
-        hostctl.parse_payload(data, "deploy")
+    with pytest.raises(HostError) as err:
+        parse_deploy(data)
     assert "nginx is required" in str(err.value) and "tls is required" in str(err.value)
 
 
 def test_destroy_needs_only_the_basics(tmp_path: Path) -> None:
-    p = hostctl.parse_payload({"app": "a", "stateDir": str(tmp_path / "s"), "mode": "user",
-                               "supervisor": "supervisord",
-                               "instances": [{"name": "a-1", "port": 1000}]}, "destroy")
-    assert p.release is None and p.nginx is None
+    p = read_payload(TargetPayload, io.StringIO(json.dumps(
+        {"app": "a", "stateDir": str(tmp_path / "s/"), "mode": "user",
+         "supervisor": "supervisord", "instances": [{"name": "a-1", "port": 1000}]})))
+    assert p == TargetPayload("a", str(tmp_path / "s"), "user", "supervisord",
+                              (Instance("a-1", 1000),))
 
 
 def test_cli_reports_missing_and_broken_payloads_with_exit_1(tmp_path: Path) -> None:
     proc = run_agent("deploy", None)
     assert proc.returncode == 1 and "no JSON payload on stdin" in proc.stderr
-    proc = subprocess.run([sys.executable, str(hostctl.__file__), "deploy"], input="{nope",
+    proc = subprocess.run([sys.executable, str(AGENT), "deploy"], input="{nope",
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "not valid JSON" in proc.stderr
     assert proc.stdout == ""
@@ -127,10 +154,11 @@ def test_cli_reports_missing_and_broken_payloads_with_exit_1(tmp_path: Path) -> 
 
 def test_missing_tool_says_what_to_do(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(tmp_path)}  # nothing findable on PATH...
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import hostctl; "
-            "hostctl.SBIN_DIRS = (); hostctl.sys.executable = '/nonexistent/python';"
-            "sys.exit(hostctl.main(['deploy']))")
-    proc = subprocess.run([sys.executable, "-c", code, str(Path(hostctl.__file__).parent)],
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from gin_deploy.agent import cli, processes; "
+            "processes.SBIN_DIRS = (); sys.executable = '/nonexistent/python'; "
+            "sys.exit(cli.main(['deploy']))")
+    proc = subprocess.run([sys.executable, "-c", code, str(AGENT)],
                           input=json.dumps(minimal(tmp_path)), env=env, capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 1
@@ -142,21 +170,21 @@ def test_missing_tool_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_release_install_verifies_sha_and_keeps_env_private(tmp_path: Path) -> None:
-    p = hostctl.parse_payload(minimal(tmp_path), "deploy")
-    layout = hostctl.Layout(p.state_dir)
-    hostctl.ensure_state_dir(layout)
-    assert hostctl.install_release(p, layout) is True
+    p = parse_deploy(minimal(tmp_path))
+    layout = Layout(p.state_dir)
+    ensure_state_dir(layout)
+    assert install_release(p, layout) is True
     app = Path(layout.release_app("r1"))
     assert app.stat().st_mode & 0o777 == 0o755
     env = Path(layout.release_env("r1"))
     assert env.stat().st_mode & 0o777 == 0o600
     assert json.loads(env.read_text()) == {"A": "1", "DB_PASSWORD": "hunter2-secret"}
-    assert hostctl.install_release(p, layout) is False  # idempotent
+    assert install_release(p, layout) is False  # idempotent
 
     bad = minimal(tmp_path)
     bad["release"] = {**bad["release"], "id": "r2", "sha256": "0" * 64}
-    with pytest.raises(hostctl.HostError, match=r"has sha256 .* expected 0{64}; upload it again"):
-        hostctl.install_release(hostctl.parse_payload(bad, "deploy"), layout)
+    with pytest.raises(HostError, match=r"has sha256 .* expected 0{64}; upload it again"):
+        install_release(parse_deploy(bad), layout)
     assert not Path(layout.release_dir("r2"), "app").exists()
 
 
@@ -165,10 +193,10 @@ def test_systemd_env_file_is_rendered_when_not_given(tmp_path: Path) -> None:
                    systemd={"unit": "[Service]\n"})
     data["env"]["PORT"] = "1"
     data["env"]["Q"] = 'a"b$c'
-    p = hostctl.parse_payload(data, "deploy")
-    layout = hostctl.Layout(p.state_dir)
-    hostctl.ensure_state_dir(layout)
-    hostctl.install_release(p, layout)
+    p = parse_deploy(data)
+    layout = Layout(p.state_dir)
+    ensure_state_dir(layout)
+    install_release(p, layout)
     app_env = Path(layout.release_app_env("r1"))
     assert app_env.stat().st_mode & 0o777 == 0o600
     text = app_env.read_text()
@@ -177,11 +205,11 @@ def test_systemd_env_file_is_rendered_when_not_given(tmp_path: Path) -> None:
 
 
 def test_current_switch_is_atomic(tmp_path: Path) -> None:
-    layout = hostctl.Layout(str(tmp_path))
+    layout = Layout(str(tmp_path))
     for rid in ("a", "b"):
         os.makedirs(layout.release_dir(rid))
-    hostctl.switch_current(layout, "a")
-    assert hostctl.current_release(layout) == "a"
+    switch_current(layout, "a")
+    assert current_release(layout) == "a"
     missing = []
     stop = threading.Event()
 
@@ -193,7 +221,7 @@ def test_current_switch_is_atomic(tmp_path: Path) -> None:
     t = threading.Thread(target=reader)
     t.start()
     for i in range(300):
-        hostctl.switch_current(layout, "b" if i % 2 == 0 else "a")
+        switch_current(layout, "b" if i % 2 == 0 else "a")
     stop.set()
     t.join()
     assert not missing
@@ -202,22 +230,22 @@ def test_current_switch_is_atomic(tmp_path: Path) -> None:
 
 
 def test_prune_keeps_newest_and_never_current_or_previous(tmp_path: Path) -> None:
-    layout = hostctl.Layout(str(tmp_path))
+    layout = Layout(str(tmp_path))
     now = time.time()
     for i, rid in enumerate(["r0", "r1", "r2", "r3", "r4", "r5", "r6"]):
         os.makedirs(layout.release_dir(rid))
         os.utime(layout.release_dir(rid), (now - 100 + i, now - 100 + i))
     # r0 is current (an old release re-deployed? no: protected), r1 previous
-    assert hostctl.releases_to_prune(layout, 3, ("r0", "r1")) == ["r3", "r2"]
-    assert hostctl.prune_releases(layout, 3, ("r0", "r1")) == ["r3", "r2"]
+    assert releases_to_prune(layout, 3, ("r0", "r1")) == ["r3", "r2"]
+    assert prune_releases(layout, 3, ("r0", "r1")) == ["r3", "r2"]
     assert sorted(os.listdir(layout.releases)) == ["r0", "r1", "r4", "r5", "r6"]
-    assert hostctl.releases_to_prune(layout, 1, ("r6", None)) == ["r5", "r4", "r1", "r0"]
+    assert releases_to_prune(layout, 1, ("r6", None)) == ["r5", "r4", "r1", "r0"]
 
 
 def test_lock_contention_fails_fast_with_the_lock_path(tmp_path: Path) -> None:
     data = minimal(tmp_path)
-    layout = hostctl.Layout(data["stateDir"])
-    hostctl.ensure_state_dir(layout)
+    layout = Layout(data["stateDir"])
+    ensure_state_dir(layout)
     with open(layout.lock, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         start = time.monotonic()
@@ -230,9 +258,9 @@ def test_lock_contention_fails_fast_with_the_lock_path(tmp_path: Path) -> None:
 def test_refuses_a_foreign_non_empty_state_dir(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "precious.txt").write_text("x")
-    layout = hostctl.Layout(str(tmp_path / "state"))
-    with pytest.raises(hostctl.HostError, match=r"has no \.gin-deploy marker"):
-        hostctl.ensure_state_dir(layout)
+    layout = Layout(str(tmp_path / "state"))
+    with pytest.raises(HostError, match=r"has no \.gin-deploy marker"):
+        ensure_state_dir(layout)
     proc = run_agent("destroy", {"app": "a", "stateDir": layout.state_dir, "mode": "user",
                                  "supervisor": "supervisord",
                                  "instances": [{"name": "a-1", "port": 1000}]})
@@ -246,18 +274,18 @@ def test_refuses_a_foreign_non_empty_state_dir(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", ["cryptography", "openssl"])
 def test_self_signed_ca_is_reused_and_leaf_follows_domains(tmp_path: Path, backend: str) -> None:
     openssl = require("openssl")
-    certs: hostctl.CertTool = (hostctl.CryptographyCertTool() if backend == "cryptography"
-                               else hostctl.OpensslCertTool())
-    layout = hostctl.Layout(str(tmp_path))
-    hostctl.ensure_state_dir(layout)
-    cert, key, issued = hostctl.ensure_self_signed(layout, "app", ["api.example.com",
+    certs: CertTool = (CryptographyCertTool() if backend == "cryptography"
+                               else OpensslCertTool())
+    layout = Layout(str(tmp_path))
+    ensure_state_dir(layout)
+    cert, key, issued = tls.ensure_self_signed(layout, "app", ["api.example.com",
                                                                    "localhost"], certs)
     assert issued
     assert Path(layout.ca_key).stat().st_mode & 0o777 == 0o600
     assert Path(key).stat().st_mode & 0o777 == 0o600
     info = certs.inspect(cert)
     assert info.sans == {"DNS:api.example.com", "DNS:localhost", "IP:127.0.0.1"}
-    assert 360 < (info.not_after - hostctl._utcnow()).days <= 365
+    assert 360 < (info.not_after - utcnow()).days <= 365
     verify = subprocess.run([openssl, "verify", "-CAfile", layout.ca_crt, cert],
                             capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -267,30 +295,30 @@ def test_self_signed_ca_is_reused_and_leaf_follows_domains(tmp_path: Path, backe
     ca_before = Path(layout.ca_crt).read_bytes()
     leaf_before = Path(cert).read_bytes()
 
-    assert hostctl.ensure_self_signed(layout, "app", ["localhost", "api.example.com"],
+    assert tls.ensure_self_signed(layout, "app", ["localhost", "api.example.com"],
                                       certs)[2] is False
     assert Path(cert).read_bytes() == leaf_before
-    assert hostctl.ensure_self_signed(layout, "app", ["localhost"], certs)[2] is True
+    assert tls.ensure_self_signed(layout, "app", ["localhost"], certs)[2] is True
     assert Path(layout.ca_crt).read_bytes() == ca_before  # the CA is created once
     assert certs.inspect(cert).sans == {"DNS:localhost", "IP:127.0.0.1"}
 
 
 def test_leaf_close_to_expiry_is_reissued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    layout = hostctl.Layout(str(tmp_path))
-    hostctl.ensure_state_dir(layout)
-    monkeypatch.setattr(hostctl, "LEAF_DAYS", 20)
-    hostctl.ensure_self_signed(layout, "app", ["localhost"])
-    monkeypatch.setattr(hostctl, "LEAF_DAYS", 365)
-    assert hostctl.ensure_self_signed(layout, "app", ["localhost"])[2] is True
-    assert hostctl.ensure_self_signed(layout, "app", ["localhost"])[2] is False
+    layout = Layout(str(tmp_path))
+    ensure_state_dir(layout)
+    monkeypatch.setattr(tls, "LEAF_DAYS", 20)
+    tls.ensure_self_signed(layout, "app", ["localhost"])
+    monkeypatch.setattr(tls, "LEAF_DAYS", 365)
+    assert tls.ensure_self_signed(layout, "app", ["localhost"])[2] is True
+    assert tls.ensure_self_signed(layout, "app", ["localhost"])[2] is False
 
 
 def test_stable_tls_paths_are_relative_symlinks(tmp_path: Path) -> None:
-    layout = hostctl.Layout(str(tmp_path))
-    hostctl.ensure_state_dir(layout)
-    cert, key, _ = hostctl.ensure_self_signed(layout, "app", ["localhost"])
-    assert hostctl.point_tls(layout, cert, key) is True
-    assert hostctl.point_tls(layout, cert, key) is False
+    layout = Layout(str(tmp_path))
+    ensure_state_dir(layout)
+    cert, key, _ = tls.ensure_self_signed(layout, "app", ["localhost"])
+    assert tls.point_tls(layout, cert, key) is True
+    assert tls.point_tls(layout, cert, key) is False
     assert os.readlink(layout.server_crt) == "self-signed/server.crt"
     assert Path(layout.server_key).resolve() == Path(key).resolve()
 
@@ -301,10 +329,10 @@ def test_stable_tls_paths_are_relative_symlinks(tmp_path: Path) -> None:
 def test_supervisor_groups_are_parsed() -> None:
     text = ("[group:hello-gin]\nprograms=hello-gin-1,hello-gin-2\n\n[program:hello-gin-1]\n"
             "command=x\n[program:hello-gin-2]\ncommand=y\n[program:lonely]\ncommand=z\n")
-    groups = hostctl.supervisor_groups(text)
+    groups = supervisor_groups(text)
     assert groups == {"hello-gin-1": "hello-gin", "hello-gin-2": "hello-gin"}
     multi = "[group:g]\nprograms=a,\n  b\n[program:a]\n"
-    assert hostctl.supervisor_groups(multi) == {"a": "g", "b": "g"}
+    assert supervisor_groups(multi) == {"a": "g", "b": "g"}
 
 
 class ReadyServer:
@@ -346,7 +374,7 @@ exit 0
 
 @pytest.fixture
 def systemd_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                   ) -> Iterator[tuple[hostctl.Target, Path, ReadyServer]]:
+                   ) -> Iterator[tuple[Target, Path, ReadyServer]]:
     fake = tmp_path / "fakebin"
     fake.mkdir()
     calls = tmp_path / "systemctl.log"
@@ -359,13 +387,13 @@ def systemd_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                             "unitDir": str(tmp_path / "units")},
                    instances=[{"name": f"hello-gin-{p}", "port": p} for p in ports],
                    readyTimeoutSeconds=1)
-    payload = hostctl.parse_payload(data, "deploy")
-    target = hostctl.Target.create(payload)
-    assert isinstance(target.supervisor, hostctl.Systemd)
-    hostctl.ensure_state_dir(target.layout)
+    payload = parse_deploy(data)
+    target = Target.create(payload)
+    assert isinstance(target.supervisor, Systemd)
+    ensure_state_dir(target.layout)
     for rid in ("old", "new"):
         os.makedirs(target.layout.release_dir(rid))
-    hostctl.switch_current(target.layout, "old")
+    switch_current(target.layout, "old")
     servers = ReadyServer(ports)
     try:
         yield target, calls, servers
@@ -378,16 +406,16 @@ def calls_of(path: Path) -> list[str]:
 
 
 def test_systemd_strategy_writes_unit_enables_and_cleans_up(
-        systemd_target: tuple[hostctl.Target, Path, ReadyServer]) -> None:
+        systemd_target: tuple[Target, Path, ReadyServer]) -> None:
     target, calls, _ = systemd_target
     ports = [i.port for i in target.payload.instances]
     assert target.supervisor.apply() is True
-    unit = Path(target.payload.systemd.unit_dir, "hello-gin@.service")  # type: ignore[union-attr]
+    unit = Path(target.supervisor.conf_dir, "hello-gin@.service")
     assert unit.read_text() == "[Service]\nExecStart=/x\n"
     assert calls_of(calls) == ["daemon-reload", *[f"enable hello-gin@{p}.service" for p in ports]]
     assert target.supervisor.apply() is False  # unchanged unit
     # an instance dropped from the payload is disabled and stopped
-    hostctl.save_state(target.layout, {"instances": [{"name": "old", "port": 1234}]})
+    save_state(target.layout, {"instances": [{"name": "old", "port": 1234}]})
     calls.unlink()
     target.supervisor.apply()
     assert "disable --now hello-gin@1234.service" in calls_of(calls)
@@ -398,51 +426,69 @@ def test_systemd_strategy_writes_unit_enables_and_cleans_up(
     assert not unit.exists()
 
 
+def test_destroy_finds_the_system_files_where_the_last_deploy_put_them(
+        systemd_target: tuple[Target, Path, ReadyServer], tmp_path: Path) -> None:
+    # The destroy payload names no directories; state.json remembers them.
+    target, calls, _ = systemd_target
+    target.supervisor.apply()
+    unit = tmp_path / "units" / "hello-gin@.service"
+    assert unit.exists()
+    instances = [{"name": i.name, "port": i.port} for i in target.payload.instances]
+    save_state(target.layout, {"app": "hello-gin", "mode": "system", "supervisor": "systemd",
+                               "instances": instances,
+                               "supervisorConfDir": str(tmp_path / "units"),
+                               "nginxConfDir": str(tmp_path / "conf.d")})
+    p = target.payload
+    result = destroy(TargetPayload(p.app, p.state_dir, p.mode, p.supervisor, p.instances))
+    assert result["destroyed"] and not unit.exists()
+    assert f"disable --now hello-gin@{instances[0]['port']}.service" in calls_of(calls)
+
+
 def test_rolling_restart_goes_one_by_one_through_systemctl(
-        systemd_target: tuple[hostctl.Target, Path, ReadyServer]) -> None:
+        systemd_target: tuple[Target, Path, ReadyServer]) -> None:
     target, calls, _ = systemd_target
     ports = [i.port for i in target.payload.instances]
-    assert hostctl.rollout(target, "new", "old", force=False) is True
+    assert rollout(target, "new", "old", force=False) is True
     restarts = [c for c in calls_of(calls) if c.startswith("restart")]
     assert restarts == [f"restart hello-gin@{p}.service" for p in ports]
-    assert hostctl.current_release(target.layout) == "new"
+    assert current_release(target.layout) == "new"
     calls.unlink()
     # same release, everything ready: nothing is restarted
-    assert hostctl.rollout(target, "new", "new", force=False) is False
+    assert rollout(target, "new", "new", force=False) is False
     assert not [c for c in calls_of(calls) if c.startswith("restart")]
 
 
 def test_failed_instance_rolls_back_the_restarted_ones(
-        systemd_target: tuple[hostctl.Target, Path, ReadyServer],
+        systemd_target: tuple[Target, Path, ReadyServer],
         capsys: pytest.CaptureFixture[str]) -> None:
     target, calls, servers = systemd_target
     ports = [i.port for i in target.payload.instances]
     servers.healthy[ports[1]] = False
     log_file = Path(target.layout.logs, f"hello-gin-{ports[1]}.log")
     log_file.write_text("".join(f"line {i} hunter2-secret\n" for i in range(30)))
-    with pytest.raises(hostctl.HostError) as err:
-        hostctl.rollout(target, "new", "old", force=False)
+    with pytest.raises(HostError) as err:
+        rollout(target, "new", "old", force=False)
     message = str(err.value)
     assert message.startswith(f"instance hello-gin-{ports[1]} (http://127.0.0.1:{ports[1]}"
                               f"/readyz) was not ready within 1s; rolled back to release old")
     assert f"--- last 20 lines of {log_file} ---" in message
     assert "line 29" in message and "line 9 " not in message
-    assert hostctl.current_release(target.layout) == "old"
+    assert current_release(target.layout) == "old"
     restarts = [c for c in calls_of(calls) if c.startswith("restart")]
     assert restarts == [f"restart hello-gin@{p}.service" for p in
                         (ports[0], ports[1], ports[0], ports[1])]
     # the secret never reaches the output
-    hostctl.log(message)
+    log(message)
     assert "hunter2-secret" not in capsys.readouterr().err
 
 
 def test_redaction_masks_every_secret_value(capsys: pytest.CaptureFixture[str]) -> None:
-    hostctl.set_secrets(["pa55word", "longer-pa55word-value"])
+    set_secrets(["pa55word", "longer-pa55word-value"])
     try:
-        hostctl.log("a longer-pa55word-value b pa55word")
-        hostctl.emit({"x": "pa55word"})
+        log("a longer-pa55word-value b pa55word")
+        emit({"x": "pa55word"})
     finally:
-        hostctl.set_secrets([])
+        set_secrets([])
     out = capsys.readouterr()
     assert "pa55word" not in out.err + out.out
     assert out.err == "hostctl: a *** b ***\n" and json.loads(out.out) == {"x": "***"}
@@ -452,16 +498,16 @@ def test_redaction_masks_every_secret_value(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_run_execs_the_current_release_with_its_env(tmp_path: Path) -> None:
-    layout = hostctl.Layout(str(tmp_path / "state"))
-    hostctl.ensure_state_dir(layout)
+    layout = Layout(str(tmp_path / "state"))
+    ensure_state_dir(layout)
     rdir = Path(layout.release_dir("r1"))
     rdir.mkdir()
     out = tmp_path / "env.out"
     (rdir / "app").write_text(f'#!/bin/sh\necho "$$ $PWD" > {out}\nenv >> {out}\n')
     (rdir / "app").chmod(0o755)
     (rdir / "env.json").write_text(json.dumps({"GREETING": "hi there", "PORT": "1"}))
-    hostctl.switch_current(layout, "r1")
-    proc = subprocess.Popen([sys.executable, str(hostctl.__file__), "run", "--state",
+    switch_current(layout, "r1")
+    proc = subprocess.Popen([sys.executable, str(AGENT), "run", "--state",
                              layout.state_dir, "--port", "9099", "--name", "hello-gin-9099"])
     assert proc.wait(timeout=20) == 0
     lines = out.read_text().splitlines()
@@ -488,20 +534,20 @@ def test_settle_time_follows_the_upstream_failure_settings() -> None:
             "    server 127.0.0.1:1 weight=1 max_fails=2 fail_timeout=5s;\n"
             "    server 127.0.0.1:2 max_fails=2 fail_timeout=30s backup;\n    keepalive 3;\n}\n"
             "server { listen 80; }\n")
-    assert hostctl.nginx_settle_seconds(site) == 5
-    assert hostctl.nginx_settle_seconds("upstream b { server x:1; }") == 10  # nginx defaults
-    assert hostctl.nginx_settle_seconds("upstream b { server x:1 max_fails=0; }") == 0
-    assert hostctl.nginx_settle_seconds("upstream b { server x:1 fail_timeout=500ms; }") == 0.5
+    assert nginx_settle_seconds(site) == 5
+    assert nginx_settle_seconds("upstream b { server x:1; }") == 10  # nginx defaults
+    assert nginx_settle_seconds("upstream b { server x:1 max_fails=0; }") == 0
+    assert nginx_settle_seconds("upstream b { server x:1 fail_timeout=500ms; }") == 0.5
 
 
 def test_log_tail_skips_rotated_and_other_instances_logs(tmp_path: Path) -> None:
-    p = hostctl.parse_payload(minimal(tmp_path), "deploy")
-    layout = hostctl.Layout(p.state_dir)
-    hostctl.ensure_state_dir(layout)
+    p = parse_deploy(minimal(tmp_path))
+    layout = Layout(p.state_dir)
+    ensure_state_dir(layout)
     for name in ("hello-gin-9080.log", "hello-gin-9080.err.log", "hello-gin-9080.log.1",
                  "hello-gin-90801.log"):
         Path(layout.logs, name).write_text(f"from {name}\n")
-    sup = hostctl.make_supervisor(p, layout)
+    sup = make_supervisor(p, layout)
     files = [Path(f).name for f in sup.log_files(p.instances[0])]
     assert files == ["hello-gin-9080.err.log", "hello-gin-9080.log"]
 
@@ -523,15 +569,15 @@ def test_install_true_uses_apt_get(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         "        os.chmod(path, 0o755)\n")
     (fake / "apt-get").chmod(0o755)
     monkeypatch.setenv("PATH", str(fake))
-    monkeypatch.setattr(hostctl, "SBIN_DIRS", ())
-    monkeypatch.setattr(hostctl.sys, "executable", str(tmp_path / "nowhere" / "python3"))
-    p = hostctl.parse_payload(minimal(tmp_path, install=True), "deploy")
-    hostctl.ensure_tools(p)
+    monkeypatch.setattr(processes, "SBIN_DIRS", ())
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python3"))
+    p = parse_deploy(minimal(tmp_path, install=True))
+    ensure_tools(p)
     assert calls.read_text().splitlines() == ["update -q", "install -y -q nginx supervisor"]
     (fake / "nginx").unlink()
-    p = hostctl.parse_payload(minimal(tmp_path), "deploy")
-    with pytest.raises(hostctl.HostError, match="nginx not found on host; install it or set"):
-        hostctl.ensure_tools(p)
+    p = parse_deploy(minimal(tmp_path))
+    with pytest.raises(HostError, match="nginx not found on host; install it or set"):
+        ensure_tools(p)
 
 
 FAKE_NGINX = """#!/bin/sh
@@ -556,24 +602,24 @@ def test_system_nginx_validates_in_place_and_restores_on_failure(
     (fake / "nginx").write_text(FAKE_NGINX.format(log=calls, site=site_path))
     (fake / "nginx").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(hostctl, "SBIN_DIRS", ())
+    monkeypatch.setattr(processes, "SBIN_DIRS", ())
     pid_file = tmp_path / "nginx.pid"
     pid_file.write_text(f"{os.getpid()}\n")  # "running"
-    monkeypatch.setattr(hostctl.SystemNginx, "PID_FILE", str(pid_file))
-    monkeypatch.setattr(hostctl.SystemNginx, "master_pid", lambda self: None)
+    monkeypatch.setattr(SystemNginx, "PID_FILE", str(pid_file))
+    monkeypatch.setattr(SystemNginx, "master_pid", lambda self: None)
     data = minimal(tmp_path, mode="system")
     data["nginx"] = {"httpPort": 80, "httpsPort": 443, "site": "server {}\n",
                      "confDir": str(conf_d)}
-    p = hostctl.parse_payload(data, "deploy")
-    nginx = hostctl.make_nginx(hostctl.Layout(p.state_dir), "system", "hello-gin", p.nginx)
+    p = parse_deploy(data)
+    nginx = make_nginx(Layout(p.state_dir), "system", "hello-gin", p.nginx.conf_dir)
     assert nginx.apply("server { good; }\n", "") is True
     assert site_path.read_text() == "server { good; }\n"
     assert calls.read_text().splitlines() == ["-t", "-s reload"]
-    with pytest.raises(hostctl.HostError) as err:
+    with pytest.raises(HostError) as err:
         nginx.apply("BROKEN;\n", "")
     assert 'unknown directive "BROKEN"' in str(err.value)
     assert site_path.read_text() == "server { good; }\n"  # the old site is back
-    with pytest.raises(hostctl.HostError):
+    with pytest.raises(HostError):
         nginx.check("BROKEN;\n", "")
     assert site_path.read_text() == "server { good; }\n"
     assert calls.read_text().splitlines()[-1] == "-t"  # never reloaded with a bad site
@@ -582,8 +628,8 @@ def test_system_nginx_validates_in_place_and_restores_on_failure(
 
 
 def test_renew_loop_runs_certbot_renew_repeatedly(tmp_path: Path) -> None:
-    layout = hostctl.Layout(str(tmp_path / "state"))
-    hostctl.ensure_state_dir(layout)
+    layout = Layout(str(tmp_path / "state"))
+    ensure_state_dir(layout)
     os.makedirs(layout.acme_dir("config"))
     fake = tmp_path / "fakebin"
     fake.mkdir()
@@ -591,7 +637,7 @@ def test_renew_loop_runs_certbot_renew_repeatedly(tmp_path: Path) -> None:
     (fake / "certbot").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
     (fake / "certbot").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen([sys.executable, str(hostctl.__file__), "renew-loop", "--state",
+    proc = subprocess.Popen([sys.executable, str(AGENT), "renew-loop", "--state",
                              layout.state_dir, "--interval-seconds", "0.2"], env=env,
                             stderr=subprocess.PIPE, text=True)
     try:

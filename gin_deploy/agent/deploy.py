@@ -1,0 +1,158 @@
+"""deploy, destroy and status of one target, each under the target's lock.
+
+deploy, in order: preflight (tools, free ports) -> install the agent and the release ->
+certificates -> nginx config validated -> supervisor config -> rolling restart gated on
+readiness (rollback on failure) -> nginx config installed and reloaded -> ACME
+certificate (nginx now serves the challenge) -> state.json -> prune old releases.
+Every step is idempotent: a deploy of what is already there changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from typing import Any
+
+from gin_deploy.agent.bundle import agent_bytes
+from gin_deploy.agent.files import write_file
+from gin_deploy.agent.layout import (
+    MARKER,
+    Layout,
+    ensure_state_dir,
+    load_state,
+    save_state,
+    state_lock,
+)
+from gin_deploy.agent.output import HostError, log
+from gin_deploy.agent.payload import AcmeTls, DeployPayload, Instance, TargetPayload
+from gin_deploy.agent.preflight import check_ports, ensure_tools
+from gin_deploy.agent.processes import kill_processes, target_processes
+from gin_deploy.agent.releases import (
+    current_release,
+    install_release,
+    prune_releases,
+    switch_current,
+)
+from gin_deploy.agent.rollout import Target, rollout
+from gin_deploy.agent.tls import finish_acme, prepare_tls
+from gin_deploy.agent.wire import WireError, load
+
+
+def preflight(target: Target, payload: DeployPayload) -> None:
+    ensure_tools(payload)
+    ports: list[tuple[int, str]] = []
+    running = target.supervisor.running_instances() if target.supervisor.daemon_running() \
+        else set()
+    for inst in payload.instances:
+        if inst.name not in running:
+            ports.append((inst.port, f"instance {inst.name}"))
+    if not target.nginx.running():
+        ports += [(payload.nginx.http_port, "nginx http"),
+                  (payload.nginx.https_port, "nginx https")]
+    check_ports(ports)
+
+
+def install_agent(layout: Layout) -> None:
+    """Supervisord programs and certbot's hook run <stateDir>/bin/hostctl.py."""
+    if write_file(layout.agent, agent_bytes(), 0o755):
+        log(f"installed agent at {layout.agent}")
+
+
+def deploy(payload: DeployPayload) -> dict[str, Any]:
+    target = Target.create(payload)
+    layout = target.layout
+    rel, tls, nginx = payload.release, payload.tls, payload.nginx
+    main = nginx.main or ""  # system mode: the host's nginx.conf
+    ensure_state_dir(layout)
+    with state_lock(layout):
+        preflight(target, payload)
+        install_agent(layout)
+        content_changed = install_release(payload, layout)
+        prior = load_state(layout)
+        prev = current_release(layout)
+        tls_changed, acme_pending = prepare_tls(layout, payload.app, tls)
+        # Validate the nginx configuration before touching any instance.
+        target.nginx.check(nginx.site, main)
+        if prev is None:
+            switch_current(layout, rel.id)  # instances started by the supervisor need it
+        unit_changed = target.supervisor.apply()
+        force = unit_changed or (content_changed and prev == rel.id)
+        restarted = rollout(target, rel.id, prev, force)
+        nginx_changed = target.nginx.apply(nginx.site, main)
+        if tls_changed and not nginx_changed:
+            target.nginx.reload()
+        if acme_pending and isinstance(tls, AcmeTls):
+            finish_acme(layout, tls)
+            target.nginx.reload()
+        previous = prev if prev != rel.id else prior.get("previous")
+        state = load_state(layout)  # finish_acme may have added to it
+        state.update({
+            "app": payload.app, "mode": payload.mode, "supervisor": payload.supervisor,
+            "current": rel.id, "previous": previous, "readyPath": payload.ready_path,
+            "instances": [{"name": i.name, "port": i.port} for i in payload.instances],
+            "tlsMode": tls.mode,
+            "nginxConfDir": nginx.conf_dir,
+            # destroy and status find the system files where this deploy put them
+            "supervisorConfDir": target.supervisor.conf_dir,
+        })
+        save_state(layout, state)
+        prune_releases(layout, payload.keep_releases, (rel.id, previous))
+        changed = restarted or nginx_changed or tls_changed or content_changed
+        return {
+            "release": rel.id,
+            "previous": previous,
+            "changed": bool(changed),
+            "instances": [{"name": i.name, "port": i.port, "ready": target.ready(i)}
+                          for i in payload.instances],
+            "caCert": layout.ca_crt if os.path.exists(layout.ca_crt) else None,
+        }
+
+
+def destroy(payload: TargetPayload) -> dict[str, Any]:
+    target = Target.from_state(payload)
+    layout = target.layout
+    exists = os.path.isdir(layout.state_dir)
+    if exists and os.listdir(layout.state_dir) and not os.path.exists(layout.marker):
+        raise HostError(f"stateDir {layout.state_dir} has no {MARKER} marker; refusing to "
+                        "delete a directory gin-deploy did not create")
+    lock: contextlib.AbstractContextManager[None] = (
+        state_lock(layout) if exists else contextlib.nullcontext())
+    with lock:
+        instances = list(payload.instances)
+        for old in load_state(layout).get("instances") or []:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                inst = Instance(str(old["name"]), int(old["port"]))
+                if all(i.port != inst.port for i in instances):
+                    instances.append(inst)
+        target.supervisor.destroy(instances)
+        target.nginx.remove()
+        if exists:
+            kill_processes(target_processes(layout))
+            shutil.rmtree(layout.state_dir)
+            log(f"removed {layout.state_dir}")
+    return {"destroyed": True, "stateDir": layout.state_dir, "existed": exists}
+
+
+def status_from_state(state_dir: str) -> TargetPayload:
+    """The target the last deploy left in `state_dir`."""
+    layout = Layout(os.path.normpath(state_dir))
+    state = load_state(layout)
+    if not state:
+        raise HostError(f"no state in {layout.state_file}; deploy first or pass a payload")
+    data = {"app": state.get("app"), "stateDir": layout.state_dir, "mode": state.get("mode"),
+            "supervisor": state.get("supervisor"), "instances": state.get("instances")}
+    try:
+        return load(TargetPayload, data)
+    except WireError as exc:
+        raise HostError(f"{layout.state_file} is damaged: {exc}") from None
+
+
+def status(payload: TargetPayload) -> dict[str, Any]:
+    target = Target.from_state(payload)
+    return {
+        "current": current_release(target.layout),
+        "instances": [{"name": i.name, "port": i.port, "ready": target.ready(i)}
+                      for i in payload.instances],
+        "nginxRunning": target.nginx.running(),
+    }

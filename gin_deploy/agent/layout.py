@@ -1,0 +1,151 @@
+"""Where everything of one target lives on the host, and the lock that guards it.
+
+Layout under ``stateDir`` (the program renders configs with these paths):
+
+    .gin-deploy                  marker: this directory belongs to gin-deploy
+    .lock                        flock held by deploy/destroy/renew
+    state.json                   what the last deploy did (mode, releases, instances, ...)
+    bin/hostctl.py               the agent (one zip archive; supervisord programs run it)
+    releases/<id>/app            the release binary (0755)
+    releases/<id>/env.json       the app environment, secrets included (0600)
+    releases/<id>/app.env        systemd EnvironmentFile (0600, systemd only)
+    current -> releases/<id>     relative symlink, switched atomically
+    tls/server.crt, server.key   stable paths nginx uses (symlinks the agent maintains)
+    tls/ca.crt, tls/ca.key       self-signed CA (10 years, created once; key 0600)
+    tls/self-signed/             leaf issued by that CA for the domains + 127.0.0.1
+    acme/{config,work,logs}      certbot directories; acme/ca-bundle.pem if caBundle was given
+    logs/                        logs; an instance's logs are logs/<instance name>.* (e.g.
+                                 hello-gin-9080.log, hello-gin-9080.err.log), quoted when it
+                                 fails; logs/nginx-error.log
+    nginx/nginx.conf             user mode: the standalone nginx.conf (payload nginx.main); it
+                                 must ``include <stateDir>/nginx/site.conf;`` and set
+                                 ``pid <stateDir>/nginx/nginx.pid;`` and not ``daemon off``
+    nginx/site.conf              the site (payload nginx.site)
+    nginx/temp/                  nginx temp paths
+    supervisor/supervisord.conf  user mode: payload supervisord.main; pidfile
+                                 <stateDir>/supervisor/supervisord.pid, socket
+                                 <stateDir>/supervisor/supervisor.sock, includes programs.conf
+    supervisor/programs.conf     payload supervisord.programs: one [program:<instance name>]
+                                 per instance (optionally in a [group:...])
+
+System mode puts the site in ``/etc/nginx/conf.d/gin-deploy-<app>.conf``, the programs in
+``/etc/supervisor/conf.d/gin-deploy-<app>.conf`` and the unit in
+``/etc/systemd/system/<app>@.service`` (overridable: nginx.confDir, supervisord.confDir,
+systemd.unitDir; state.json remembers them for destroy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from gin_deploy.agent.files import write_file
+from gin_deploy.agent.output import HostError
+
+MARKER = ".gin-deploy"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path of one target, all under state_dir."""
+
+    state_dir: str
+
+    def p(self, *parts: str) -> str:
+        return os.path.join(self.state_dir, *parts)
+
+    marker = property(lambda self: self.p(MARKER))
+    lock = property(lambda self: self.p(".lock"))
+    state_file = property(lambda self: self.p("state.json"))
+    bin_dir = property(lambda self: self.p("bin"))
+    agent = property(lambda self: self.p("bin", "hostctl.py"))
+    releases = property(lambda self: self.p("releases"))
+    current = property(lambda self: self.p("current"))
+    logs = property(lambda self: self.p("logs"))
+    tls = property(lambda self: self.p("tls"))
+    server_crt = property(lambda self: self.p("tls", "server.crt"))
+    server_key = property(lambda self: self.p("tls", "server.key"))
+    ca_crt = property(lambda self: self.p("tls", "ca.crt"))
+    ca_key = property(lambda self: self.p("tls", "ca.key"))
+    self_signed = property(lambda self: self.p("tls", "self-signed"))
+    acme = property(lambda self: self.p("acme"))
+    acme_ca_bundle = property(lambda self: self.p("acme", "ca-bundle.pem"))
+    nginx_dir = property(lambda self: self.p("nginx"))
+    nginx_conf = property(lambda self: self.p("nginx", "nginx.conf"))
+    nginx_site = property(lambda self: self.p("nginx", "site.conf"))
+    nginx_pid = property(lambda self: self.p("nginx", "nginx.pid"))
+    nginx_temp = property(lambda self: self.p("nginx", "temp"))
+    nginx_error_log = property(lambda self: self.p("logs", "nginx-error.log"))
+    supervisor_dir = property(lambda self: self.p("supervisor"))
+    supervisord_conf = property(lambda self: self.p("supervisor", "supervisord.conf"))
+    programs_conf = property(lambda self: self.p("supervisor", "programs.conf"))
+    supervisor_sock = property(lambda self: self.p("supervisor", "supervisor.sock"))
+    supervisord_pid = property(lambda self: self.p("supervisor", "supervisord.pid"))
+
+    def acme_dir(self, kind: str) -> str:
+        return self.p("acme", kind)
+
+    def release_dir(self, rid: str) -> str:
+        return self.p("releases", rid)
+
+    def release_app(self, rid: str) -> str:
+        return self.p("releases", rid, "app")
+
+    def release_env(self, rid: str) -> str:
+        return self.p("releases", rid, "env.json")
+
+    def release_app_env(self, rid: str) -> str:
+        return self.p("releases", rid, "app.env")
+
+
+def load_state(layout: Layout) -> dict[str, Any]:
+    try:
+        with open(layout.state_file, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(layout: Layout, state: dict[str, Any]) -> None:
+    write_file(layout.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644)
+
+
+
+@contextlib.contextmanager
+def state_lock(layout: Layout) -> Iterator[None]:
+    """Hold <stateDir>/.lock; fail at once when another operation holds it."""
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise HostError(
+                f"another gin-deploy operation holds {layout.lock}; wait for it to finish "
+                "and retry"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def ensure_state_dir(layout: Layout) -> None:
+    """Create the state dir, refusing to take over a non-empty directory that is not ours."""
+    d = layout.state_dir
+    if os.path.isdir(d) and os.listdir(d) and not os.path.exists(layout.marker):
+        raise HostError(
+            f"stateDir {d} exists, is not empty and has no {MARKER} marker; "
+            "choose an empty or new directory"
+        )
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    if not os.path.exists(layout.marker):
+        write_file(layout.marker, "gin-deploy state directory; destroy removes it\n")
+    for sub in (layout.bin_dir, layout.releases, layout.logs, layout.tls):
+        os.makedirs(sub, mode=0o755, exist_ok=True)
+
+

@@ -1,0 +1,428 @@
+"""How the instances run: supervisord (its own in user mode, the host's in system mode) or
+systemd template units, behind one interface the rolling restart uses.
+
+An instance's supervisord command is
+``<python3> <stateDir>/bin/hostctl.py run --state <stateDir> --port <port> --name <name>``:
+``run`` reads ``current/env.json``, sets PORT, BIND_ADDR=127.0.0.1 and INSTANCE_ID and
+execs ``current/app``, so program definitions never change between releases. With
+systemd the template unit ``<app>@.service`` (instance = port) uses
+``ExecStart=<stateDir>/current/app`` and ``EnvironmentFile=<stateDir>/current/app.env``.
+"""
+
+from __future__ import annotations
+
+import glob
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import xmlrpc.client
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from gin_deploy.agent.files import LOG_TAIL_LINES, read_text, tail_lines, write_file
+from gin_deploy.agent.layout import Layout, load_state
+from gin_deploy.agent.output import HostError, log
+from gin_deploy.agent.payload import (
+    SUPERVISOR_CONF_DIR,
+    SYSTEMD_UNIT_DIR,
+    DeployPayload,
+    Instance,
+    SupervisordFiles,
+    SystemdFiles,
+    TargetPayload,
+)
+from gin_deploy.agent.processes import (
+    pid_alive,
+    read_pid,
+    run_cmd,
+    start_daemon,
+    stop_pid,
+    tool,
+    wait_until,
+    which,
+)
+
+STOP_TIMEOUT = 60.0
+
+
+def supervisor_groups(programs: str) -> dict[str, str]:
+    """Program name -> group name, from the [group:x] programs= lines."""
+    groups: dict[str, str] = {}
+    section: str | None = None
+    value: str | None = None
+
+    def flush() -> None:
+        if section and value is not None:
+            for name in value.split(","):
+                if name.strip():
+                    groups[name.strip()] = section
+
+    for line in programs.splitlines():
+        stripped = line.strip()
+        if value is not None and line[:1].isspace() and stripped:
+            value += "," + stripped
+            continue
+        flush()
+        value = None
+        m = re.fullmatch(r"\[([^\]]+)\]", stripped)
+        if m:
+            head = m.group(1)
+            section = head.split(":", 1)[1].strip() if head.startswith("group:") else None
+            continue
+        m = re.match(r"programs\s*[=:]\s*(.*)", stripped)
+        if section and m:
+            value = m.group(1)
+    flush()
+    return groups
+
+
+class Supervisor:
+    """Strategy for running the instances: supervisord (user or system) or systemd."""
+
+    kind = ""
+
+    def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str) -> None:
+        self.target = target
+        self.layout = layout
+        self.conf_dir = conf_dir  # system mode: where the programs file / unit goes
+
+    def daemon_running(self) -> bool:
+        return True
+
+    def running_instances(self) -> set[str]:
+        raise NotImplementedError
+
+    def apply(self) -> bool:
+        """Write the configuration and make the supervisor load it; True when the definition of
+        the instances changed in a way that needs a restart."""
+        raise NotImplementedError
+
+    def start(self, inst: Instance) -> None:
+        raise NotImplementedError
+
+    def restart(self, inst: Instance) -> None:
+        raise NotImplementedError
+
+    def wait_running(self, inst: Instance, timeout: float) -> bool:
+        """Wait until the supervisor itself considers the instance started."""
+        return True
+
+    def stop(self, inst: Instance) -> None:
+        raise NotImplementedError
+
+    def destroy(self, instances: Sequence[Instance]) -> None:
+        raise NotImplementedError
+
+    def log_files(self, inst: Instance) -> list[str]:
+        """logs/<name>.* (not rotated backups such as <name>.log.1)."""
+        pattern = os.path.join(glob.escape(self.layout.logs), glob.escape(inst.name) + ".*")
+        return sorted(p for p in glob.glob(pattern) if not re.search(r"\.\d+$", p))
+
+    def log_tail(self, inst: Instance) -> str:
+        sections = []
+        for path in self.log_files(inst):
+            lines = tail_lines(path)
+            if lines:
+                sections.append(f"--- last {len(lines)} lines of {path} ---\n" + "\n".join(lines))
+        return "\n".join(sections)
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        path = self.path
+
+        class Conn(http.client.HTTPConnection):
+            def connect(self) -> None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(10)
+                sock.connect(path)
+                self.sock = sock
+
+        return Conn("localhost")
+
+
+def unix_xmlrpc(path: str) -> xmlrpc.client.ServerProxy:
+    """An XML-RPC proxy to a supervisord unix control socket."""
+    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(path))
+
+
+class SupervisordBase(Supervisor):
+    kind = "supervisord"
+    UP = ("RUNNING", "STARTING")
+
+    def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str,
+                 files: SupervisordFiles | None) -> None:
+        super().__init__(target, layout, conf_dir)
+        self.files = files  # None for destroy and status
+
+    def ctl(self) -> list[str]:
+        raise NotImplementedError
+
+    def programs_text(self) -> str:
+        return self.files.programs if self.files else ""
+
+    def full_name(self, inst: Instance, groups: dict[str, str] | None = None) -> str:
+        if groups is None:
+            groups = supervisor_groups(read_text(self.programs_path()) or self.programs_text())
+        group = groups.get(inst.name)
+        return f"{group}:{inst.name}" if group else inst.name
+
+    def programs_path(self) -> str:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, tuple[str, int | None]]:
+        """name -> (state, pid) for every program supervisord knows."""
+        proc = run_cmd([*self.ctl(), "status"], "supervisorctl status", check=False, timeout=30)
+        out: dict[str, tuple[str, int | None]] = {}
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            name = parts[0].split(":")[-1]
+            m = re.search(r"\bpid (\d+)", line)
+            out[name] = (parts[1], int(m.group(1)) if m else None)
+        return out
+
+    def running_instances(self) -> set[str]:
+        if not self.daemon_running():
+            return set()
+        return {n for n, (state, _pid) in self.status().items() if state in self.UP}
+
+    # Errors that still leave the process in the wanted state.
+    HARMLESS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "stop": ("(not running)",), "start": ("(already started)",),
+        "restart": ("(not running)",)}
+
+    def _action(self, action: str, inst: Instance) -> None:
+        """supervisorctl start/stop/restart; start and restart return once the process is
+        RUNNING (past startsecs), or fail with supervisord's reason (spawn error, ...)."""
+        name = self.full_name(inst)
+        proc = run_cmd([*self.ctl(), action, name], f"supervisorctl {action}",
+                       check=False, timeout=STOP_TIMEOUT + 30)
+        output = (proc.stdout + proc.stderr).strip()
+        errors = [ln for ln in output.splitlines() if "ERROR" in ln and
+                  not any(h in ln for h in self.HARMLESS[action])]
+        done = (action == "stop" or (action == "start" and "already started" in output) or
+                any(ln.rstrip().endswith(": started") for ln in output.splitlines()))
+        if errors or not done:
+            raise HostError(f"supervisorctl {action} {name} failed: {output or 'no output'}")
+
+    def start(self, inst: Instance) -> None:
+        self._action("start", inst)
+
+    def wait_running(self, inst: Instance, timeout: float) -> bool:
+        # STARTING lasts `startsecs`; a crash in that window would otherwise go unnoticed.
+        return wait_until(lambda: self.status().get(inst.name, ("", None))[0] == "RUNNING",
+                          timeout, 0.2)
+
+    def restart(self, inst: Instance) -> None:
+        self._action("restart", inst)
+
+    def stop(self, inst: Instance) -> None:
+        self._action("stop", inst)
+
+    def reread_update(self) -> None:
+        ctl = self.ctl()
+        run_cmd([*ctl, "reread"], "supervisorctl reread", timeout=60)
+        run_cmd([*ctl, "update"], "supervisorctl update", timeout=STOP_TIMEOUT + 60)
+
+    def log_tail(self, inst: Instance) -> str:
+        text = super().log_tail(inst)
+        if text or not self.daemon_running():
+            return text
+        proc = run_cmd([*self.ctl(), "tail", "-2000", self.full_name(inst)],
+                       "supervisorctl tail", check=False)
+        lines = proc.stdout.splitlines()[-LOG_TAIL_LINES:]
+        return f"--- supervisorctl tail {self.full_name(inst)} ---\n" + "\n".join(lines)
+
+
+class UserSupervisord(SupervisordBase):
+    """A supervisord of our own, run by the deploy user."""
+
+    def ctl(self) -> list[str]:
+        return [tool("supervisorctl"), "-c", self.layout.supervisord_conf]
+
+    def programs_path(self) -> str:
+        return self.layout.programs_conf
+
+    def daemon_pid(self) -> int | None:
+        pid = read_pid(self.layout.supervisord_pid)
+        return pid if pid_alive(pid) else None
+
+    def status(self) -> dict[str, tuple[str, int | None]]:
+        # Straight over the control socket: a supervisorctl process per poll is slow on a
+        # busy host. Falls back to supervisorctl when the socket does not answer.
+        try:
+            rpc: Any = unix_xmlrpc(self.layout.supervisor_sock)
+            infos: list[dict[str, Any]] = rpc.supervisor.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+            return super().status()
+        return {str(i["name"]): (str(i["statename"]), int(i["pid"]) or None) for i in infos}
+
+    def daemon_running(self) -> bool:
+        return self.daemon_pid() is not None
+
+    def responsive(self) -> bool:
+        proc = run_cmd([*self.ctl(), "pid"], "supervisorctl pid", check=False, timeout=10)
+        return proc.stdout.strip().isdigit()
+
+    def apply(self) -> bool:
+        lay = self.layout
+        spec = self.files
+        assert spec is not None and spec.main is not None  # user mode: checked by the payload
+        os.makedirs(lay.supervisor_dir, exist_ok=True)
+        os.makedirs(lay.logs, exist_ok=True)
+        programs_changed = write_file(lay.programs_conf, spec.programs)
+        main_changed = write_file(lay.supervisord_conf, spec.main)
+        if not self.daemon_running():
+            log("starting supervisord")
+            start_daemon([tool("supervisord"), "-c", lay.supervisord_conf], "supervisord")
+            if not wait_until(self.responsive, 15, 0.2):
+                raise HostError(f"supervisord did not answer on {lay.supervisor_sock} after "
+                                f"starting; see its log under {lay.logs}")
+        elif main_changed:
+            log("warning: supervisord.conf changed; it takes effect when supervisord restarts")
+        known = self.status()
+        if programs_changed or any(i.name not in known for i in self.target.instances):
+            self.reread_update()
+        return False
+
+    def destroy(self, instances: Sequence[Instance]) -> None:
+        pid = self.daemon_pid()
+        if not pid:
+            return
+        log(f"shutting down supervisord (pid {pid}) and its programs")
+        run_cmd([*self.ctl(), "shutdown"], "supervisorctl shutdown", check=False, timeout=30)
+        if not wait_until(lambda: not pid_alive(pid), STOP_TIMEOUT, 0.2):
+            stop_pid(pid, signal.SIGTERM, "supervisord", 10)
+
+
+class SystemSupervisord(SupervisordBase):
+    """The host's supervisord; our programs are one file in its conf.d."""
+
+    def ctl(self) -> list[str]:
+        return [tool("supervisorctl")]
+
+    def programs_path(self) -> str:
+        return os.path.join(self.conf_dir, f"gin-deploy-{self.target.app}.conf")
+
+    def daemon_running(self) -> bool:
+        proc = run_cmd([*self.ctl(), "pid"], "supervisorctl pid", check=False, timeout=10)
+        return proc.stdout.strip().isdigit()
+
+    def apply(self) -> bool:
+        if not self.daemon_running():
+            raise HostError("the system supervisord is not running (supervisorctl cannot reach "
+                            "it); start it, e.g. systemctl start supervisor")
+        write_file(self.programs_path(), self.programs_text())
+        self.reread_update()
+        return False
+
+    def destroy(self, instances: Sequence[Instance]) -> None:
+        path = self.programs_path()
+        if os.path.exists(path):
+            os.unlink(path)
+            log(f"removed {path}")
+            if self.daemon_running():
+                self.reread_update()
+
+
+class Systemd(Supervisor):
+    """A template unit <app>@.service; the instance is the port."""
+
+    kind = "systemd"
+
+    def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str,
+                 files: SystemdFiles | None) -> None:
+        super().__init__(target, layout, conf_dir)
+        self.files = files  # None for destroy and status
+
+    def unit_path(self) -> str:
+        return os.path.join(self.conf_dir, f"{self.target.app}@.service")
+
+    def unit(self, inst: Instance) -> str:
+        return f"{self.target.app}@{inst.port}.service"
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_cmd([tool("systemctl"), *args], f"systemctl {' '.join(args)}", check=check,
+                       timeout=STOP_TIMEOUT + 30)
+
+    def running_instances(self) -> set[str]:
+        running = set()
+        for inst in self.target.instances:
+            proc = self.systemctl("is-active", "--quiet", self.unit(inst), check=False)
+            if proc.returncode == 0:
+                running.add(inst.name)
+        return running
+
+    def apply(self) -> bool:
+        spec = self.files
+        assert spec is not None
+        changed = write_file(self.unit_path(), spec.unit)
+        if changed:
+            log(f"wrote {self.unit_path()}")
+        self.systemctl("daemon-reload")
+        previous = load_state(self.layout).get("instances") or []
+        wanted = {i.port for i in self.target.instances}
+        for old in previous:
+            try:
+                inst = Instance(str(old["name"]), int(old["port"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if inst.port not in wanted:
+                log(f"removing instance {inst.name}")
+                self.systemctl("disable", "--now", self.unit(inst), check=False)
+        for inst in self.target.instances:
+            self.systemctl("enable", self.unit(inst))
+        return changed
+
+    def start(self, inst: Instance) -> None:
+        self.systemctl("start", self.unit(inst))
+
+    def restart(self, inst: Instance) -> None:
+        self.systemctl("restart", self.unit(inst))
+
+    def stop(self, inst: Instance) -> None:
+        self.systemctl("stop", self.unit(inst), check=False)
+
+    def destroy(self, instances: Sequence[Instance]) -> None:
+        if not which("systemctl"):
+            return
+        for inst in instances:
+            self.systemctl("disable", "--now", self.unit(inst), check=False)
+        if os.path.exists(self.unit_path()):
+            os.unlink(self.unit_path())
+            log(f"removed {self.unit_path()}")
+        self.systemctl("daemon-reload", check=False)
+
+    def log_tail(self, inst: Instance) -> str:
+        text = super().log_tail(inst)
+        journalctl = which("journalctl")
+        if text or not journalctl:
+            return text
+        proc = run_cmd([journalctl, "-u", self.unit(inst), "-n", str(LOG_TAIL_LINES),
+                        "--no-pager", "-o", "cat"], "journalctl", check=False)
+        return f"--- journalctl -u {self.unit(inst)} ---\n{proc.stdout.strip()}"
+
+
+def make_supervisor(payload: TargetPayload, layout: Layout,
+                    conf_dir: str | None = None) -> Supervisor:
+    """deploy passes its DeployPayload (the files and their directory); destroy and status
+    a TargetPayload and the directory the last deploy used (`conf_dir`)."""
+    deploy = payload if isinstance(payload, DeployPayload) else None
+    if payload.supervisor == "systemd":
+        unit = deploy.systemd if deploy else None
+        return Systemd(payload, layout, conf_dir or (unit.unit_dir if unit else
+                                                     SYSTEMD_UNIT_DIR), unit)
+    programs = deploy.supervisord if deploy else None
+    directory = conf_dir or (programs.conf_dir if programs else SUPERVISOR_CONF_DIR)
+    if payload.mode == "user":
+        return UserSupervisord(payload, layout, directory, programs)
+    return SystemSupervisord(payload, layout, directory, programs)

@@ -1,0 +1,151 @@
+"""Every file a host target needs, rendered from plain values.
+
+The nginx site (and, in user mode, the standalone nginx.conf around it), then either
+supervisord's main config and programs or the systemd template unit. The result is the
+files part of the agent's payload (gin_deploy.agent.payload), so what is rendered here is
+exactly what the host receives. Pure: the HostTarget component calls it with values it
+has resolved, tests and the benchmark with their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal
+
+from gin_deploy.agent.payload import NginxFiles, SupervisordFiles, SystemdFiles
+from gin_deploy.render import nginx, supervisor, systemd
+
+# How often an ACME target in user mode (no cron there) runs certbot renew.
+RENEW_INTERVAL_S = 12 * 3600
+
+
+@dataclass(frozen=True)
+class OriginLock:
+    """Behind a CDN: only requests carrying `header: value` reach the app (else 403);
+    `open_path` (the health check's, which cannot send headers) stays open."""
+
+    header: str
+    value: str
+    open_path: str | None = None
+
+
+@dataclass(frozen=True)
+class HostService:
+    """One app on one host, as its configuration files describe it."""
+
+    app: str
+    stack: str
+    target: str
+    state_dir: str
+    mode: Literal["user", "system"]
+    supervisor: Literal["supervisord", "systemd"]
+    instance_ports: tuple[int, ...]
+    http_port: int
+    https_port: int
+    server_names: tuple[str, ...]
+    trusted_proxies: tuple[str, ...] = ()
+    hsts_max_age: int = 63072000
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    acme: bool = False  # serve the HTTP-01 challenge; user mode: keep certbot renewing
+    shutdown_timeout: int = 10  # the app's drain time, seconds
+    origin_lock: OriginLock | None = None
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    nginx: NginxFiles
+    supervisord: SupervisordFiles | None
+    systemd: SystemdFiles | None
+
+
+def instance_name(app: str, port: int) -> str:
+    return f"{app}-{port}"
+
+
+def render_host_files(s: HostService) -> HostFiles:
+    """The nginx, supervisord or systemd files for `s`; behind a CDN the nginx site holds
+    the origin lock's value, so a payload carrying these files must then be a secret."""
+    sd = PurePosixPath(s.state_dir)
+    lock = s.origin_lock
+    site = nginx.NginxSite(
+        name=s.app,
+        server_names=s.server_names,
+        upstreams=tuple(nginx.UpstreamServer(f"127.0.0.1:{p}") for p in s.instance_ports),
+        tls_certificate=str(sd / "tls" / "server.crt"),
+        tls_certificate_key=str(sd / "tls" / "server.key"),
+        access_log=str(sd / "logs" / "nginx-access.log"),
+        error_log=str(sd / "logs" / "nginx-error.log"),
+        http_port=s.http_port,
+        https_port=s.https_port,
+        trusted_proxies=s.trusted_proxies,
+        hsts_max_age=s.hsts_max_age,
+        hsts_include_subdomains=s.hsts_include_subdomains,
+        hsts_preload=s.hsts_preload,
+        acme_webroot=str(sd / "acme" / "webroot") if s.acme else None,
+        origin_verify_header=lock.header if lock else None,
+        origin_verify_value=lock.value if lock else None,
+        origin_verify_exempt_paths=(lock.open_path,) if lock and lock.open_path else (),
+    )
+    nginx_files = NginxFiles(
+        http_port=s.http_port,
+        https_port=s.https_port,
+        site=nginx.render_site(site),
+        main=nginx.render_main_config(
+            site_include=str(sd / "nginx" / "site.conf"),
+            pid_file=str(sd / "nginx" / "nginx.pid"),
+            error_log=str(sd / "logs" / "nginx-error.log"),
+            temp_dir=str(sd / "nginx" / "temp"),
+        ) if s.mode == "user" else None,
+    )
+    # Stop waits exceed the app's drain so a stop never cuts a request short.
+    stop_wait = s.shutdown_timeout + 5
+    if s.supervisor == "systemd":
+        unit = systemd.render_template_unit(systemd.SystemdService(
+            name=s.app,
+            description=f"{s.app} (gin-deploy {s.stack}/{s.target}) on port %i",
+            exec_start=str(sd / "current" / "app"),
+            working_directory=str(sd / "current"),
+            environment_file=str(sd / "current" / "app.env"),
+            timeout_stop_s=stop_wait + 5,
+        ))
+        return HostFiles(nginx_files, None, SystemdFiles(unit=unit))
+    return HostFiles(nginx_files, _supervisord_files(s, sd, stop_wait), None)
+
+
+def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> SupervisordFiles:
+    # Programs run the agent, which execs the current release: they never change
+    # between releases (see gin_deploy/agent/supervisors.py).
+    agent = str(sd / "bin" / "hostctl.py")
+    programs = []
+    for port in s.instance_ports:
+        name = instance_name(s.app, port)
+        programs.append(supervisor.SupervisorProgram(
+            name=name,
+            command=f"/usr/bin/env python3 {agent} run --state {sd} --port {port} "
+                    f"--name {name}",
+            directory=str(sd),
+            stdout_log=str(sd / "logs" / f"{name}.log"),
+            stderr_log=str(sd / "logs" / f"{name}.err.log"),
+            stop_wait_s=stop_wait,
+        ))
+    if s.acme and s.mode == "user":
+        # No cron in user mode: supervisord keeps the renewal loop alive.
+        programs.append(supervisor.SupervisorProgram(
+            name=f"{s.app}-certbot-renew",
+            command=f"/usr/bin/env python3 {agent} renew-loop --state {sd} "
+                    f"--interval-seconds {RENEW_INTERVAL_S}",
+            directory=str(sd),
+            stdout_log=str(sd / "logs" / "certbot-renew.log"),
+            stderr_log=str(sd / "logs" / "certbot-renew.err.log"),
+        ))
+    main = supervisor.render_main_config(
+        state_dir=str(sd),
+        socket_file=str(sd / "supervisor" / "supervisor.sock"),
+        pid_file=str(sd / "supervisor" / "supervisord.pid"),
+        log_file=str(sd / "logs" / "supervisord.log"),
+        include=str(sd / "supervisor" / "programs.conf"),
+    ) if s.mode == "user" else None
+    return SupervisordFiles(programs=supervisor.render_programs(s.app, tuple(programs)),
+                            main=main)
