@@ -9,7 +9,6 @@ host and which pulumi-command resource runs a command differ between
 from __future__ import annotations
 
 import shlex
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,8 +33,9 @@ class HostConnection:
         self._parent = parent
         self.ssh = ssh
         self.staging_dir = staging_dir
-        # Local hosts run the agent with the deploying interpreter; remote hosts use theirs.
-        self.python = shlex.quote(sys.executable) if ssh is None else "python3"
+        # The agent needs only a python3 (3.9+, standard library): the host's own, locally
+        # too, so no path of the deploying checkout or its venv ends up in the stack's state.
+        self.python = "python3"
         self._remote = (
             command.remote.ConnectionArgs(
                 host=ssh.host, user=ssh.user, port=ssh.port,

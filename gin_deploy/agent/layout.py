@@ -3,7 +3,7 @@
 Layout under ``stateDir`` (the program renders configs with these paths):
 
     .gin-deploy                  marker: this directory belongs to gin-deploy
-    .lock                        flock held by deploy/destroy/renew
+    .lock                        flock held by deploy/destroy/renew (0600; holds the pid)
     state.json                   what the last deploy did (mode, releases, instances, ...)
     bin/hostctl.py               the agent (one zip archive; supervisord programs run it)
     releases/<id>/app            the release binary (0755)
@@ -40,12 +40,13 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from gin_deploy.agent.files import write_file
-from gin_deploy.agent.output import HostError
+from gin_deploy.agent.output import HostError, log
 
 MARKER = ".gin-deploy"
 
@@ -117,18 +118,51 @@ def save_state(layout: Layout, state: dict[str, Any]) -> None:
 
 
 
+# How long an operation waits for another one to finish (seconds). An interrupted `pulumi
+# up` may leave its agent running on the host (over SSH, or after its parent was killed):
+# the next deploy waits for that rollout instead of failing while it completes.
+LOCK_WAIT_ENV = "GIN_DEPLOY_LOCK_WAIT"
+LOCK_WAIT_DEFAULT_S = 900
+_LOCK_NOTICE_EVERY_S = 30.0
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        pid = os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError:
+        return "an unknown process"
+    return f"pid {pid}" if pid.isdigit() else "an unknown process"
+
+
 @contextlib.contextmanager
 def state_lock(layout: Layout) -> Iterator[None]:
-    """Hold <stateDir>/.lock; fail at once when another operation holds it."""
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold <stateDir>/.lock, waiting (with a notice) while another operation holds it."""
+    wait_s = float(os.environ.get(LOCK_WAIT_ENV) or LOCK_WAIT_DEFAULT_S)
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise HostError(
-                f"another gin-deploy operation holds {layout.lock}; wait for it to finish "
-                "and retry"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        next_notice = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                holder = _lock_holder(fd)
+                now = time.monotonic()
+                if now >= deadline:
+                    raise HostError(
+                        f"another gin-deploy operation ({holder}) holds {layout.lock} and did "
+                        f"not finish within {wait_s:.0f}s; wait for it to finish and retry"
+                    ) from None
+                if now >= next_notice:
+                    log(f"waiting for another gin-deploy operation ({holder}) holding "
+                        f"{layout.lock} to finish")
+                    next_notice = now + _LOCK_NOTICE_EVERY_S
+                time.sleep(0.5)
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         os.close(fd)

@@ -7,6 +7,7 @@ the project's build/ directory (gin_deploy.agent.bundle).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -42,10 +43,12 @@ def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
 
 def build_agent(project_dir: Path) -> tuple[str, str]:
     """The agent's zip archive in <project>/build/ (rewritten only when its code changed);
-    returns its path and sha256, which is the upload trigger."""
+    returns its path relative to the project dir (the engine's cwd: the same in every
+    checkout, so a teammate's `up` sees no change) and its sha256, the upload trigger."""
     out = project_dir / "build"
     out.mkdir(exist_ok=True)
-    return bundle.build(str(out))
+    path, sha = bundle.build(str(out))
+    return os.path.relpath(path, project_dir), sha
 
 
 def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str,

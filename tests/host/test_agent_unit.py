@@ -5,12 +5,12 @@ redaction. Commands run the agent's zip archive, as hosts do."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import http.server
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -25,7 +25,7 @@ from gin_deploy.agent import processes, tls
 from gin_deploy.agent.certs import CertTool, CryptographyCertTool, OpensslCertTool, utcnow
 from gin_deploy.agent.cli import read_payload
 from gin_deploy.agent.deploy import destroy
-from gin_deploy.agent.layout import Layout, ensure_state_dir, save_state
+from gin_deploy.agent.layout import Layout, ensure_state_dir, save_state, state_lock
 from gin_deploy.agent.nginx import SystemNginx, make_nginx, nginx_settle_seconds
 from gin_deploy.agent.output import HostError, emit, log, set_secrets
 from gin_deploy.agent.payload import DeployPayload, Instance, TargetPayload
@@ -242,17 +242,55 @@ def test_prune_keeps_newest_and_never_current_or_previous(tmp_path: Path) -> Non
     assert releases_to_prune(layout, 1, ("r6", None)) == ["r5", "r4", "r1", "r0"]
 
 
-def test_lock_contention_fails_fast_with_the_lock_path(tmp_path: Path) -> None:
+def _hold_lock(layout: Layout, seconds: float) -> subprocess.Popen[bytes]:
+    """Another operation: a process holding the state lock (its pid inside) for a while."""
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); "
+            "print('held', flush=True); time.sleep(float(sys.argv[2]))")
+    holder = subprocess.Popen([sys.executable, "-c", code, layout.lock, str(seconds)],
+                              stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    return holder
+
+
+def test_a_busy_lock_is_waited_for_with_a_notice_naming_the_holder(tmp_path: Path) -> None:
     data = minimal(tmp_path)
     layout = Layout(data["stateDir"])
     ensure_state_dir(layout)
-    with open(layout.lock, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    holder = _hold_lock(layout, 2)
+    try:
+        target = {k: data[k] for k in ("app", "instances", "mode", "stateDir", "supervisor")}
+        proc = run_agent("destroy", target, timeout=60)
+    finally:
+        holder.wait()
+    assert f"waiting for another gin-deploy operation (pid {holder.pid}) holding " \
+           f"{layout.lock} to finish" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_lock_is_private_and_names_its_holder(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "state"))
+    ensure_state_dir(layout)
+    with state_lock(layout):
+        assert stat.S_IMODE(os.stat(layout.lock).st_mode) == 0o600
+        assert Path(layout.lock).read_text().strip() == str(os.getpid())
+
+
+def test_a_lock_held_past_the_wait_fails_naming_the_holder(tmp_path: Path) -> None:
+    data = minimal(tmp_path)
+    layout = Layout(data["stateDir"])
+    ensure_state_dir(layout)
+    holder = _hold_lock(layout, 30)
+    try:
         start = time.monotonic()
-        proc = run_agent("deploy", data, timeout=20)
-        assert time.monotonic() - start < 5
+        proc = run_agent("deploy", data, timeout=20,
+                         env={**os.environ, "GIN_DEPLOY_LOCK_WAIT": "1"})
+        assert time.monotonic() - start < 10
+    finally:
+        holder.kill()
+        holder.wait()
     assert proc.returncode == 1
-    assert f"another gin-deploy operation holds {layout.lock}" in proc.stderr
+    assert f"another gin-deploy operation (pid {holder.pid}) holds {layout.lock}" in proc.stderr
 
 
 def test_refuses_a_foreign_non_empty_state_dir(tmp_path: Path) -> None:

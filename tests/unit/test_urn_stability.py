@@ -37,3 +37,10 @@ def test_every_resource_of_an_existing_stack_keeps_its_inputs(stack: Any) -> Non
     changed = [urn for urn, info in golden.items()
                if urn in reachable and current[reachable[urn]]["inputs"] != info["inputs"]]
     assert not changed, "inputs changed (an update on the next up): " + ", ".join(changed)
+
+
+def test_no_input_depends_on_where_the_project_is_checked_out(stack: Any) -> None:
+    # A teammate's or CI's checkout elsewhere (a shared backend) must see no change.
+    _golden, current = stack
+    text = json.dumps(current)
+    assert "<project>" not in text and "<python>" not in text
