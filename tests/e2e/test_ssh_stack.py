@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import pwd
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,12 @@ def keys(sshd: dict[str, Any], project: Project) -> dict[str, Path]:
     return out
 
 
-def ssh_config(project: Project, sshd: dict[str, Any], key: Path) -> dict[str, Any]:
+def ssh_config(project: Project, sshd: dict[str, Any], key: Path,
+               host_key: str | None = None) -> dict[str, Any]:
+    pinned = host_key or (sshd["dir"] / "host_key.pub").read_text().strip()
     return project.dev_config(connection="ssh", host="127.0.0.1", sshPort=sshd["port"],
-                              user=sshd["user"], privateKeyPath=str(key), mode="user")
+                              user=sshd["user"], privateKeyPath=str(key), mode="user",
+                              hostKey=pinned)
 
 
 def staging_dir(sshd: dict[str, Any]) -> Path:
@@ -50,6 +54,21 @@ def healthz(project: Project) -> int:
         return conn.getresponse().status
     finally:
         conn.close()
+
+
+def test_a_host_with_another_key_is_refused_and_nothing_is_sent(
+        project: Project, sshd: dict[str, Any], keys: dict[str, Path]) -> None:
+    # The stack pins a key the host does not have: what a man in the middle looks like.
+    other = (sshd["dir"] / "wrong_key.pub").read_text().strip()
+    project.write_stack_file(STACK, ssh_config(project, sshd, keys["good"], host_key=other))
+    with pytest.raises(automation.OperationFailed) as err:
+        automation.up(STACK, settings=project.settings)
+    offered = subprocess.run(["ssh-keygen", "-lf", str(sshd["dir"] / "host_key.pub")],
+                             check=True, capture_output=True, text=True).stdout.split()[1]
+    message = str(err.value)
+    assert f"127.0.0.1:{sshd['port']} offers host key {offered} (ssh-ed25519)" in message, \
+        message
+    assert not staging_dir(sshd).exists() and not project.state_dir.exists()
 
 
 def test_up_over_ssh_serves_https(project: Project, sshd: dict[str, Any],
