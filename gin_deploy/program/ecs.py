@@ -71,4 +71,6 @@ def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
     return TargetEndpoint(
         name=target.name, kind="ecs", url=ecs.url, origin_host=ecs.alb_dns_name,
         weight=target.weight, region=target.region, alias_zone_id=ecs.alb_zone_id,
+        status={"region": target.region, "cluster": ecs.cluster.name,
+                "service": ecs.service.name},
     )

@@ -36,10 +36,16 @@ def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         edge=edge,
     ))
     origin = target.host if target.connection == "ssh" and target.host else "localhost"
+    args = host.args
+    ssh = args.ssh
+    status = {"stateDir": host.state_dir, "connection": target.connection,
+              "sudo": args.service.mode == "system" and ssh is not None and ssh.user != "root"}
+    if ssh is not None:
+        status.update(host=ssh.host, user=ssh.user, port=ssh.port, hostKey=ssh.host_key)
     return TargetEndpoint(
         name=target.name, kind="host", url=host.url,
         origin_host=pulumi.Output.from_input(origin), weight=target.weight,
-        region=target.region, ca_cert=host.ca_cert,
+        region=target.region, ca_cert=host.ca_cert, status=status,
     )
 
 
