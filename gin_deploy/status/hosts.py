@@ -62,7 +62,7 @@ def _ssh_args(target: Mapping[str, Any], tmp: str) -> list[str]:
     return ["ssh", "-F", "/dev/null", "-p", str(port), "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
-            "-o", "IdentitiesOnly=yes", f"{target['user']}@{host}"]
+            f"{target['user']}@{host}"]
 
 
 def query_agent(target: Mapping[str, Any], private_key: str | None = None,
@@ -77,9 +77,11 @@ def query_agent(target: Mapping[str, Any], private_key: str | None = None,
             args = _ssh_args(target, tmp)
             with contextlib.ExitStack() as stack:
                 if private_key_path:
-                    args[1:1] = ["-i", str(Path(private_key_path).expanduser())]
+                    args[1:1] = ["-o", "IdentitiesOnly=yes",
+                                 "-i", str(Path(private_key_path).expanduser())]
                 elif private_key:
                     sock = stack.enter_context(_ssh_agent(private_key, tmp))
+                    # the private agent holds only this key
                     args[1:1] = ["-o", f"IdentityAgent={sock}"]
                 else:
                     raise HostQueryError("the stack's config has no SSH key for this target")
