@@ -138,7 +138,8 @@ def check_public(st: TargetStatus, ca_pem: str | None, min_days: float,
         st.problems.append(f"GET {st.url}/version failed: {exc}")
 
 
-def check_host(st: TargetStatus, agent: dict[str, Any], now: datetime.datetime) -> None:
+def check_host(st: TargetStatus, agent: dict[str, Any], now: datetime.datetime,
+               last_update: dict[str, Any] | None = None) -> None:
     st.ready, st.wanted = agent.get("ready"), agent.get("wanted")
     st.detail.update(release=agent.get("current"), nginxRunning=agent.get("nginxRunning"),
                      tlsMode=agent.get("tlsMode"))
@@ -147,6 +148,13 @@ def check_host(st: TargetStatus, agent: dict[str, Any], now: datetime.datetime) 
     if agent.get("nginxRunning") is False:
         st.problems.append("nginx is not running")
     st.last_deploy = agent.get("lastDeploy")
+    if st.last_deploy and st.last_deploy.get("result") != "ok" and last_update and \
+            last_update.get("result") == "succeeded" and \
+            str(last_update.get("time", "")) > str(st.last_deploy.get("time", "")):
+        # A later successful update converged the stack on what runs (e.g. the config
+        # went back to the running release, so the engine had nothing to re-deploy).
+        st.last_deploy = {"time": last_update["time"], "result": "ok",
+                          "release": agent.get("current")}
     if st.last_deploy and st.last_deploy.get("result") != "ok":
         st.problems.append(f"the last deploy ({st.last_deploy.get('time')}) failed: "
                            f"{st.last_deploy.get('error')}")
@@ -193,7 +201,7 @@ def collect(stack: str, outputs: Mapping[str, Any], config: Mapping[str, Any], *
             if st.kind == "host":
                 agent = clients.agent(target, cfg)
                 ca_pem = agent.get("caCert")
-                check_host(st, agent, now)
+                check_host(st, agent, now, last_update)
             elif st.kind == "ecs":
                 rep = cloud.ecs_service(clients.ecs(str(target["region"])),
                                         str(target["cluster"]), str(target["service"]))
