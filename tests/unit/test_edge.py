@@ -201,6 +201,7 @@ def test_prod_stack_runs_end_to_end_with_three_targets_and_edge(prod: EdgeMocks)
         ("aws:cloudfront/distribution:Distribution", "cdn"),
         ("aws:route53/record:Record", "cdn-a"),
         ("aws:route53/record:Record", "cdn-aaaa"),
+        ("aws:cloudwatch/metricAlarm:MetricAlarm", "cdn-cert-expiry"),
     ])
 
 

@@ -216,3 +216,14 @@ def test_an_unreachable_host_is_unhealthy_and_the_cli_exits_non_zero(
         "could not ask the host target: ssh: connect to host 203.0.113.10")
     assert cli_main(["status", "--stack", "prod"]) == 1
     assert "edge: could not ask the host target" in capsys.readouterr().out
+
+
+def test_every_acm_certificate_has_a_days_to_expiry_alarm() -> None:
+    prod = run(PROD)
+    alarms = {r.name: r.inputs for r in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+              if r.inputs.get("metricName") == "DaysToExpiry"}
+    assert set(alarms) == {"aws-use1-cert-expiry", "hello-gin-edge-cdn-cert-expiry"}, alarms
+    for alarm in alarms.values():
+        assert (alarm["namespace"], alarm["comparisonOperator"], alarm["threshold"]) == (
+            "AWS/CertificateManager", "LessThanThreshold", 14)
+        assert alarm["dimensions"]["CertificateArn"]
