@@ -120,11 +120,13 @@ class HostTarget(pulumi.ComponentResource):
     ca_cert: str | None
     state_dir: str
     deploy: pulumi.CustomResource
+    args: HostTargetArgs
 
     def __init__(self, name: str, args: HostTargetArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gin-deploy:host:HostTarget", name, None, opts)
         s = args.service
+        self.args = args
         self.state_dir = s.state_dir
         conn = HostConnection(name, self, args.ssh, staging_dir=args.staging_dir)
 

@@ -14,8 +14,10 @@ Commands
     status        (TargetPayload, or --state DIR) current release and instance readiness
     run           --state DIR --port P --name N: exec the current release (supervisord program)
     reload-nginx  --state DIR: validate and reload this target's nginx (certbot deploy hook)
-    renew         --state DIR [--force]: certbot renew (ACME targets); --force renews now
-                  (certbot --force-renewal) even when the certificate is not due
+    renew         --state DIR [--force] [--min-days N]: certbot renew (ACME targets); --force
+                  renews now (certbot --force-renewal) even when the certificate is not due.
+                  Records the run in renewal.json and logs/renew.log; fails when certbot
+                  fails or the served certificate has fewer than N (14) days left
     renew-loop    --state DIR --interval-seconds N: renew forever, every N seconds
 """
 
@@ -33,7 +35,7 @@ from gin_deploy.agent.nginx import nginx_for_state
 from gin_deploy.agent.output import HostError, emit, log, set_secrets
 from gin_deploy.agent.payload import DeployPayload, PayloadError, TargetPayload, parse
 from gin_deploy.agent.releases import run_instance
-from gin_deploy.agent.tls import renew, renew_loop
+from gin_deploy.agent.tls import RENEW_MIN_DAYS, renew, renew_loop
 
 P = TypeVar("P", bound=TargetPayload)
 
@@ -78,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     loop = sub.add_parser("renew-loop")
     loop.add_argument("--state", required=True)
     loop.add_argument("--interval-seconds", type=float, default=43200.0)
+    for p in (rn, loop):
+        p.add_argument("--min-days", type=float, default=RENEW_MIN_DAYS,
+                       help="fail when the certificate is left with fewer days than this")
     return parser
 
 
@@ -90,9 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             nginx_for_state(args.state).reload()
             emit({"reloaded": True})
         elif args.command == "renew":
-            emit(renew(args.state, force=args.force))
+            emit(renew(args.state, force=args.force, min_days=args.min_days))
         elif args.command == "renew-loop":
-            renew_loop(args.state, args.interval_seconds)
+            renew_loop(args.state, args.interval_seconds, args.min_days)
         elif args.command == "status":
             emit(status(status_from_state(args.state) if args.state
                         else read_payload(TargetPayload, sys.stdin)))

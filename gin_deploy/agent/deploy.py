@@ -15,7 +15,7 @@ import shutil
 from typing import Any
 
 from gin_deploy.agent.bundle import agent_bytes
-from gin_deploy.agent.files import write_file
+from gin_deploy.agent.files import read_text, write_file
 from gin_deploy.agent.layout import (
     MARKER,
     Layout,
@@ -28,6 +28,7 @@ from gin_deploy.agent.output import HostError, log
 from gin_deploy.agent.payload import AcmeTls, DeployPayload, Instance, TargetPayload
 from gin_deploy.agent.preflight import check_ports, ensure_tools
 from gin_deploy.agent.processes import kill_processes, target_processes
+from gin_deploy.agent.records import last_deploy, record_deploy, renewal
 from gin_deploy.agent.releases import (
     current_release,
     install_release,
@@ -60,6 +61,17 @@ def install_agent(layout: Layout) -> None:
 
 
 def deploy(payload: DeployPayload) -> dict[str, Any]:
+    """One deploy, its outcome recorded for `status` (<stateDir>/last-deploy.json)."""
+    try:
+        result = _deploy(payload)
+    except HostError as exc:
+        record_deploy(Layout(payload.state_dir), "failed", payload.release.id, str(exc))
+        raise
+    record_deploy(Layout(payload.state_dir), "ok", payload.release.id)
+    return result
+
+
+def _deploy(payload: DeployPayload) -> dict[str, Any]:
     target = Target.create(payload)
     layout = target.layout
     rel, tls, nginx = payload.release, payload.tls, payload.nginx
@@ -149,10 +161,23 @@ def status_from_state(state_dir: str) -> TargetPayload:
 
 
 def status(payload: TargetPayload) -> dict[str, Any]:
+    """What runs now, and what the last deploy and certificate renewal did."""
     target = Target.from_state(payload)
+    layout = target.layout
+    instances = [{"name": i.name, "port": i.port, "ready": target.ready(i)}
+                 for i in payload.instances]
+    state = load_state(layout)
+    ca = read_text(layout.ca_crt) if state.get("tlsMode") == "self-signed" else None
     return {
-        "current": current_release(target.layout),
-        "instances": [{"name": i.name, "port": i.port, "ready": target.ready(i)}
-                      for i in payload.instances],
+        "current": current_release(layout),
+        "instances": instances,
+        "ready": sum(1 for i in instances if i["ready"]),
+        "wanted": len(instances),
         "nginxRunning": target.nginx.running(),
+        "tlsMode": state.get("tlsMode"),
+        "lastDeploy": last_deploy(layout),
+        "renewal": renewal(layout),
+        # Self-signed targets: the CA that the served certificate chains to, so a status
+        # taken from elsewhere can verify it.
+        "caCert": ca,
     }

@@ -82,6 +82,9 @@ def main() -> None:
 
     pulumi.export("version", build.version)
     pulumi.export("endpoints", {e.name: e.url for e in endpoints})
+    # What `python -m gin_deploy status` asks each live target by (gin_deploy/status).
+    pulumi.export("targets", [{"name": e.name, "kind": e.kind, "url": e.url,
+                               "caCert": e.ca_cert, **e.status} for e in endpoints])
     pulumi.export("url", edge.url if edge is not None else endpoints[0].url)
     if edge is not None:
         pulumi.export("healthChecks", edge.health_check_ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.build import GinBuild
+from components.certificate_alarm import days_to_expiry_alarm
 from components.ecs import (
     EcsContainerArgs,
     EcsLoadBalancerArgs,
@@ -68,7 +69,10 @@ def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
                           platform=platform)
 
     ecs = EcsTarget(target.name, ecs_target_args(target, cfg, push, edge))
+    days_to_expiry_alarm(target.name, ecs.certificate_arn, ecs.provider, parent=ecs)
     return TargetEndpoint(
         name=target.name, kind="ecs", url=ecs.url, origin_host=ecs.alb_dns_name,
         weight=target.weight, region=target.region, alias_zone_id=ecs.alb_zone_id,
+        status={"region": target.region, "cluster": ecs.cluster.name,
+                "service": ecs.service.name},
     )

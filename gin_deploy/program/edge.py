@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pulumi
 
+from components.certificate_alarm import days_to_expiry_alarm
 from components.edge import (
     CdnArgs,
     EdgeOrigins,
@@ -73,5 +74,9 @@ def build_edge_origins(cfg: StackConfig, edge: EdgeConfig) -> EdgeOrigins:
 def build_edge_routing(cfg: StackConfig, edge: EdgeConfig, origins: EdgeOrigins,
                        endpoints: Sequence[TargetEndpoint]) -> EdgeRouting:
     """Health checks, records and CloudFront across the deployed targets."""
-    return EdgeRouting(routing_name(cfg),
-                       edge_routing_args(cfg, edge, endpoints, origins.verify_value))
+    name = routing_name(cfg)
+    routing = EdgeRouting(name, edge_routing_args(cfg, edge, endpoints, origins.verify_value))
+    if routing.certificate_arn is not None:  # CloudFront's, in us-east-1
+        days_to_expiry_alarm(f"{name}-cdn", routing.certificate_arn, routing.provider,
+                             parent=routing)
+    return routing

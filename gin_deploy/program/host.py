@@ -19,7 +19,9 @@ from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.host import HostTarget, HostTargetArgs
 from gin_deploy.agent import bundle
 from gin_deploy.agent.payload import AcmeTls, SelfSignedTls, Tls
-from gin_deploy.config import AppConfig, HostTargetConfig, StackConfig, TargetConfig
+from gin_deploy.config import NAMESPACE, AppConfig, HostTargetConfig, StackConfig, TargetConfig
+from gin_deploy.config.ssh_keys import preferred
+from gin_deploy.program.host_keys import check_host_key
 from gin_deploy.render.host import HostService
 
 
@@ -34,10 +36,16 @@ def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         edge=edge,
     ))
     origin = target.host if target.connection == "ssh" and target.host else "localhost"
+    args = host.args
+    ssh = args.ssh
+    status = {"stateDir": host.state_dir, "connection": target.connection,
+              "sudo": args.service.mode == "system" and ssh is not None and ssh.user != "root"}
+    if ssh is not None:
+        status.update(host=ssh.host, user=ssh.user, port=ssh.port, hostKey=ssh.host_key)
     return TargetEndpoint(
         name=target.name, kind="host", url=host.url,
         origin_host=pulumi.Output.from_input(origin), weight=target.weight,
-        region=target.region, ca_cert=host.ca_cert,
+        region=target.region, ca_cert=host.ca_cert, status=status,
     )
 
 
@@ -75,7 +83,12 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
         assert target.host and target.user  # validated in config
         key = _private_key(target)
         assert key is not None  # validated in config
-        ssh = SshEndpoint(target.host, target.user, target.ssh_port, key)
+        pinned = list(target.host_keys)
+        assert pinned  # validated in config
+        index = cfg.targets.index(target)
+        check_host_key(f"{NAMESPACE}:targets[{index}]", target.host, target.ssh_port, pinned)
+        ssh = SshEndpoint(target.host, target.user, target.ssh_port, key,
+                          host_key=preferred(pinned).line)
     return HostTargetArgs(
         service=HostService(
             app=cfg.app.name, stack=cfg.stack, target=target.name, state_dir=state_dir,

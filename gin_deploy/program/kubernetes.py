@@ -104,10 +104,17 @@ def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
     # Targets sharing a repository share one push.
     digest = build.image_digests.get(key) or build.push(
         key, registry.server, username=registry.username, password=password)
-    k8s_target = KubernetesTarget(target.name, kubernetes_target_args(
-        target, cfg, image=digest, version=build.version, edge=edge))
+    args = kubernetes_target_args(target, cfg, image=digest, version=build.version,
+                                  edge=edge)
+    k8s_target = KubernetesTarget(target.name, args)
+    app = args.app
     return TargetEndpoint(
         name=target.name, kind="kubernetes", url=k8s_target.url,
         origin_host=k8s_target.address.apply(lambda a: a or ""), weight=target.weight,
         region=target.region,
+        # cert-manager's gateway-shim names the Certificate after the Gateway's secret.
+        status={"context": target.context, "namespace": app.namespace,
+                "deployment": app.deployment_name("stable"),
+                "certificate": {"namespace": app.gateway_namespace,
+                                "name": app.tls_secret_name}},
     )

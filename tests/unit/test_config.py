@@ -15,7 +15,7 @@ from gin_deploy.config import (
     RawValue,
     parse_stack_config,
 )
-from tests.unit.harness import ROOT, RecordingMocks, run_program, stack_config
+from tests.unit.harness import HOST_KEY, ROOT, RecordingMocks, run_program, stack_config
 
 HOST = {"name": "local", "kind": "host"}
 ECS = {"name": "aws", "kind": "ecs", "region": "us-east-1", "cpu": 256, "memory": 512}
@@ -185,7 +185,7 @@ def test_domain_must_be_a_dns_name(domain: str) -> None:
 
 
 SSH = {"name": "edge", "kind": "host", "connection": "ssh", "host": "203.0.113.10",
-       "user": "deploy", "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
+       "user": "deploy", "hostKey": HOST_KEY, "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
 
 
 def test_ssh_private_key_given_in_plain_text_is_rejected() -> None:

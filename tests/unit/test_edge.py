@@ -201,6 +201,7 @@ def test_prod_stack_runs_end_to_end_with_three_targets_and_edge(prod: EdgeMocks)
         ("aws:cloudfront/distribution:Distribution", "cdn"),
         ("aws:route53/record:Record", "cdn-a"),
         ("aws:route53/record:Record", "cdn-aaaa"),
+        ("aws:cloudwatch/metricAlarm:MetricAlarm", "cdn-cert-expiry"),
     ])
 
 
@@ -690,7 +691,7 @@ def test_the_prod_stack_file_is_valid() -> None:
      ["gin-deploy:targets[0].hostedZone: 'api.example.com' is not inside the Route 53 zone",
       "gin-deploy:domain: 'api.example.com' is not inside edge.zone 'other.org'"]),
     ({"cdn": True}, [target("edge-sin", weight=1, connection="local", host=None, user=None,
-                            privateKeyPath=None, supervisor="supervisord")],
+                            hostKey=None, privateKeyPath=None, supervisor="supervisord")],
      ["gin-deploy:targets[0].connection: edge routing needs hosts reachable",
       "gin-deploy:targets[0].httpsPort: 8443: edge routing sends users"]),
     ({}, [target("edge-sin", weight=1, httpsPort=8443)],
