@@ -99,6 +99,8 @@ def render_host_files(args: HostTargetArgs, state_dir: str,
         http_port=t.http_port,
         https_port=t.https_port,
         trusted_proxies=tuple(dict.fromkeys((*t.trusted_proxies, *cdn_cidrs))),
+        # nginx waits for an answer as long as the app may take to give one.
+        proxy_read_timeout_s=app.write_timeout,
         hsts_max_age=args.tls.hsts.max_age,
         hsts_include_subdomains=args.tls.hsts.include_subdomains,
         hsts_preload=args.tls.hsts.preload,
@@ -178,6 +180,8 @@ def app_env(app: AppConfig) -> dict[str, str]:
     env = {
         "GIN_MODE": "release",
         "SHUTDOWN_TIMEOUT": f"{app.shutdown_timeout}s",
+        "IDLE_TIMEOUT": f"{app.idle_timeout}s",
+        "WRITE_TIMEOUT": f"{app.write_timeout}s",
         "TRUSTED_PROXIES": ",".join(app.trusted_proxies or ("127.0.0.1/32", "::1/128")),
     }
     env.update(app.env)

@@ -45,7 +45,8 @@ class EcsLoadBalancerArgs:
     certificate_arn: str | None = None
     # More names on a new certificate (`*.` wildcards allowed).
     sans: tuple[str, ...] = ()
-    idle_timeout: int = 60
+    # Below the app's IDLE_TIMEOUT, above its WRITE_TIMEOUT (docs/ecs.md#timeouts).
+    idle_timeout: int = 55
     # An existing S3 bucket (with the ELB log delivery policy); None: no access logs.
     access_logs_bucket: str | None = None
     hsts: HstsPolicy = field(default_factory=HstsPolicy)
@@ -74,8 +75,9 @@ class Backend:
 
     port: int
     ready_path: str
-    # In-flight requests get the app's own drain budget on deregistration.
-    drain_s: int
+    # How long a deregistered task keeps its in-flight requests: the longest request
+    # (the app's write timeout) plus its drain.
+    deregistration_delay_s: int
 
 
 def build_load_balancer(scope: Scope, args: EcsLoadBalancerArgs, *, domain: str,
@@ -189,7 +191,7 @@ def _target_group(scope: Scope, role: str, network: EcsNetwork,
         port=backend.port,
         vpc_id=network.vpc_id,
         load_balancing_algorithm_type="least_outstanding_requests",
-        deregistration_delay=backend.drain_s,
+        deregistration_delay=backend.deregistration_delay_s,
         health_check=aws.lb.TargetGroupHealthCheckArgs(
             enabled=True,
             protocol="HTTP",

@@ -116,7 +116,8 @@ class EcsTarget(pulumi.ComponentResource):
         network = build_network(scope, args.network, args.region, c.port)
         balancer = build_load_balancer(
             scope, args.load_balancer, domain=args.domain, zone_id=zone_id, network=network,
-            backend=Backend(port=c.port, ready_path=c.ready_path, drain_s=c.shutdown_timeout),
+            backend=Backend(port=c.port, ready_path=c.ready_path,
+                            deregistration_delay_s=c.write_timeout + c.shutdown_timeout),
             blue_green=s.blue_green, edge=args.edge, partition=partition)
         task = build_task(
             scope, c, TaskSettings(cpu=s.cpu, memory=s.memory, arch=s.arch,

@@ -35,6 +35,10 @@ class EcsContainerArgs:
     secret_env: Mapping[str, str] = field(default_factory=dict)
     # Seconds the app drains in-flight requests on SIGTERM.
     shutdown_timeout: int = 10
+    # The app's IDLE_TIMEOUT (above the load balancer's) and WRITE_TIMEOUT (its longest
+    # request, which deregistration and the stop timeout cover), seconds.
+    idle_timeout: int = 60
+    write_timeout: int = 30
     # CIDRs whose X-Forwarded-For the app trusts, besides the load balancer's subnets.
     trusted_proxies: tuple[str, ...] = ()
 
@@ -113,9 +117,12 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
             log_group=v["logGroup"],
             log_region=region,
             drain_s=container.shutdown_timeout,
+            write_timeout_s=container.write_timeout,
             environment=render.app_environment(
                 port=container.port, ready_path=container.ready_path,
                 drain_s=container.shutdown_timeout,
+                idle_timeout_s=container.idle_timeout,
+                write_timeout_s=container.write_timeout,
                 trusted_proxies=[*v["albCidrs"], *container.trusted_proxies],
                 extra=container.env),
             secrets=v["secrets"],

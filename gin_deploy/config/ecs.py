@@ -27,8 +27,12 @@ FARGATE_SIZES: Mapping[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 # Fargate stops a task at most 120 s after SIGTERM; the container's stop timeout
-# must exceed the drain by a margin, so the drain must fit below it.
+# covers the longest request (app.writeTimeout) and the drain plus a margin, so
+# those two must fit below it.
 FARGATE_MAX_DRAIN_S = 115
+# The load balancer's idle timeout defaults to this much below the app's, so the
+# load balancer, not the app, closes idle connections.
+ALB_IDLE_MARGIN_S = 5
 SSM_MAX_SECRET_BYTES = 8192  # an Advanced-tier SSM parameter
 
 
@@ -86,8 +90,9 @@ class EcsTargetConfig(TargetBase):
         "hostedZone", "Route 53 public zone for certificate validation and the alias record "
         "(default: edge.zone, else the domain's parent).", None, check=dns_name)
     # Load balancer.
-    idle_timeout: int = spec_field("idleTimeout", "Load balancer idle timeout, seconds.", 60,
-                                   min=1, max=4000)
+    idle_timeout: int = spec_field(
+        "idleTimeout", "Load balancer idle timeout, seconds (default app.idleTimeout - 5); "
+        "between app.writeTimeout and app.idleTimeout.", None, min=1, max=4000)
     access_logs_bucket: str | None = spec_field(
         "accessLogsBucket", "Existing S3 bucket (with the ELB log delivery policy) for access "
         "logs.", None, check=lambda v: None if re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v)
@@ -124,11 +129,14 @@ class EcsTargetConfig(TargetBase):
         fill(self, min_count=self.desired_count, max_count=2 * self.desired_count)
 
     def resolve(self, cfg: StackConfig) -> Self:
-        if self.hosted_zone is not None:
-            return self
-        edge = cfg.edge
-        zone = edge.zone if edge is not None and edge.zone else parent_zone(cfg.domain)
-        return replace(self, hosted_zone=zone)
+        edge, resolved = cfg.edge, self
+        if resolved.hosted_zone is None:
+            zone = edge.zone if edge is not None and edge.zone else parent_zone(cfg.domain)
+            resolved = replace(resolved, hosted_zone=zone)
+        if resolved.idle_timeout is None:
+            resolved = replace(resolved,
+                               idle_timeout=max(1, cfg.app.idle_timeout - ALB_IDLE_MARGIN_S))
+        return resolved
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         if self.region is None:
@@ -180,10 +188,11 @@ class EcsTargetConfig(TargetBase):
         p = f"{NAMESPACE}:"
         app, domain = cfg.app, cfg.domain
         where = ", ".join(f"targets[{i}]" for i, _t in members)
-        if app.shutdown_timeout > FARGATE_MAX_DRAIN_S:
+        if app.shutdown_timeout + app.write_timeout > FARGATE_MAX_DRAIN_S:
             problems.add(f"{p}app.shutdownTimeout", f"{app.shutdown_timeout}s does not fit "
-                         f"Fargate's 120 s stop timeout; ecs targets ({where}) need <= "
-                         f"{FARGATE_MAX_DRAIN_S}")
+                         f"Fargate's 120 s stop timeout together with app.writeTimeout "
+                         f"({app.write_timeout}s, the longest request); ecs targets ({where}) "
+                         f"need shutdownTimeout + writeTimeout <= {FARGATE_MAX_DRAIN_S}")
         if "." not in domain:
             problems.add(f"{p}domain", f"ecs targets ({where}) need a public DNS name (a Route "
                          f"53 record and an ACM certificate), got {domain!r}")
@@ -193,6 +202,7 @@ class EcsTargetConfig(TargetBase):
                              "bytes an SSM parameter holds (ecs targets)")
         for i, target in members:
             assert isinstance(target, EcsTargetConfig)
+            target._check_timeouts(f"{p}targets[{i}]", cfg, problems)
             zone = target.hosted_zone
             for name in (domain, *(s.removeprefix("*.") for s in target.sans)):
                 if name != zone and not name.endswith("." + zone):
@@ -202,6 +212,20 @@ class EcsTargetConfig(TargetBase):
             problems.add(f"{p}targets", f"{len(members)} ecs targets would each point "
                          f"{domain!r} at their load balancer; add gin-deploy:edge to route "
                          "across them")
+
+    def _check_timeouts(self, path: str, cfg: StackConfig, problems: Problems) -> None:
+        """write timeout < load balancer idle timeout < app idle timeout (docs/ecs.md)."""
+        app, idle = cfg.app, self.idle_timeout
+        if idle >= app.idle_timeout:
+            problems.add(f"{path}.idleTimeout", f"{idle}s must be below app.idleTimeout "
+                         f"({app.idle_timeout}s): the load balancer, not the app, must close "
+                         "idle connections, or it sends requests on connections the app is "
+                         "closing (502)")
+        elif idle <= app.write_timeout:
+            problems.add(f"{path}.idleTimeout", f"{idle}s (default app.idleTimeout - "
+                         f"{ALB_IDLE_MARGIN_S}) must exceed app.writeTimeout "
+                         f"({app.write_timeout}s): the load balancer would close a connection "
+                         "still waiting for a response (504)")
 
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)

@@ -35,6 +35,7 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
         container=EcsContainerArgs(
             name=app.name, port=app.port, ready_path=app.ready_path, env=dict(app.env),
             secret_env=cfg.secret_env, shutdown_timeout=app.shutdown_timeout,
+            idle_timeout=app.idle_timeout, write_timeout=app.write_timeout,
             trusted_proxies=app.trusted_proxies),
         network=EcsNetworkArgs(
             vpc_cidr=t.vpc_cidr, az_count=t.az_count, nat=t.nat, vpc_id=t.vpc_id,

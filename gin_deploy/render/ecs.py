@@ -13,8 +13,9 @@ Choices, briefly:
   filesystem, no privileges, all Linux capabilities dropped, an init process
   (PID 1 reaps and forwards signals) and a health check that runs the binary's
   own `healthcheck` subcommand (the image is `scratch`: no shell, no curl).
-* `stopTimeout` exceeds the app's drain (`SHUTDOWN_TIMEOUT`), and Fargate caps it
-  at 120 s, so a drain that does not fit is refused here, not cut short at run time.
+* `stopTimeout` covers the longest request (`WRITE_TIMEOUT`) and the app's drain
+  (`SHUTDOWN_TIMEOUT`) plus a margin, and Fargate caps it at 120 s, so a drain that
+  does not fit is refused here, not cut short at run time.
 * Secrets only ever appear as `secrets[].valueFrom` ARNs; a name in both the
   plain environment and the secrets is an error.
 * awslogs runs in non-blocking mode with a bounded buffer: a CloudWatch Logs
@@ -79,6 +80,7 @@ class ContainerSpec:
     log_region: str
     drain_s: int                         # the app's SHUTDOWN_TIMEOUT
     environment: Mapping[str, str] = field(default_factory=dict)
+    write_timeout_s: int = 30            # the app's WRITE_TIMEOUT: its longest request
     secrets: Mapping[str, str] = field(default_factory=dict)  # env name -> parameter ARN
     log_stream_prefix: str = "app"
     user: str = NON_ROOT_USER
@@ -92,8 +94,12 @@ class ContainerSpec:
             raise ValueError(f"image: {self.image!r} must be referenced by digest "
                              "(registry/repository@sha256:...)")
         check_int("port", self.port, minimum=1, maximum=65535)
-        check_int("drain_s", self.drain_s, minimum=1,
-                  maximum=FARGATE_MAX_STOP_TIMEOUT - STOP_MARGIN_S)
+        check_int("drain_s", self.drain_s, minimum=1)
+        check_int("write_timeout_s", self.write_timeout_s, minimum=1)
+        if self.stop_timeout_s > FARGATE_MAX_STOP_TIMEOUT:
+            raise ValueError(f"drain_s + write_timeout_s: {self.drain_s} + "
+                             f"{self.write_timeout_s} s plus a {STOP_MARGIN_S} s margin exceed "
+                             f"Fargate's {FARGATE_MAX_STOP_TIMEOUT} s stop timeout")
         if not _REGION.fullmatch(self.log_region):
             raise ValueError(f"log_region: {self.log_region!r} is not a region")
         check_no_control("log_group", self.log_group)
@@ -117,7 +123,9 @@ class ContainerSpec:
 
     @property
     def stop_timeout_s(self) -> int:
-        return self.drain_s + STOP_MARGIN_S
+        """A request that arrived just before SIGTERM may run for the write timeout, then
+        the drain; the margin lets the app exit on its own before SIGKILL."""
+        return self.write_timeout_s + self.drain_s + STOP_MARGIN_S
 
 
 def container_definitions(spec: ContainerSpec) -> list[dict[str, Any]]:
@@ -179,9 +187,13 @@ def app_environment(
     drain_s: int,
     trusted_proxies: Sequence[str],
     extra: Mapping[str, str],
+    idle_timeout_s: int = 60,
+    write_timeout_s: int = 30,
 ) -> dict[str, str]:
     """The container's plain env: the app's contract (app/README.md) plus app.env.
 
+    IDLE_TIMEOUT exceeds the load balancer's idle timeout and WRITE_TIMEOUT stays below
+    it (checked in config): the load balancer closes idle connections, never the app.
     TRUSTED_PROXIES lists the load balancer's subnets (and whatever proxies the
     user put in front), so `ClientIP()` is the address the ALB appended to
     X-Forwarded-For, never a header a client forged.
@@ -193,6 +205,8 @@ def app_environment(
         "PORT": str(port),
         "READY_PATH": ready_path,
         "SHUTDOWN_TIMEOUT": f"{drain_s}s",
+        "IDLE_TIMEOUT": f"{idle_timeout_s}s",
+        "WRITE_TIMEOUT": f"{write_timeout_s}s",
         "TRUSTED_PROXIES": ",".join(dict.fromkeys(trusted_proxies)),
     }
     env.update(extra)

@@ -96,9 +96,9 @@ def test_container_is_non_root_read_only_unprivileged_with_init() -> None:
     assert c["essential"] is True
 
 
-def test_stop_timeout_exceeds_the_drain_and_health_check_runs_the_binary() -> None:
-    [c] = ecs.container_definitions(make_spec(drain_s=30))
-    assert c["stopTimeout"] == 35
+def test_stop_timeout_covers_the_longest_request_and_the_drain() -> None:
+    [c] = ecs.container_definitions(make_spec(drain_s=30, write_timeout_s=20))
+    assert c["stopTimeout"] == 55
     assert c["healthCheck"]["command"] == ["CMD", "/app", "healthcheck"]
     assert c["healthCheck"]["startPeriod"] >= c["healthCheck"]["interval"]
 
@@ -117,7 +117,8 @@ def test_environment_carries_the_apps_contract() -> None:
     env = {e["name"]: e["value"] for e in c["environment"]}
     assert env == {
         "GIN_MODE": "release", "PORT": "8080", "READY_PATH": "/readyz",
-        "SHUTDOWN_TIMEOUT": "10s", "TRUSTED_PROXIES": "10.0.192.0/22,10.0.196.0/22",
+        "SHUTDOWN_TIMEOUT": "10s", "IDLE_TIMEOUT": "60s", "WRITE_TIMEOUT": "30s",
+        "TRUSTED_PROXIES": "10.0.192.0/22,10.0.196.0/22",
         "LOG_LEVEL": "info",
     }
 
@@ -135,6 +136,7 @@ def test_awslogs_never_blocks_the_app() -> None:
     ({"user": "root"}, "non-root"),
     ({"user": "app"}, "numeric"),
     ({"drain_s": 116}, "drain_s"),
+    ({"drain_s": 50, "write_timeout_s": 66}, "exceed Fargate's 120 s stop timeout"),
     ({"environment": {"DB_PASSWORD": "plain"}}, "both plain environment and secrets"),
     ({"secrets": {"X": f"arn:aws:s3:::{ACCOUNT}-bucket/x"}}, "not an ARN|SSM parameter"),
     ({"secrets": {"X": "plain-value"}}, "not an ARN"),

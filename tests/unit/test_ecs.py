@@ -408,7 +408,7 @@ def test_load_balancer_drops_invalid_headers_and_appends_xff(prod: RecordingMock
     assert alb["dropInvalidHeaderFields"] is True
     assert alb["xffHeaderProcessingMode"] == "append"
     assert alb["enableXffClientPort"] is False
-    assert alb["idleTimeout"] == 60
+    assert alb["idleTimeout"] == 55  # below the app's IDLE_TIMEOUT (60 s)
     assert alb["securityGroups"] == ["aws-use1-alb-sg-id"]
     assert sorted(alb["subnets"]) == [f"aws-use1-public-{i}-id" for i in range(3)]
     assert "accessLogs" not in alb
@@ -424,7 +424,8 @@ def test_access_logs_go_to_the_given_bucket(variant: RecordingMocks) -> None:
 def test_target_group_checks_readiness_and_drains_like_the_app(prod: RecordingMocks) -> None:
     tg = one(prod, "aws:lb/targetGroup:TargetGroup").inputs
     assert (tg["targetType"], tg["protocol"], tg["port"]) == ("ip", "HTTP", 8080)
-    assert tg["deregistrationDelay"] == 10  # app.shutdownTimeout
+    # The longest request (app.writeTimeout 30 s) plus the drain (app.shutdownTimeout 10 s).
+    assert tg["deregistrationDelay"] == 40
     health = tg["healthCheck"]
     assert health["path"] == "/readyz" and health["matcher"] == "200"
     assert (health["healthyThreshold"], health["unhealthyThreshold"]) == (2, 3)
@@ -479,7 +480,7 @@ def test_container_is_hardened_and_logs_with_retention(prod: RecordingMocks) -> 
     assert c["readonlyRootFilesystem"] is True and c["privileged"] is False
     assert c["linuxParameters"]["initProcessEnabled"] is True
     assert c["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
-    assert c["stopTimeout"] > 10  # above app.shutdownTimeout
+    assert c["stopTimeout"] == 45  # writeTimeout 30 + shutdownTimeout 10 + 5
     assert c["healthCheck"]["command"] == ["CMD", "/app", "healthcheck"]
     assert c["portMappings"][0]["containerPort"] == 8080
     log = c["logConfiguration"]
@@ -490,6 +491,7 @@ def test_container_is_hardened_and_logs_with_retention(prod: RecordingMocks) -> 
     env = {e["name"]: e["value"] for e in c["environment"]}
     assert env["PORT"] == "8080" and env["READY_PATH"] == "/readyz"
     assert env["SHUTDOWN_TIMEOUT"] == "10s" and env["LOG_LEVEL"] == "info"
+    assert (env["IDLE_TIMEOUT"], env["WRITE_TIMEOUT"]) == ("60s", "30s")
     assert env["TRUSTED_PROXIES"] == "10.0.192.0/22,10.0.196.0/22,10.0.200.0/22"
     assert c["secrets"] == []
 
