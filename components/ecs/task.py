@@ -29,6 +29,8 @@ class EcsContainerArgs:
     # The app's name: the container's, and the prefix of descriptions and log paths.
     name: str
     port: int = 8080
+    # Liveness (the container health check) and readiness (the load balancer's).
+    health_path: str = "/healthz"
     ready_path: str = "/readyz"
     env: Mapping[str, str] = field(default_factory=dict)
     # Secret values by env name; stored only as SSM SecureStrings.
@@ -127,6 +129,7 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
                 extra=container.env),
             secrets=v["secrets"],
             log_stream_prefix=name,
+            health_path=container.health_path,
         )
         return to_json(render.container_definitions(spec))
 

@@ -33,7 +33,8 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
         stack=cfg.stack,
         push_image=push_image,
         container=EcsContainerArgs(
-            name=app.name, port=app.port, ready_path=app.ready_path, env=dict(app.env),
+            name=app.name, port=app.port, health_path=app.health_path,
+            ready_path=app.ready_path, env=dict(app.env),
             secret_env=cfg.secret_env, shutdown_timeout=app.shutdown_timeout,
             idle_timeout=app.idle_timeout, write_timeout=app.write_timeout,
             trusted_proxies=app.trusted_proxies),

@@ -12,7 +12,9 @@ Choices, briefly:
 * The container runs as a numeric non-root user with a read-only root
   filesystem, no privileges, all Linux capabilities dropped, an init process
   (PID 1 reaps and forwards signals) and a health check that runs the binary's
-  own `healthcheck` subcommand (the image is `scratch`: no shell, no curl).
+  own `healthcheck` subcommand (the image is `scratch`: no shell, no curl) on the
+  liveness path: ECS replaces a task that fails it, so it must not fail while the
+  app is merely not ready (draining, warming up); readiness is the load balancer's.
 * `stopTimeout` covers the longest request (`WRITE_TIMEOUT`) and the app's drain
   (`SHUTDOWN_TIMEOUT`) plus a margin, and Fargate caps it at 120 s, so a drain that
   does not fit is refused here, not cut short at run time.
@@ -41,10 +43,12 @@ FARGATE_MAX_STOP_TIMEOUT = 120
 # Seconds between the end of the app's drain and SIGKILL.
 STOP_MARGIN_S = 5
 NON_ROOT_USER = "65532:65532"  # the image's USER (distroless "nonroot")
+# The binary's own probe (app/README.md); `-url` points it at the liveness path.
 HEALTH_COMMAND = ("CMD", "/app", "healthcheck")
 IAM_VERSION = "2012-10-17"
 
 _CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+_URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
 _IMAGE_BY_DIGEST = re.compile(r"[a-z0-9.-]+(?::\d+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:\S+")
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
@@ -83,6 +87,7 @@ class ContainerSpec:
     write_timeout_s: int = 30            # the app's WRITE_TIMEOUT: its longest request
     secrets: Mapping[str, str] = field(default_factory=dict)  # env name -> parameter ARN
     log_stream_prefix: str = "app"
+    health_path: str = "/healthz"        # liveness: the container health check probes it
     user: str = NON_ROOT_USER
     health: HealthCheck = field(default_factory=HealthCheck)
     nofile: int = 65536
@@ -94,6 +99,8 @@ class ContainerSpec:
             raise ValueError(f"image: {self.image!r} must be referenced by digest "
                              "(registry/repository@sha256:...)")
         check_int("port", self.port, minimum=1, maximum=65535)
+        if not isinstance(self.health_path, str) or not _URL_PATH.fullmatch(self.health_path):
+            raise ValueError(f"health_path: {self.health_path!r} must be an absolute URL path")
         check_int("drain_s", self.drain_s, minimum=1)
         check_int("write_timeout_s", self.write_timeout_s, minimum=1)
         if self.stop_timeout_s > FARGATE_MAX_STOP_TIMEOUT:
@@ -120,6 +127,10 @@ class ContainerSpec:
         both = sorted(set(self.environment) & set(self.secrets))
         if both:
             raise ValueError(f"{both} are both plain environment and secrets")
+
+    @property
+    def health_command(self) -> list[str]:
+        return [*HEALTH_COMMAND, "-url", f"http://127.0.0.1:{self.port}{self.health_path}"]
 
     @property
     def stop_timeout_s(self) -> int:
@@ -153,7 +164,7 @@ def container_definitions(spec: ContainerSpec) -> list[dict[str, Any]]:
         "secrets": [{"name": k, "valueFrom": spec.secrets[k]} for k in sorted(spec.secrets)],
         "stopTimeout": spec.stop_timeout_s,
         "healthCheck": {
-            "command": list(HEALTH_COMMAND),
+            "command": spec.health_command,
             "interval": spec.health.interval_s,
             "timeout": spec.health.timeout_s,
             "retries": spec.health.retries,

@@ -99,7 +99,12 @@ def test_container_is_non_root_read_only_unprivileged_with_init() -> None:
 def test_stop_timeout_covers_the_longest_request_and_the_drain() -> None:
     [c] = ecs.container_definitions(make_spec(drain_s=30, write_timeout_s=20))
     assert c["stopTimeout"] == 55
-    assert c["healthCheck"]["command"] == ["CMD", "/app", "healthcheck"]
+
+
+def test_health_check_runs_the_binary_against_the_liveness_path() -> None:
+    [c] = ecs.container_definitions(make_spec(health_path="/healthz"))
+    assert c["healthCheck"]["command"] == [
+        "CMD", "/app", "healthcheck", "-url", "http://127.0.0.1:8080/healthz"]
     assert c["healthCheck"]["startPeriod"] >= c["healthCheck"]["interval"]
 
 
@@ -142,6 +147,7 @@ def test_awslogs_never_blocks_the_app() -> None:
     ({"secrets": {"X": "plain-value"}}, "not an ARN"),
     ({"environment": {"BAD-NAME": "x"}}, "not a valid env var name"),
     ({"log_region": "mars"}, "not a region"),
+    ({"health_path": "healthz; rm -rf /"}, "health_path"),
 ])
 def test_unsafe_specs_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):

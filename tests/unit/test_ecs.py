@@ -481,7 +481,6 @@ def test_container_is_hardened_and_logs_with_retention(prod: RecordingMocks) -> 
     assert c["linuxParameters"]["initProcessEnabled"] is True
     assert c["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
     assert c["stopTimeout"] == 45  # writeTimeout 30 + shutdownTimeout 10 + 5
-    assert c["healthCheck"]["command"] == ["CMD", "/app", "healthcheck"]
     assert c["portMappings"][0]["containerPort"] == 8080
     log = c["logConfiguration"]
     assert log["logDriver"] == "awslogs"
@@ -494,6 +493,17 @@ def test_container_is_hardened_and_logs_with_retention(prod: RecordingMocks) -> 
     assert (env["IDLE_TIMEOUT"], env["WRITE_TIMEOUT"]) == ("60s", "30s")
     assert env["TRUSTED_PROXIES"] == "10.0.192.0/22,10.0.196.0/22,10.0.200.0/22"
     assert c["secrets"] == []
+
+
+def test_container_health_check_probes_liveness_not_readiness() -> None:
+    # ECS replaces a task whose health check fails: a draining or warming-up task
+    # (readiness 503) must not be killed for it; readiness stays with the target group.
+    mocks = run_program(ecs_only(healthPath="/livez", readyPath="/ready"), stack="prod")
+    [c] = containers(mocks)
+    assert c["healthCheck"]["command"] == [
+        "CMD", "/app", "healthcheck", "-url", "http://127.0.0.1:8080/livez"]
+    tg = one(mocks, "aws:lb/targetGroup:TargetGroup").inputs
+    assert tg["healthCheck"]["path"] == "/ready"
 
 
 def test_secrets_are_ssm_secure_strings_referenced_never_plain(
