@@ -66,7 +66,9 @@ class EcsService:
 
 def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
                   container_port: int, task_definition: aws.ecs.TaskDefinition,
-                  network: EcsNetwork, balancer: EcsLoadBalancer) -> EcsService:
+                  network: EcsNetwork, balancer: EcsLoadBalancer,
+                  secret_versions: pulumi.Output[str] | None = None) -> EcsService:
+    """`secret_versions` changes whenever a secret's value does: a new deployment."""
     name = scope.name
     cluster = aws.ecs.Cluster(
         f"{name}-cluster",
@@ -110,6 +112,12 @@ def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
             strategy="BLUE_GREEN", bake_time_in_minutes=str(args.bake_minutes),
         ) if args.blue_green else aws.ecs.ServiceDeploymentConfigurationArgs(
             strategy="ROLLING"),
+        # ECS applies some changes only with a new deployment (a capacity provider
+        # strategy, i.e. `spot`, is refused without one); every update of the service
+        # starts one, and a secret's new version is such an update.
+        force_new_deployment=True,
+        triggers={"secretVersions": secret_versions} if secret_versions is not None
+        else None,
         availability_zone_rebalancing="ENABLED",
         enable_ecs_managed_tags=True,
         propagate_tags="SERVICE",

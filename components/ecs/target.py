@@ -127,7 +127,7 @@ class EcsTarget(pulumi.ComponentResource):
             alb_cidrs=network.alb_cidrs, account_id=identity.account_id, partition=partition)
         service = build_service(scope, s, container_name=c.name, container_port=c.port,
                                 task_definition=task.task_definition, network=network,
-                                balancer=balancer)
+                                balancer=balancer, secret_versions=task.secret_versions)
 
         # DNS: the domain points at the ALB unless edge routing owns it.
         self.alias_record = None

@@ -61,6 +61,9 @@ class EcsTask:
     execution_role: aws.iam.Role
     task_role: aws.iam.Role | None
     task_definition: aws.ecs.TaskDefinition
+    # `NAME=version,...` of the SSM parameters (None without any): tasks read secret
+    # values only when they start, so a new version must start new tasks.
+    secret_versions: pulumi.Output[str] | None
 
 
 def task_family(app: str, stack: str, target: str) -> str:
@@ -156,5 +159,10 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
         # The agent needs its permissions before the first task starts.
         opts=scope.opts(depends_on=[execution_policy]),
     )
+    secret_versions = None
+    if parameters:
+        names = list(parameters)
+        secret_versions = pulumi.Output.all(*(p.version for p in parameters.values())).apply(
+            lambda versions: ",".join(f"{n}={v}" for n, v in zip(names, versions, strict=True)))
     return EcsTask(log_group=log_group, execution_role=execution_role, task_role=task_role,
-                   task_definition=task_definition)
+                   task_definition=task_definition, secret_versions=secret_versions)

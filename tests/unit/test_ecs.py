@@ -8,6 +8,7 @@ prod stack, and what edge routing asks of this target, is in tests/unit/test_edg
 from __future__ import annotations
 
 import copy
+import hashlib
 import ipaddress
 import json
 from collections.abc import Callable
@@ -77,6 +78,13 @@ def _certificate(name: str, region: str, inputs: dict[str, Any]) -> dict[str, An
     }
 
 
+def _parameter(name: str, region: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    # SSM gives a parameter a new version whenever its value changes.
+    value = json.dumps(unsecret(inputs.get("value"))).encode()
+    return {"name": name, "arn": _arn("ssm", f"parameter/{name}", region),
+            "version": int(hashlib.sha256(value).hexdigest()[:6], 16)}
+
+
 MOCK_OUTPUTS = {
     "pulumi:providers:aws": _provider,
     "aws:ecr/repository:Repository": _outputs(lambda n, r, i: {
@@ -84,8 +92,7 @@ MOCK_OUTPUTS = {
         "repositoryUrl": f"{ACCOUNT}.dkr.ecr.{r}.amazonaws.com/{n}"}),
     "aws:cloudwatch/logGroup:LogGroup": _outputs(lambda n, r, i: {
         "name": n, "arn": _arn("logs", f"log-group:{n}", r)}),
-    "aws:ssm/parameter:Parameter": _outputs(lambda n, r, i: {
-        "name": n, "arn": _arn("ssm", f"parameter/{n}", r)}),
+    "aws:ssm/parameter:Parameter": _outputs(_parameter),
     "aws:iam/role:Role": _outputs(lambda n, r, i: {
         "name": n, "arn": f"arn:aws:iam::{ACCOUNT}:role/{n}"}),
     "aws:lb/loadBalancer:LoadBalancer": _outputs(lambda n, r, i: {
@@ -598,6 +605,31 @@ def test_service_rolls_safely_with_circuit_breaker_rollback(prod: RecordingMocks
     assert service["networkConfiguration"]["securityGroups"] == ["aws-use1-task-sg-id"]
     cluster = one(prod, "aws:ecs/cluster:Cluster").inputs
     assert cluster["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+
+
+def test_every_service_update_is_a_new_deployment(variant: RecordingMocks) -> None:
+    # ECS refuses a new capacity provider strategy (`spot`) without a new deployment.
+    service = one(variant, "aws:ecs/service:Service").inputs
+    assert service["forceNewDeployment"] is True
+    assert "triggers" not in service  # nothing else to watch without secrets
+
+
+def test_a_new_secret_value_rolls_the_tasks(prod_secret: RecordingMocks) -> None:
+    """Tasks read secrets when they start: a new parameter version must start new ones."""
+    def secret_trigger(mocks: RecordingMocks) -> str:
+        service = one(mocks, "aws:ecs/service:Service").inputs
+        assert service["forceNewDeployment"] is True
+        [param] = mocks.of_type("aws:ssm/parameter:Parameter")
+        version = _parameter(param.name, "us-east-1", param.inputs)["version"]
+        assert service["triggers"] == {"secretVersions": f"DB_PASSWORD={version}"}
+        return str(service["triggers"]["secretVersions"])
+
+    config = ecs_only(secretEnv=["DB_PASSWORD"])
+    config["gin-deploy:DB_PASSWORD"] = SECRET + "-rotated"
+    rotated = run_program(config, stack="prod", secret_keys=["gin-deploy:DB_PASSWORD"])
+    assert secret_trigger(prod_secret) != secret_trigger(rotated)
+    # The task definition only holds the parameter's ARN: it alone would not change.
+    assert containers(prod_secret) == containers(rotated)
 
 
 def test_retention_and_kept_images_follow_config(variant: RecordingMocks) -> None:
