@@ -13,6 +13,7 @@ creates its resources as the component's children (see docs/ecs.md):
   origin lock behind a CDN, the blue/green rule;
 * task.py - logs, secrets, IAM roles, the task definition;
 * service.py - the cluster, the Fargate service and its autoscaling;
+* alarms.py - the alarms the service's deployments roll back on;
 
 and, unless edge routing owns the domain, the alias record pointing it at the ALB.
 """
@@ -86,6 +87,8 @@ class EcsTarget(pulumi.ComponentResource):
     cluster: aws.ecs.Cluster
     task_definition: aws.ecs.TaskDefinition
     service: aws.ecs.Service
+    # The 5xx-rate and unhealthy-task alarms deployments roll back on.
+    alarms: list[aws.cloudwatch.MetricAlarm]
     alias_record: aws.route53.Record | None
     image: pulumi.Output[str]
     url: pulumi.Output[str]
@@ -159,6 +162,7 @@ class EcsTarget(pulumi.ComponentResource):
         self.log_group, self.task_definition = task.log_group, task.task_definition
         self.execution_role, self.task_role = task.execution_role, task.task_role
         self.cluster, self.service = service.cluster, service.service
+        self.alarms = service.alarms
 
         url = f"https://{args.domain}"
         ready: list[pulumi.Input[Any]] = [self.service.id]

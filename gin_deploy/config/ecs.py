@@ -106,6 +106,11 @@ class EcsTargetConfig(TargetBase):
     bake_minutes: int = spec_field("bakeMinutes", "Blue/green: minutes both versions stay "
                                    "before the old one is dropped (rollback window).", 5,
                                    min=0, max=1440)
+    rollback_error_percent: int = spec_field(
+        "rollbackErrorPercent", "Deployments (rolling and blue/green) roll back when more "
+        "than this percent of requests get a 5xx from the tasks in 2 of 3 minutes (minutes "
+        "with 10+ requests), or when tasks fail the load balancer's health check.", 5,
+        min=1, max=100)
     cpu_target: int = spec_field("cpuTarget", "Autoscaling: target average CPU percent.", 60,
                                  min=10, max=95)
     requests_per_target: int = spec_field("requestsPerTarget", "Autoscaling: target load "

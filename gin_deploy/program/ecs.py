@@ -50,7 +50,8 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
             cpu=t.cpu, memory=t.memory, desired_count=t.desired_count, min_count=min_count,
             max_count=max_count, arch=t.arch, spot=t.spot,
             health_check_grace_seconds=t.health_check_grace_seconds,
-            blue_green=t.blue_green, bake_minutes=t.bake_minutes, cpu_target=t.cpu_target,
+            blue_green=t.blue_green, bake_minutes=t.bake_minutes,
+            rollback_error_percent=t.rollback_error_percent, cpu_target=t.cpu_target,
             requests_per_target=t.requests_per_target, keep_images=t.keep_images,
             log_retention_days=t.log_retention_days, task_policy_arns=t.task_policy_arns),
         # Edge routing owns the domain's records when there is one.

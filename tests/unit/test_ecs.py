@@ -113,6 +113,8 @@ MOCK_OUTPUTS = {
     "aws:ecs/service:Service": _outputs(lambda n, r, i: {
         "name": n, "arn": _arn("ecs", f"service/cluster/{n}", r)}),
     "aws:acm/certificate:Certificate": _outputs(_certificate),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _outputs(lambda n, r, i: {
+        "name": n, "arn": _arn("cloudwatch", f"alarm:{n}", r)}),
     "aws:route53/record:Record": _outputs(lambda n, r, i: {"fqdn": i["name"]}),
 }
 
@@ -668,8 +670,13 @@ def test_autoscaling_tracks_cpu_and_requests_scaling_in_slower(prod: RecordingMo
                                      "targetgroup/aws-use1-tg/73e2d6bc24d8a067")
 
 
-def test_blue_green_uses_native_ecs_strategy_with_bake_time() -> None:
-    mocks = run_program(with_target(blueGreen=True, bakeMinutes=15), stack="prod")
+@pytest.fixture(scope="module")
+def blue_green() -> RecordingMocks:
+    return run_program(with_target(blueGreen=True, bakeMinutes=15), stack="prod")
+
+
+def test_blue_green_uses_native_ecs_strategy_with_bake_time(blue_green: RecordingMocks) -> None:
+    mocks = blue_green
     service = one(mocks, "aws:ecs/service:Service").inputs
     assert service["deploymentConfiguration"] == {"strategy": "BLUE_GREEN",
                                                   "bakeTimeInMinutes": "15"}
@@ -688,6 +695,125 @@ def test_blue_green_uses_native_ecs_strategy_with_bake_time() -> None:
     # The request-count metric would follow one target group only: CPU scaling remains.
     names = [p.name for p in mocks.of_type("aws:appautoscaling/policy:Policy")]
     assert names == ["aws-use1-scale-cpu"]
+
+
+# --- rollback alarms ---------------------------------------------------------------------------
+
+CLOUDWATCH_MODEL = botocore.model.ServiceModel(
+    botocore.loaders.Loader().load_service_model("cloudwatch", "service-2"), "cloudwatch")
+
+
+def validate(model: botocore.model.ServiceModel, operation: str, params: dict[str, Any]) -> None:
+    report = botocore.validate.ParamValidator().validate(
+        params, model.operation_model(operation).input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def put_metric_alarm_input(alarm: Registered) -> dict[str, Any]:
+    """The PutMetricAlarm call the provider makes from the recorded inputs."""
+    i = alarm.inputs
+    metrics = []
+    for q in i["metricQueries"]:
+        query: dict[str, Any] = {"Id": q["id"], "ReturnData": q["returnData"]}
+        query.update({api: q[key] for key, api in (("expression", "Expression"),
+                                                   ("label", "Label")) if key in q})
+        if "metric" in q:
+            m = q["metric"]
+            query["MetricStat"] = {
+                "Metric": {"Namespace": m["namespace"], "MetricName": m["metricName"],
+                           "Dimensions": [{"Name": k, "Value": v}
+                                         for k, v in sorted(m["dimensions"].items())]},
+                "Period": int(m["period"]), "Stat": m["stat"]}
+        metrics.append(query)
+    return {"AlarmName": alarm.name, "AlarmDescription": i["alarmDescription"],
+            "Metrics": metrics, "ComparisonOperator": i["comparisonOperator"],
+            # The engine hands numbers over as floats; the provider sends integers.
+            "Threshold": i["threshold"], "EvaluationPeriods": int(i["evaluationPeriods"]),
+            "DatapointsToAlarm": int(i["datapointsToAlarm"]),
+            "TreatMissingData": i["treatMissingData"]}
+
+
+def create_service_input(service: Registered) -> dict[str, Any]:
+    """The CreateService call the provider makes from the recorded inputs."""
+    i = service.inputs
+    network = i["networkConfiguration"]
+    config: dict[str, Any] = {
+        "deploymentCircuitBreaker": i["deploymentCircuitBreaker"],
+        "maximumPercent": int(i["deploymentMaximumPercent"]),
+        "minimumHealthyPercent": int(i["deploymentMinimumHealthyPercent"]),
+        "alarms": {"alarmNames": i["alarms"]["alarmNames"], "enable": i["alarms"]["enable"],
+                   "rollback": i["alarms"]["rollback"]},
+        "strategy": i["deploymentConfiguration"]["strategy"],
+    }
+    if "bakeTimeInMinutes" in i["deploymentConfiguration"]:
+        config["bakeTimeInMinutes"] = int(i["deploymentConfiguration"]["bakeTimeInMinutes"])
+    return {
+        "cluster": i["cluster"], "serviceName": service.name,
+        "taskDefinition": i["taskDefinition"], "desiredCount": int(i["desiredCount"]),
+        "capacityProviderStrategy": [
+            {"capacityProvider": c["capacityProvider"], "base": int(c["base"]),
+             "weight": int(c["weight"])} for c in i["capacityProviderStrategies"]],
+        "platformVersion": i["platformVersion"],
+        "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": network["subnets"], "securityGroups": network["securityGroups"],
+            "assignPublicIp": "ENABLED" if network["assignPublicIp"] else "DISABLED"}},
+        "loadBalancers": [{**lb, "containerPort": int(lb["containerPort"])}
+                          for lb in i["loadBalancers"]],
+        "healthCheckGracePeriodSeconds": int(i["healthCheckGracePeriodSeconds"]),
+        "deploymentController": i["deploymentController"],
+        "deploymentConfiguration": config,
+        "availabilityZoneRebalancing": i["availabilityZoneRebalancing"],
+        "enableECSManagedTags": i["enableEcsManagedTags"], "propagateTags": i["propagateTags"],
+        "enableExecuteCommand": i["enableExecuteCommand"],
+    }
+
+
+def alarms_by_role(mocks: RecordingMocks) -> dict[str, dict[str, Any]]:
+    return {a.name.removeprefix("aws-use1-alarm-"): put_metric_alarm_input(a)
+            for a in mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+
+
+def watched_target_groups(alarm: dict[str, Any]) -> set[str]:
+    return {d["Value"] for m in alarm["Metrics"] if "MetricStat" in m
+            for d in m["MetricStat"]["Metric"]["Dimensions"] if d["Name"] == "TargetGroup"}
+
+
+@pytest.mark.parametrize("strategy", ["rolling", "blue_green"])
+def test_deployments_roll_back_on_5xx_rate_and_unhealthy_tasks(
+        strategy: str, prod: RecordingMocks, blue_green: RecordingMocks) -> None:
+    mocks = prod if strategy == "rolling" else blue_green
+    alarms = alarms_by_role(mocks)
+    assert sorted(alarms) == ["5xx", "unhealthy"]
+    for alarm in alarms.values():
+        validate(CLOUDWATCH_MODEL, "PutMetricAlarm", alarm)
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 2)
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert [m["Id"] for m in alarm["Metrics"] if m["ReturnData"]] in (["rate"],
+                                                                           ["unhealthy"])
+    # Blue/green serves a new release from the other target group: both are watched.
+    groups = {"targetgroup/aws-use1-tg/73e2d6bc24d8a067"}
+    if strategy == "blue_green":
+        groups.add("targetgroup/aws-use1-tg-green/73e2d6bc24d8a067")
+    for alarm in alarms.values():
+        assert watched_target_groups(alarm) == groups
+    rate = alarms["5xx"]
+    assert rate["Threshold"] == 5.0
+    metrics = {m["MetricStat"]["Metric"]["MetricName"] for m in rate["Metrics"]
+               if "MetricStat" in m}
+    assert metrics == {"HTTPCode_Target_5XX_Count", "RequestCount"}
+    assert [m["Expression"] for m in rate["Metrics"] if m["Id"] == "rate"] == [
+        "IF(requests >= 10, 100 * errors / requests, 0)"]
+    service = one(mocks, "aws:ecs/service:Service")
+    assert service.inputs["alarms"] == {
+        "alarmNames": ["aws-use1-alarm-5xx", "aws-use1-alarm-unhealthy"],
+        "enable": True, "rollback": True}
+    validate(ECS_MODEL, "CreateService", create_service_input(service))
+
+
+def test_rollback_threshold_follows_config() -> None:
+    mocks = run_program(with_target(rollbackErrorPercent=2), stack="prod")
+    assert alarms_by_role(mocks)["5xx"]["Threshold"] == 2.0
 
 
 # --- outputs and endpoint ---------------------------------------------------------------------
