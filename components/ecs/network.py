@@ -1,9 +1,11 @@
 """The network part of an EcsTarget: a VPC (or yours) and the two security groups.
 
 A new VPC spans 2-3 AZs: public subnets for the load balancer, private ones for
-the tasks with NAT egress (none / single / per AZ); its default security group is
-emptied. The load balancer takes 80/443 from the given CIDRs and may talk only to
-the tasks' port; the tasks take that port only from the load balancer.
+the tasks with NAT egress (one gateway per AZ by default; single; none) and a free
+S3 gateway endpoint (ECR keeps image layers in S3: pulls skip the NAT's per-GB
+charge); its default security group is emptied. The load balancer takes 80/443
+from the given CIDRs and may talk only to the tasks' port; the tasks take that
+port only from the load balancer.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ class EcsNetworkArgs:
     # A new VPC: its IPv4 CIDR (/16 to /20) and the AZs it spans.
     vpc_cidr: str = "10.0.0.0/16"
     az_count: int = 3
-    # Task egress: `none` runs tasks in the public subnets with public IPs, `single`
-    # one NAT gateway, `perAz` one per AZ.
-    nat: str = "single"
+    # Task egress: `perAz` one NAT gateway per AZ (an AZ outage takes only its own
+    # tasks' egress), `single` one (cheaper; its AZ's outage cuts every task's egress),
+    # `none` runs tasks in the public subnets with public IPs.
+    nat: str = "perAz"
     # Your VPC: subnets (2+ AZs) for the load balancer, and unless nat is `none`,
     # the tasks' subnets with NAT egress.
     vpc_id: str | None = None
@@ -61,8 +64,11 @@ class EcsNetwork:
     task_security_group: aws.ec2.SecurityGroup
 
 
-def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int) -> EcsNetwork:
-    """The VPC part, then the security groups for the load balancer and the tasks."""
+def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int,
+                  service_prefix: pulumi.Input[str] = "com.amazonaws") -> EcsNetwork:
+    """The VPC part, then the security groups for the load balancer and the tasks.
+
+    `service_prefix`: the partition's reverse DNS prefix, for VPC endpoint names."""
     if args.vpc_id is not None:
         vpc_id = pulumi.Output.from_input(args.vpc_id)
         public = [pulumi.Output.from_input(s) for s in args.public_subnet_ids]
@@ -72,7 +78,7 @@ def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int) ->
             aws.ec2.get_subnet_output(id=s, opts=scope.invoke).cidr_block
             for s in args.public_subnet_ids))
     else:
-        vpc_id, public, tasks = _new_vpc(scope, args, region)
+        vpc_id, public, tasks = _new_vpc(scope, args, region, service_prefix)
         alb_cidrs = pulumi.Output.from_input(
             list(render.subnet_plan(args.vpc_cidr, args.az_count).public))
     alb_sg, task_sg = _security_groups(scope, vpc_id, args.ingress_cidrs, port)
@@ -82,6 +88,7 @@ def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int) ->
 
 
 def _new_vpc(scope: Scope, args: EcsNetworkArgs, region: str,
+             service_prefix: pulumi.Input[str],
              ) -> tuple[pulumi.Output[str], list[pulumi.Output[str]], list[pulumi.Output[str]]]:
     """(vpc id, public subnet ids, task subnet ids) of a new VPC."""
     name, count = scope.name, args.az_count
@@ -127,7 +134,7 @@ def _new_vpc(scope: Scope, args: EcsNetworkArgs, region: str,
         nats.append(aws.ec2.NatGateway(
             f"{name}-nat-{i}", allocation_id=eip.id, subnet_id=public[i].id,
             connectivity_type="public", opts=scope.opts(depends_on=[igw])))
-    tasks = []
+    tasks, private_route_tables = [], []
     for i, cidr in enumerate(plan.private):
         subnet = aws.ec2.Subnet(f"{name}-private-{i}", vpc_id=vpc.id, cidr_block=cidr,
                                 availability_zone=zone(i), map_public_ip_on_launch=False,
@@ -139,6 +146,12 @@ def _new_vpc(scope: Scope, args: EcsNetworkArgs, region: str,
         aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id,
                                       route_table_id=rt.id, opts=scope.opts())
         tasks.append(subnet.id)
+        private_route_tables.append(rt.id)
+    # Free, and image layers (ECR stores them in S3) then bypass the NAT's per-GB fee.
+    aws.ec2.VpcEndpoint(
+        f"{name}-s3-endpoint", vpc_id=vpc.id, vpc_endpoint_type="Gateway",
+        service_name=pulumi.Output.concat(service_prefix, f".{region}.s3"),
+        route_table_ids=private_route_tables, opts=scope.opts())
     return vpc.id, public_ids, tasks
 
 

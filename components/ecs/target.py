@@ -108,7 +108,8 @@ class EcsTarget(pulumi.ComponentResource):
         scope = Scope(name=name, app=c.name, stack=args.stack, parent=self,
                       provider=self.provider)
         identity = aws.get_caller_identity_output(opts=scope.invoke)
-        partition = aws.get_partition_output(opts=scope.invoke).partition
+        partition_info = aws.get_partition_output(opts=scope.invoke)
+        partition = partition_info.partition
         zone_id = None
         if args.manage_dns or args.load_balancer.certificate_arn is None:
             zone_id = aws.route53.get_zone_output(name=args.zone_name, private_zone=False,
@@ -116,7 +117,8 @@ class EcsTarget(pulumi.ComponentResource):
 
         registry = build_registry(scope, keep_images=s.keep_images, arch=s.arch,
                                   push_image=args.push_image)
-        network = build_network(scope, args.network, args.region, c.port)
+        network = build_network(scope, args.network, args.region, c.port,
+                                service_prefix=partition_info.reverse_dns_prefix)
         balancer = build_load_balancer(
             scope, args.load_balancer, domain=args.domain, zone_id=zone_id, network=network,
             backend=Backend(port=c.port, ready_path=c.ready_path,

@@ -56,10 +56,12 @@ class EcsTargetConfig(TargetBase):
     spot: int = spec_field("spot", "Percent of tasks on FARGATE_SPOT (0 = none; below 100 "
                            "one task always stays on FARGATE).", 0, min=0, max=100)
     # Network: a new VPC, or your own (vpcId + subnet ids).
-    nat: str = spec_field("nat", "Egress for tasks: `none` runs them in public subnets with "
-                          "public IPs (cheap dev), `single` one NAT gateway, `perAz` one per "
-                          "AZ. With vpcId: `none` uses publicSubnetIds, else "
-                          "privateSubnetIds.", "single", choices=("none", "single", "perAz"))
+    nat: str = spec_field("nat", "Egress for tasks: `perAz` one NAT gateway per AZ (an AZ "
+                          "outage cuts only that AZ's egress), `single` one (cheaper; if its "
+                          "AZ fails, no task can pull images, send logs or read secrets), "
+                          "`none` tasks in public subnets with public IPs (cheap dev). With "
+                          "vpcId: `none` uses publicSubnetIds, else privateSubnetIds.", "perAz",
+                          choices=("none", "single", "perAz"))
     az_count: int = spec_field("azCount", "Availability zones of the new VPC.", 3, min=2, max=3)
     vpc_cidr: str = spec_field("vpcCidr", "IPv4 CIDR of the new VPC (/16 to /20).",
                                "10.0.0.0/16", check=lambda v: cidrs((v,)))

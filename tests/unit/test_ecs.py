@@ -197,7 +197,7 @@ TASK_POLICY = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
 def variant() -> RecordingMocks:
     """One run with many non-default fields (each test below checks its own)."""
     return run_program(with_target(
-        arch="arm64", nat="perAz", azCount=2, spot=70, certificateArn=CERT_ARN,
+        arch="arm64", nat="single", azCount=2, spot=70, certificateArn=CERT_ARN,
         ingressCidrs=["198.51.100.0/24", "2001:db8::/32"], accessLogsBucket="acme-alb-logs",
         taskPolicyArns=[TASK_POLICY], logRetentionDays=90, keepImages=5), stack="prod")
 
@@ -259,7 +259,8 @@ def test_arm64_builds_and_runs_arm64(variant: RecordingMocks) -> None:
 # --- network ------------------------------------------------------------------------
 
 
-def test_vpc_spans_three_azs_with_private_task_subnets_and_one_nat(prod: RecordingMocks) -> None:
+def test_vpc_spans_three_azs_with_private_task_subnets_and_a_nat_per_az(
+        prod: RecordingMocks) -> None:
     vpc = one(prod, "aws:ec2/vpc:Vpc")
     assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
     assert vpc.inputs["enableDnsHostnames"] is True
@@ -273,12 +274,14 @@ def test_vpc_spans_three_azs_with_private_task_subnets_and_one_nat(prod: Recordi
     assert all(n.subnet_of(ipaddress.IPv4Network("10.0.0.0/16")) for n in nets)
     assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
     assert all(s["mapPublicIpOnLaunch"] is False for s in public + private)
-    [nat] = prod.of_type("aws:ec2/natGateway:NatGateway")
-    assert nat.inputs["subnetId"] == "aws-use1-public-0-id"
+    # Survive an AZ: each AZ's tasks leave through a NAT gateway in their own AZ.
+    nats = {n.name: n.inputs for n in prod.of_type("aws:ec2/natGateway:NatGateway")}
+    assert {n: i["subnetId"] for n, i in nats.items()} == {
+        f"aws-use1-nat-{i}": f"aws-use1-public-{i}-id" for i in range(3)}
     routes = {r.name: r.inputs for r in prod.of_type("aws:ec2/route:Route")}
     assert routes["aws-use1-public-default"]["gatewayId"] == "aws-use1-igw-id"
     for i in range(3):
-        assert routes[f"aws-use1-private-default-{i}"]["natGatewayId"] == "aws-use1-nat-0-id"
+        assert routes[f"aws-use1-private-default-{i}"]["natGatewayId"] == f"aws-use1-nat-{i}-id"
     # The default security group is emptied: nothing can fall back to it.
     default_sg = one(prod, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
     assert not default_sg.inputs.get("ingress") and not default_sg.inputs.get("egress")
@@ -287,18 +290,31 @@ def test_vpc_spans_three_azs_with_private_task_subnets_and_one_nat(prod: Recordi
     assert sorted(network["subnets"]) == [f"aws-use1-private-{i}-id" for i in range(3)]
 
 
-def test_nat_per_az_gives_each_private_subnet_its_own_gateway(variant: RecordingMocks) -> None:
+def test_nat_single_is_one_gateway_for_every_private_subnet(variant: RecordingMocks) -> None:
     mocks = variant
-    assert len(mocks.of_type("aws:ec2/natGateway:NatGateway")) == 2
+    [nat] = mocks.of_type("aws:ec2/natGateway:NatGateway")
+    assert nat.inputs["subnetId"] == "aws-use1-public-0-id"
     routes = {r.name: r.inputs for r in mocks.of_type("aws:ec2/route:Route")}
-    assert routes["aws-use1-private-default-1"]["natGatewayId"] == "aws-use1-nat-1-id"
+    assert routes["aws-use1-private-default-1"]["natGatewayId"] == "aws-use1-nat-0-id"
     assert len(mocks.of_type("aws:ec2/subnet:Subnet")) == 4
+
+
+def test_image_layers_reach_s3_through_a_free_gateway_endpoint(
+        prod: RecordingMocks, variant: RecordingMocks) -> None:
+    for mocks, azs in ((prod, 3), (variant, 2)):
+        endpoint = one(mocks, "aws:ec2/vpcEndpoint:VpcEndpoint").inputs
+        assert endpoint["vpcEndpointType"] == "Gateway"
+        assert endpoint["serviceName"] == "com.amazonaws.us-east-1.s3"
+        assert endpoint["vpcId"] == "aws-use1-vpc-id"
+        assert sorted(endpoint["routeTableIds"]) == [
+            f"aws-use1-private-rt-{i}-id" for i in range(azs)]
 
 
 def test_nat_none_runs_public_ip_tasks_in_public_subnets_without_gateways() -> None:
     mocks = run_program(with_target(nat="none"), stack="prod")
     assert mocks.of_type("aws:ec2/natGateway:NatGateway") == []
     assert mocks.of_type("aws:ec2/eip:Eip") == []
+    assert mocks.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") == []  # no private route tables
     assert all("public" in s.name for s in mocks.of_type("aws:ec2/subnet:Subnet"))
     network = one(mocks, "aws:ecs/service:Service").inputs["networkConfiguration"]
     assert network["assignPublicIp"] is True
@@ -310,7 +326,7 @@ def test_own_vpc_creates_no_network_and_trusts_the_alb_subnets() -> None:
         vpcId="vpc-0abc", publicSubnetIds=["subnet-a1", "subnet-a2"],
         privateSubnetIds=["subnet-b1", "subnet-b2"]), stack="prod")
     for typ in ("aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway",
-                "aws:ec2/internetGateway:InternetGateway"):
+                "aws:ec2/internetGateway:InternetGateway", "aws:ec2/vpcEndpoint:VpcEndpoint"):
         assert mocks.of_type(typ) == [], typ
     assert one(mocks, "aws:lb/loadBalancer:LoadBalancer").inputs["subnets"] == [
         "subnet-a1", "subnet-a2"]
