@@ -6,6 +6,12 @@ S3 gateway endpoint (ECR keeps image layers in S3: pulls skip the NAT's per-GB
 charge); its default security group is emptied. The load balancer takes 80/443
 from the given CIDRs and may talk only to the tasks' port; the tasks take that
 port only from the load balancer.
+
+Behind a CDN (a locked edge origin) the load balancer takes only 443, and only
+from CloudFront's origin-facing servers and Route 53's health checkers, by their
+AWS-managed prefix lists. A prefix list counts as its maximum size against the
+security group rule quota (60 inbound rules per group by default): CloudFront's
+weighs 55, Route 53's 25, so they go in two groups, both on the load balancer.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from components.ecs.common import Scope
 from gin_deploy.render import ecs as render
 
 NAT_MODES = ("none", "single", "perAz")
+DEFAULT_INGRESS = ("0.0.0.0/0",)
+# AWS-managed prefix lists (the Route 53 one is per region; CloudFront's has one name).
+CLOUDFRONT_ORIGIN_FACING = "com.amazonaws.global.cloudfront.origin-facing"
+ROUTE53_HEALTH_CHECKS = "com.amazonaws.{region}.route53-healthchecks"
 
 
 @dataclass(frozen=True)
@@ -37,8 +47,8 @@ class EcsNetworkArgs:
     vpc_id: str | None = None
     public_subnet_ids: tuple[str, ...] = ()
     private_subnet_ids: tuple[str, ...] = ()
-    # Who may reach the load balancer on 80/443.
-    ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    # Who may reach the load balancer on 80/443 (behind a CDN: CloudFront only).
+    ingress_cidrs: tuple[str, ...] = DEFAULT_INGRESS
 
     def __post_init__(self) -> None:
         if self.nat not in NAT_MODES:
@@ -62,13 +72,22 @@ class EcsNetwork:
     alb_cidrs: pulumi.Output[list[str]]
     alb_security_group: aws.ec2.SecurityGroup
     task_security_group: aws.ec2.SecurityGroup
+    # Behind a CDN: the load balancer's second group (Route 53's health checkers).
+    health_check_security_group: aws.ec2.SecurityGroup | None = None
+
+    @property
+    def alb_security_group_ids(self) -> list[pulumi.Output[str]]:
+        groups = [self.alb_security_group, self.health_check_security_group]
+        return [g.id for g in groups if g is not None]
 
 
 def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int,
-                  service_prefix: pulumi.Input[str] = "com.amazonaws") -> EcsNetwork:
+                  service_prefix: pulumi.Input[str] = "com.amazonaws",
+                  cdn_only: bool = False) -> EcsNetwork:
     """The VPC part, then the security groups for the load balancer and the tasks.
 
-    `service_prefix`: the partition's reverse DNS prefix, for VPC endpoint names."""
+    `service_prefix`: the partition's reverse DNS prefix, for VPC endpoint names;
+    `cdn_only`: the load balancer is an origin locked to CloudFront."""
     if args.vpc_id is not None:
         vpc_id = pulumi.Output.from_input(args.vpc_id)
         public = [pulumi.Output.from_input(s) for s in args.public_subnet_ids]
@@ -81,10 +100,16 @@ def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int,
         vpc_id, public, tasks = _new_vpc(scope, args, region, service_prefix)
         alb_cidrs = pulumi.Output.from_input(
             list(render.subnet_plan(args.vpc_cidr, args.az_count).public))
-    alb_sg, task_sg = _security_groups(scope, vpc_id, args.ingress_cidrs, port)
+    alb_sg, task_sg = _security_groups(scope, vpc_id, port)
+    health_check_sg = None
+    if cdn_only:
+        health_check_sg = _cdn_ingress(scope, vpc_id, alb_sg, region)
+    else:
+        _cidr_ingress(scope, alb_sg, args.ingress_cidrs)
     return EcsNetwork(vpc_id=vpc_id, public_subnet_ids=public, task_subnet_ids=tasks,
                       assign_public_ip=args.nat == "none", alb_cidrs=alb_cidrs,
-                      alb_security_group=alb_sg, task_security_group=task_sg)
+                      alb_security_group=alb_sg, task_security_group=task_sg,
+                      health_check_security_group=health_check_sg)
 
 
 def _new_vpc(scope: Scope, args: EcsNetworkArgs, region: str,
@@ -155,7 +180,47 @@ def _new_vpc(scope: Scope, args: EcsNetworkArgs, region: str,
     return vpc.id, public_ids, tasks
 
 
-def _security_groups(scope: Scope, vpc_id: pulumi.Output[str], ingress_cidrs: tuple[str, ...],
+def _cidr_ingress(scope: Scope, alb: aws.ec2.SecurityGroup,
+                  ingress_cidrs: tuple[str, ...]) -> None:
+    for listen in (80, 443):
+        for i, cidr in enumerate(ingress_cidrs):
+            v6 = ":" in cidr
+            aws.vpc.SecurityGroupIngressRule(
+                f"{scope.name}-alb-in-{listen}-{i}",
+                security_group_id=alb.id,
+                ip_protocol="tcp", from_port=listen, to_port=listen,
+                cidr_ipv4=None if v6 else cidr, cidr_ipv6=cidr if v6 else None,
+                description=f"{'HTTPS' if listen == 443 else 'HTTP (redirect only)'} "
+                            f"from {cidr}",
+                opts=scope.opts())
+
+
+def _cdn_ingress(scope: Scope, vpc_id: pulumi.Output[str], alb: aws.ec2.SecurityGroup,
+                 region: str) -> aws.ec2.SecurityGroup:
+    """443 from CloudFront on the load balancer's group, and from Route 53's health
+    checkers on a second group (both lists in one group would exceed its rule quota).
+    No port 80: CloudFront reaches origins over HTTPS only."""
+    name = scope.name
+    health_checks = aws.ec2.SecurityGroup(
+        f"{name}-alb-hc-sg", vpc_id=vpc_id,
+        description=f"{scope.app} load balancer: 443 from Route 53 health checkers",
+        opts=scope.opts())
+    for role, group, prefix_list, source in (
+            ("alb-in-443-cloudfront", alb, CLOUDFRONT_ORIGIN_FACING, "CloudFront"),
+            ("alb-hc-in-443", health_checks, ROUTE53_HEALTH_CHECKS.format(region=region),
+             "Route 53 health checkers")):
+        listed = aws.ec2.get_managed_prefix_list_output(name=prefix_list, opts=scope.invoke)
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-{role}",
+            security_group_id=group.id,
+            ip_protocol="tcp", from_port=443, to_port=443,
+            prefix_list_id=listed.id,
+            description=f"HTTPS from {source} ({prefix_list})",
+            opts=scope.opts())
+    return health_checks
+
+
+def _security_groups(scope: Scope, vpc_id: pulumi.Output[str],
                      port: int) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
     name = scope.name
     alb = aws.ec2.SecurityGroup(
@@ -166,17 +231,6 @@ def _security_groups(scope: Scope, vpc_id: pulumi.Output[str], ingress_cidrs: tu
         f"{name}-task-sg", vpc_id=vpc_id,
         description=f"{scope.app} tasks: app port from the load balancer only",
         opts=scope.opts())
-    for listen in (80, 443):
-        for i, cidr in enumerate(ingress_cidrs):
-            v6 = ":" in cidr
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-alb-in-{listen}-{i}",
-                security_group_id=alb.id,
-                ip_protocol="tcp", from_port=listen, to_port=listen,
-                cidr_ipv4=None if v6 else cidr, cidr_ipv6=cidr if v6 else None,
-                description=f"{'HTTPS' if listen == 443 else 'HTTP (redirect only)'} "
-                            f"from {cidr}",
-                opts=scope.opts())
     aws.vpc.SecurityGroupEgressRule(
         f"{name}-alb-out-tasks",
         security_group_id=alb.id,

@@ -29,7 +29,7 @@ import pulumi_aws as aws
 from components.aws_provider import regional_provider
 from components.ecs.common import Scope
 from components.ecs.load_balancer import Backend, EcsLoadBalancerArgs, build_load_balancer
-from components.ecs.network import EcsNetworkArgs, build_network
+from components.ecs.network import DEFAULT_INGRESS, EcsNetworkArgs, build_network
 from components.ecs.registry import ImagePusher, build_registry
 from components.ecs.service import EcsServiceArgs, build_service
 from components.ecs.task import EcsContainerArgs, TaskSettings, build_task
@@ -58,7 +58,12 @@ class EcsTargetArgs:
     def __post_init__(self) -> None:
         if not self.region:
             raise ValueError("region is required for an ECS target")
-        if self.edge is not None and self.edge.locked and self.service.blue_green:
+        locked = self.edge is not None and self.edge.locked
+        if locked and self.network.ingress_cidrs != DEFAULT_INGRESS:
+            raise ValueError("network.ingress_cidrs cannot be combined with a locked edge "
+                             "origin: only CloudFront (and Route 53's health checkers) may "
+                             "reach the load balancer")
+        if locked and self.service.blue_green:
             raise ValueError("service.blue_green cannot be combined with a locked edge "
                              "origin: ECS's traffic shifting would not move the lock's "
                              "listener rules along")
@@ -73,6 +78,8 @@ class EcsTarget(pulumi.ComponentResource):
     public_subnet_ids: list[pulumi.Output[str]]
     task_subnet_ids: list[pulumi.Output[str]]
     alb_security_group: aws.ec2.SecurityGroup
+    # Behind a CDN: the load balancer's second group, for Route 53's health checkers.
+    health_check_security_group: aws.ec2.SecurityGroup | None
     task_security_group: aws.ec2.SecurityGroup
     certificate_arn: pulumi.Output[str]
     log_group: aws.cloudwatch.LogGroup
@@ -118,7 +125,8 @@ class EcsTarget(pulumi.ComponentResource):
         registry = build_registry(scope, keep_images=s.keep_images, arch=s.arch,
                                   push_image=args.push_image)
         network = build_network(scope, args.network, args.region, c.port,
-                                service_prefix=partition_info.reverse_dns_prefix)
+                                service_prefix=partition_info.reverse_dns_prefix,
+                                cdn_only=args.edge is not None and args.edge.locked)
         balancer = build_load_balancer(
             scope, args.load_balancer, domain=args.domain, zone_id=zone_id, network=network,
             backend=Backend(port=c.port, ready_path=c.ready_path,
@@ -156,6 +164,7 @@ class EcsTarget(pulumi.ComponentResource):
         self.public_subnet_ids = network.public_subnet_ids
         self.task_subnet_ids = network.task_subnet_ids
         self.alb_security_group = network.alb_security_group
+        self.health_check_security_group = network.health_check_security_group
         self.task_security_group = network.task_security_group
         self.certificate_arn = balancer.certificate_arn
         self.load_balancer, self.target_group = balancer.load_balancer, balancer.target_group

@@ -77,8 +77,8 @@ class EcsTargetConfig(TargetBase):
         check=lambda v: None if all(s.startswith("subnet-") for s in v)
         else f"must be subnet ids (subnet-...), got {list(v)}")
     ingress_cidrs: tuple[str, ...] = spec_field(
-        "ingressCidrs", "Who may reach the load balancer on 80/443.", ("0.0.0.0/0",),
-        check=cidrs)
+        "ingressCidrs", "Who may reach the load balancer on 80/443 (with edge.cdn: only "
+        "CloudFront and Route 53's health checkers, on 443).", ("0.0.0.0/0",), check=cidrs)
     # TLS and DNS.
     certificate_arn: str | None = spec_field(
         "certificateArn", "Existing ACM certificate (same region) instead of a new one.", None,
@@ -236,6 +236,10 @@ class EcsTargetConfig(TargetBase):
 
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)
+        if edge.cdn and self.ingress_cidrs != ("0.0.0.0/0",):
+            problems.add(f"{path}.ingressCidrs", "does not apply with edge.cdn: the load "
+                         "balancer then takes 443 only from CloudFront's origin-facing "
+                         "servers and Route 53's health checkers (their prefix lists)")
         if self.blue_green and edge.cdn:
             problems.add(f"{path}.blueGreen", "cannot be combined with edge.cdn: the origin "
                          "lock needs a second listener rule (for health checks) that ECS's "

@@ -141,6 +141,24 @@ harness.OUTPUT_FACTORIES.update(MOCK_OUTPUTS)
 harness.CALL_RESULTS.update(CALLS)
 
 
+# --- what AWS would accept: botocore's models of the APIs the provider calls ----------
+
+def _model(service: str) -> botocore.model.ServiceModel:
+    return botocore.model.ServiceModel(
+        botocore.loaders.Loader().load_service_model(service, "service-2"), service)
+
+
+ECS_MODEL = _model("ecs")
+EC2_MODEL = _model("ec2")
+CLOUDWATCH_MODEL = _model("cloudwatch")
+
+
+def validate(model: botocore.model.ServiceModel, operation: str, params: dict[str, Any]) -> None:
+    report = botocore.validate.ParamValidator().validate(
+        params, model.operation_model(operation).input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
 class ProviderRecordingMocks(RecordingMocks):
     """Also records which provider each resource was registered with."""
 
@@ -370,6 +388,73 @@ def test_ingress_cidrs_restrict_the_load_balancer(variant: RecordingMocks) -> No
                        (443, "198.51.100.0/24"), (443, "2001:db8::/32")]
 
 
+PREFIX_LISTS = {"com.amazonaws.global.cloudfront.origin-facing": ("pl-3b927c52", 55),
+                "com.amazonaws.us-east-1.route53-healthchecks": ("pl-07e9c3a5e1e2d2b9d", 25)}
+# EC2's default quota of inbound rules per security group; a prefix list counts as its
+# maximum size (its "weight").
+RULES_PER_GROUP = 60
+
+
+@pytest.fixture(scope="module")
+def behind_cdn() -> RecordingMocks:
+    """The prod ECS target as an origin locked to CloudFront."""
+    config = ecs_only()
+    config["gin-deploy:edge"] = {"zone": "example.com", "cdn": True}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(harness.CALL_RESULTS, "aws:ec2/getManagedPrefixList:getManagedPrefixList",
+                      lambda a: {"id": PREFIX_LISTS[a["name"]][0], "name": a["name"],
+                                 "maxEntries": PREFIX_LISTS[a["name"]][1], "entries": []})
+        return run_program(config, stack="prod")
+
+
+def test_behind_the_cdn_only_cloudfront_and_health_checkers_reach_the_alb(
+        behind_cdn: RecordingMocks) -> None:
+    mocks = behind_cdn
+    ingress = [r.inputs for r in mocks.of_type(
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs["securityGroupId"] != "aws-use1-task-sg-id"]
+    # Nothing from anywhere, no port 80: CloudFront talks HTTPS to origins.
+    assert not any(r.get("cidrIpv4") or r.get("cidrIpv6") for r in ingress)
+    by_group: dict[str, list[str]] = {}
+    for rule in ingress:
+        assert (rule["fromPort"], rule["toPort"], rule["ipProtocol"]) == (443, 443, "tcp")
+        by_group.setdefault(rule["securityGroupId"], []).append(rule["prefixListId"])
+    assert by_group == {"aws-use1-alb-sg-id": ["pl-3b927c52"],
+                        "aws-use1-alb-hc-sg-id": ["pl-07e9c3a5e1e2d2b9d"]}
+    # Both lists in one group would exceed the rule quota: hence two groups.
+    weights = {pl: w for pl, w in PREFIX_LISTS.values()}
+    assert sum(weights.values()) > RULES_PER_GROUP
+    for lists in by_group.values():
+        assert sum(weights[pl] for pl in lists) <= RULES_PER_GROUP
+    alb = one(mocks, "aws:lb/loadBalancer:LoadBalancer").inputs
+    assert alb["securityGroups"] == ["aws-use1-alb-sg-id", "aws-use1-alb-hc-sg-id"]
+    lookups = {a["name"] for t, a in mocks.calls
+               if t == "aws:ec2/getManagedPrefixList:getManagedPrefixList"}
+    assert lookups >= set(PREFIX_LISTS)
+
+
+def test_the_prefix_list_rules_are_valid_for_the_ec2_api(behind_cdn: RecordingMocks) -> None:
+    for rule in behind_cdn.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+        i = rule.inputs
+        permission: dict[str, Any] = {"IpProtocol": i["ipProtocol"],
+                                      "FromPort": int(i["fromPort"]), "ToPort": int(i["toPort"])}
+        if "prefixListId" in i:
+            permission["PrefixListIds"] = [{"PrefixListId": i["prefixListId"],
+                                            "Description": i["description"]}]
+        else:
+            permission["UserIdGroupPairs"] = [{"GroupId": i["referencedSecurityGroupId"]}]
+        validate(EC2_MODEL, "AuthorizeSecurityGroupIngress",
+                 {"GroupId": i["securityGroupId"], "IpPermissions": [permission]})
+
+
+def test_ingress_cidrs_do_not_apply_behind_the_cdn() -> None:
+    config = with_target(ingressCidrs=["198.51.100.0/24"])
+    config["gin-deploy:edge"] = {"zone": "example.com", "cdn": True}
+    with pytest.raises(ConfigError, match=r"targets\[0\].ingressCidrs: does not apply with "
+                                          r"edge.cdn"):
+        run_program(config, stack="prod")
+
+
 # --- TLS, load balancer, DNS ------------------------------------------------------------
 
 
@@ -467,8 +552,6 @@ def test_alias_record_points_the_domain_at_the_alb(prod: RecordingMocks) -> None
 
 # --- task definition -----------------------------------------------------------------------
 
-ECS_MODEL = botocore.model.ServiceModel(
-    botocore.loaders.Loader().load_service_model("ecs", "service-2"), "ecs")
 
 
 def register_task_definition_input(task: Registered) -> dict[str, Any]:
@@ -714,16 +797,6 @@ def test_blue_green_uses_native_ecs_strategy_with_bake_time(blue_green: Recordin
 
 
 # --- rollback alarms ---------------------------------------------------------------------------
-
-CLOUDWATCH_MODEL = botocore.model.ServiceModel(
-    botocore.loaders.Loader().load_service_model("cloudwatch", "service-2"), "cloudwatch")
-
-
-def validate(model: botocore.model.ServiceModel, operation: str, params: dict[str, Any]) -> None:
-    report = botocore.validate.ParamValidator().validate(
-        params, model.operation_model(operation).input_shape)
-    assert not report.has_errors(), report.generate_report()
-
 
 def put_metric_alarm_input(alarm: Registered) -> dict[str, Any]:
     """The PutMetricAlarm call the provider makes from the recorded inputs."""
