@@ -35,6 +35,18 @@ class EcsContainerArgs:
     env: Mapping[str, str] = field(default_factory=dict)
     # Secret values by env name; stored only as SSM SecureStrings.
     secret_env: Mapping[str, str] = field(default_factory=dict)
+    # Secrets that already exist, by env name: a Secrets Manager secret (ARN, optionally
+    # `:json-key::`) or an SSM parameter ARN; and the customer-managed KMS keys they
+    # are encrypted with. The execution role may read (decrypt) exactly these.
+    secret_arns: Mapping[str, str] = field(default_factory=dict)
+    kms_key_arns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        both = sorted(set(self.secret_env) & set(self.secret_arns))
+        if both:
+            raise ValueError(f"secret_arns: {both} are also in secret_env")
+        if self.kms_key_arns and not self.secret_arns:
+            raise ValueError("kms_key_arns: only applies with secret_arns")
     # Seconds the app drains in-flight requests on SIGTERM.
     shutdown_timeout: int = 10
     # The app's IDLE_TIMEOUT (above the load balancer's) and WRITE_TIMEOUT (its longest
@@ -96,13 +108,22 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
         f"{name}-execution-role", assume_role_policy=tasks_trust,
         description=f"ECS agent for {scope.label}: pull, logs, secrets",
         opts=scope.opts())
+    existing = [render.secret_resource_arn(a) for a in container.secret_arns.values()]
+
+    def execution_policy_json(v: list[Any]) -> str:
+        own = list(v[2:])
+        return to_json(render.execution_role_policy(
+            repository_arn=v[0], log_group_arn=v[1],
+            parameter_arns=sorted({*own, *(a for a in existing if ":ssm:" in a)}),
+            secret_arns=sorted({a for a in existing if ":secretsmanager:" in a}),
+            kms_key_arns=container.kms_key_arns))
+
     execution_policy = aws.iam.RolePolicy(
         f"{name}-execution-policy",
         role=execution_role.id,
         policy=pulumi.Output.all(repository.arn, log_group.arn,
                                  *(p.arn for p in parameters.values())).apply(
-            lambda v: to_json(render.execution_role_policy(
-                repository_arn=v[0], log_group_arn=v[1], parameter_arns=v[2:]))),
+            execution_policy_json),
         opts=scope.opts())
     task_role = None
     if settings.task_policy_arns:
@@ -140,7 +161,7 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
         "image": image,
         "logGroup": log_group.name,
         "albCidrs": alb_cidrs,
-        "secrets": {env: p.arn for env, p in parameters.items()},
+        "secrets": {**container.secret_arns, **{env: p.arn for env, p in parameters.items()}},
     }).apply(container_json)
     platform = render.runtime_platform(settings.arch)
     task_definition = aws.ecs.TaskDefinition(

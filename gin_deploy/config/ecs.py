@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Self
 
+from gin_deploy.agent.names import is_env_name
+from gin_deploy.config.app import RESERVED_ENV
 from gin_deploy.config.checks import cidrs, dns_name, is_dns_name
 from gin_deploy.config.schema import NAMESPACE, ParseContext, Problems, fill, spec_field
 from gin_deploy.config.target import TargetBase
@@ -34,6 +36,36 @@ FARGATE_MAX_DRAIN_S = 115
 # load balancer, not the app, closes idle connections.
 ALB_IDLE_MARGIN_S = 5
 SSM_MAX_SECRET_BYTES = 8192  # an Advanced-tier SSM parameter
+
+
+# What secretArns may name: a Secrets Manager secret by its full ARN (with the 6-character
+# suffix AWS adds), optionally with `:json-key:version-stage:version-id`, or an SSM parameter.
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:"
+                         r"[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}(:[^:]*:[^:]*:[^:]*)?$")
+_PARAMETER_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter/[A-Za-z0-9_.\-/]+$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+# Env vars the ECS target sets itself (app_environment): a secret may not shadow them.
+ECS_SET_ENV = frozenset({"GIN_MODE", "PORT", "READY_PATH", "SHUTDOWN_TIMEOUT", "IDLE_TIMEOUT",
+                         "WRITE_TIMEOUT", "TRUSTED_PROXIES"})
+
+
+def _secret_arns(value: dict[str, str]) -> str | None:
+    bad_names = sorted(k for k in value if not is_env_name(k))
+    if bad_names:
+        return f"keys must be env var names, got {bad_names}"
+    bad = sorted(v for v in value.values()
+                 if not (_SECRET_ARN.match(v) or _PARAMETER_ARN.match(v)))
+    if bad:
+        return ("values must be full Secrets Manager secret ARNs (…:secret:<name>-AbCdEf, "
+                f"optionally :<json-key>::) or SSM parameter ARNs, got {bad}")
+    return None
+
+
+def _kms_key_arns(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if not _KMS_KEY_ARN.match(v)]
+    if bad:
+        return f"must be KMS key ARNs (…:key/<id>; aliases do not authorize Decrypt), got {bad}"
+    return None
 
 
 def parent_zone(domain: str) -> str:
@@ -125,6 +157,15 @@ class EcsTargetConfig(TargetBase):
         "logRetentionDays", "CloudWatch Logs retention.", 30,
         choices=(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                  2192, 2557, 2922, 3288, 3653))
+    secret_arns: dict[str, str] = spec_field(
+        "secretArns", "Env vars from secrets that already exist, by name: a Secrets Manager "
+        "secret's full ARN (`:json-key::` appended picks one key) or an SSM parameter's ARN. "
+        "The execution role may read exactly these.", default_factory=dict,
+        check=_secret_arns)
+    kms_key_arns: tuple[str, ...] = spec_field(
+        "kmsKeyArns", "Customer-managed KMS keys the secretArns are encrypted with; the "
+        "execution role may decrypt with them only through SSM or Secrets Manager.", (),
+        check=_kms_key_arns)
     task_policy_arns: tuple[str, ...] = spec_field(
         "taskPolicyArns", "IAM policies for a task role (default: no task role, so the app "
         "gets no AWS credentials).", (),
@@ -159,6 +200,9 @@ class EcsTargetConfig(TargetBase):
             problems.add(f"{path}.desiredCount", f"{self.desired_count} is outside minCount.."
                          f"maxCount ({lo}..{hi})")
         self._check_network(path, problems)
+        if self.kms_key_arns and not self.secret_arns:
+            problems.add(f"{path}.kmsKeyArns", "only applies with secretArns (the keys those "
+                         "secrets are encrypted with)")
         if self.certificate_arn:
             if self.sans:
                 problems.add(f"{path}.sans", "only applies to a new certificate, not with "
@@ -210,6 +254,14 @@ class EcsTargetConfig(TargetBase):
         for i, target in members:
             assert isinstance(target, EcsTargetConfig)
             target._check_timeouts(f"{p}targets[{i}]", cfg, problems)
+            for name in sorted(target.secret_arns):
+                if name in app.env or name in app.secret_env:
+                    problems.add(f"{p}targets[{i}].secretArns.{name}", "is also set by "
+                                 f"app.{'env' if name in app.env else 'secretEnv'}; keep it "
+                                 "in one place")
+                elif name in ECS_SET_ENV or name in RESERVED_ENV:
+                    problems.add(f"{p}targets[{i}].secretArns.{name}", "is set by gin-deploy "
+                                 "and cannot come from a secret")
             zone = target.hosted_zone
             for name in (domain, *(s.removeprefix("*.") for s in target.sans)):
                 if name != zone and not name.endswith("." + zone):

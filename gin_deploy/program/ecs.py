@@ -37,7 +37,8 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
             ready_path=app.ready_path, env=dict(app.env),
             secret_env=cfg.secret_env, shutdown_timeout=app.shutdown_timeout,
             idle_timeout=app.idle_timeout, write_timeout=app.write_timeout,
-            trusted_proxies=app.trusted_proxies),
+            trusted_proxies=app.trusted_proxies, secret_arns=dict(t.secret_arns),
+            kms_key_arns=t.kms_key_arns),
         network=EcsNetworkArgs(
             vpc_cidr=t.vpc_cidr, az_count=t.az_count, nat=t.nat, vpc_id=t.vpc_id,
             public_subnet_ids=t.public_subnet_ids, private_subnet_ids=t.private_subnet_ids,

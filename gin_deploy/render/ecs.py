@@ -264,6 +264,22 @@ def ecs_service_trust_policy() -> dict[str, Any]:
     }
 
 
+def secret_resource_arn(value_from: str) -> str:
+    """The ARN a policy grants for a `secrets[].valueFrom`: a Secrets Manager reference
+    may pick a JSON key and version (`<secret ARN>:<key>:<stage>:<id>`); IAM knows
+    only the secret itself."""
+    _check_arn("value_from", value_from)
+    parts = value_from.split(":")
+    return ":".join(parts[:7]) if parts[2] == "secretsmanager" else value_from
+
+
+def _via_service(arn: str) -> str:
+    """`kms:ViaService` of the service holding `arn` (SSM, Secrets Manager) in its region."""
+    partition, service, region = arn.split(":")[1:4]
+    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"{service}.{region}.{suffix}"
+
+
 def execution_role_policy(
     *,
     repository_arn: str,
@@ -275,7 +291,9 @@ def execution_role_policy(
     """What the ECS agent needs to start the task, and nothing else.
 
     SSM SecureStrings under the AWS-managed `aws/ssm` key need no kms grant;
-    `kms_key_arns` is for parameters or secrets under customer-managed keys.
+    `kms_key_arns` is for parameters or secrets under customer-managed keys, and
+    decrypts only through SSM or Secrets Manager in the secrets' regions
+    (`kms:ViaService`), never directly.
     """
     _check_arn("repository_arn", repository_arn, "ecr")
     log_group_arn = log_group_arn.removesuffix(":*")
@@ -284,8 +302,16 @@ def execution_role_policy(
         _check_arn("parameter_arns", arn, "ssm")
     for arn in secret_arns:
         _check_arn("secret_arns", arn, "secretsmanager")
+        if arn != secret_resource_arn(arn):
+            raise ValueError(f"secret_arns: {arn!r} names a JSON key or version; grant the "
+                             "secret itself (secret_resource_arn)")
     for arn in kms_key_arns:
         _check_arn("kms_key_arns", arn, "kms")
+        if ":key/" not in arn:
+            raise ValueError(f"kms_key_arns: {arn!r} is not a key ARN (aliases do not "
+                             "authorize kms:Decrypt)")
+    if kms_key_arns and not (parameter_arns or secret_arns):
+        raise ValueError("kms_key_arns: no parameter or secret to decrypt")
     statements: list[dict[str, Any]] = [
         {
             "Sid": "EcrAuth",  # exists only on "*"
@@ -322,11 +348,13 @@ def execution_role_policy(
             "Resource": sorted(secret_arns),
         })
     if kms_key_arns:
+        via = sorted({_via_service(a) for a in (*parameter_arns, *secret_arns)})
         statements.append({
             "Sid": "DecryptWithTheseKeys",
             "Effect": "Allow",
             "Action": "kms:Decrypt",
             "Resource": sorted(kms_key_arns),
+            "Condition": {"StringEquals": {"kms:ViaService": via}},
         })
     return {"Version": IAM_VERSION, "Statement": statements}
 

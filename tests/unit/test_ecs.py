@@ -670,6 +670,66 @@ def test_execution_role_reads_exactly_its_repo_logs_and_secrets(
     assert prod_secret.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []
 
 
+EXISTING_SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:hello-gin/api-AbCdEf"
+EXISTING_PARAMETER = f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/shared/TOKEN"
+CUSTOMER_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.fixture(scope="module")
+def existing_secrets() -> RecordingMocks:
+    config = with_target(
+        secretArns={"API_KEY": f"{EXISTING_SECRET}:key::", "TOKEN": EXISTING_PARAMETER},
+        kmsKeyArns=[CUSTOMER_KEY])
+    config["gin-deploy:app"] = {**config["gin-deploy:app"], "secretEnv": ["DB_PASSWORD"]}
+    config["gin-deploy:DB_PASSWORD"] = SECRET
+    return run_program(config, stack="prod", secret_keys=["gin-deploy:DB_PASSWORD"])
+
+
+def test_existing_secrets_are_referenced_and_read_with_least_privilege(
+        existing_secrets: RecordingMocks) -> None:
+    mocks = existing_secrets
+    [c] = containers(mocks)
+    own = _arn("ssm", "parameter/aws-use1-secret-DB_PASSWORD", "us-east-1")
+    assert c["secrets"] == [{"name": "API_KEY", "valueFrom": f"{EXISTING_SECRET}:key::"},
+                            {"name": "DB_PASSWORD", "valueFrom": own},
+                            {"name": "TOKEN", "valueFrom": EXISTING_PARAMETER}]
+    # Only the secret gin-deploy stores itself is created.
+    assert [p.name for p in mocks.of_type("aws:ssm/parameter:Parameter")] == [
+        "aws-use1-secret-DB_PASSWORD"]
+    document = mocks.named("aws-use1-execution-policy").inputs["policy"]
+    assert_lints_clean(document)
+    statements = {s["Sid"]: s for s in json.loads(document)["Statement"]}
+    assert statements["ReadTheseParameters"]["Resource"] == sorted([own, EXISTING_PARAMETER])
+    # IAM grants the secret, not the JSON key the task picks from it.
+    assert statements["ReadTheseSecrets"] == {
+        "Sid": "ReadTheseSecrets", "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue", "Resource": [EXISTING_SECRET]}
+    decrypt = statements["DecryptWithTheseKeys"]
+    assert (decrypt["Action"], decrypt["Resource"]) == ("kms:Decrypt", [CUSTOMER_KEY])
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": [
+        "secretsmanager.us-east-1.amazonaws.com", "ssm.eu-west-1.amazonaws.com",
+        "ssm.us-east-1.amazonaws.com"]}}
+    validate(ECS_MODEL, "RegisterTaskDefinition", register_task_definition_input(
+        one(mocks, "aws:ecs/taskDefinition:TaskDefinition")))
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"kmsKeyArns": [CUSTOMER_KEY]}, r"kmsKeyArns: only applies with secretArns"),
+    ({"secretArns": {"LOG_LEVEL": EXISTING_PARAMETER}},
+     r"secretArns.LOG_LEVEL: is also set by app.env"),
+    ({"secretArns": {"PORT": EXISTING_PARAMETER}}, r"secretArns.PORT: is set by gin-deploy"),
+    ({"secretArns": {"API_KEY": f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:api"}},
+     r"secretArns: values must be full Secrets Manager secret ARNs"),
+    ({"secretArns": {"API_KEY": EXISTING_PARAMETER},
+      "kmsKeyArns": [f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/app"]},
+     r"kmsKeyArns: must be KMS key ARNs"),
+])
+def test_invalid_existing_secrets_fail_naming_the_key(fields: dict[str, Any],
+                                                      message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_program(with_target(**fields), stack="prod")
+
+
 def test_execution_policy_without_secrets_has_no_ssm(prod: RecordingMocks) -> None:
     document = prod.named("aws-use1-execution-policy").inputs["policy"]
     assert_lints_clean(document)
