@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.ecs.common import Scope
+from components.ecs.audit import build_flow_logs
+from components.ecs.common import Account, Scope
 from gin_deploy.render import ecs as render
 
 NAT_MODES = ("none", "single", "perAz")
@@ -49,6 +50,8 @@ class EcsNetworkArgs:
     private_subnet_ids: tuple[str, ...] = ()
     # Who may reach the load balancer on 80/443 (behind a CDN: CloudFront only).
     ingress_cidrs: tuple[str, ...] = DEFAULT_INGRESS
+    # The VPC's flow logs (all traffic) into a CloudWatch log group.
+    flow_logs: bool = True
 
     def __post_init__(self) -> None:
         if self.nat not in NAT_MODES:
@@ -59,6 +62,7 @@ class EcsNetworkArgs:
         if self.vpc_id is not None and self.nat != "none" and not self.private_subnet_ids:
             raise ValueError("private_subnet_ids: with vpc_id, the tasks' subnets are "
                              "required unless nat is 'none'")
+
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,13 @@ class EcsNetwork:
         return [g.id for g in groups if g is not None]
 
 
-def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int,
-                  service_prefix: pulumi.Input[str] = "com.amazonaws",
-                  cdn_only: bool = False) -> EcsNetwork:
+def build_network(scope: Scope, args: EcsNetworkArgs, account: Account, port: int, *,
+                  cdn_only: bool = False, log_retention_days: int = 30) -> EcsNetwork:
     """The VPC part, then the security groups for the load balancer and the tasks.
 
-    `service_prefix`: the partition's reverse DNS prefix, for VPC endpoint names;
-    `cdn_only`: the load balancer is an origin locked to CloudFront."""
+    `cdn_only`: the load balancer is an origin locked to CloudFront;
+    `log_retention_days`: of the flow logs."""
+    region = account.region
     if args.vpc_id is not None:
         vpc_id = pulumi.Output.from_input(args.vpc_id)
         public = [pulumi.Output.from_input(s) for s in args.public_subnet_ids]
@@ -97,9 +101,11 @@ def build_network(scope: Scope, args: EcsNetworkArgs, region: str, port: int,
             aws.ec2.get_subnet_output(id=s, opts=scope.invoke).cidr_block
             for s in args.public_subnet_ids))
     else:
-        vpc_id, public, tasks = _new_vpc(scope, args, region, service_prefix)
+        vpc_id, public, tasks = _new_vpc(scope, args, region, account.service_prefix)
         alb_cidrs = pulumi.Output.from_input(
             list(render.subnet_plan(args.vpc_cidr, args.az_count).public))
+    if args.flow_logs:
+        build_flow_logs(scope, account, vpc_id, log_retention_days)
     alb_sg, task_sg = _security_groups(scope, vpc_id, port)
     health_check_sg = None
     if cdn_only:

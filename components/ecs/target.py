@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws_provider import regional_provider
-from components.ecs.common import Scope
+from components.ecs.common import Account, Scope
 from components.ecs.load_balancer import Backend, EcsLoadBalancerArgs, build_load_balancer
 from components.ecs.network import DEFAULT_INGRESS, EcsNetworkArgs, build_network
 from components.ecs.registry import ImagePusher, build_registry
@@ -63,6 +63,10 @@ class EcsTargetArgs:
             raise ValueError("network.ingress_cidrs cannot be combined with a locked edge "
                              "origin: only CloudFront (and Route 53's health checkers) may "
                              "reach the load balancer")
+        if locked and self.load_balancer.waf:
+            raise ValueError("load_balancer.waf cannot be combined with a locked edge origin: "
+                             "the ALB sees only CloudFront's addresses, so a per-IP rate "
+                             "limit would throttle whole edge locations")
         if locked and self.service.blue_green:
             raise ValueError("service.blue_green cannot be combined with a locked edge "
                              "origin: ECS's traffic shifting would not move the lock's "
@@ -117,6 +121,8 @@ class EcsTarget(pulumi.ComponentResource):
         identity = aws.get_caller_identity_output(opts=scope.invoke)
         partition_info = aws.get_partition_output(opts=scope.invoke)
         partition = partition_info.partition
+        account = Account(id=identity.account_id, partition=partition, region=args.region,
+                          service_prefix=partition_info.reverse_dns_prefix)
         zone_id = None
         if args.manage_dns or args.load_balancer.certificate_arn is None:
             zone_id = aws.route53.get_zone_output(name=args.zone_name, private_zone=False,
@@ -124,14 +130,15 @@ class EcsTarget(pulumi.ComponentResource):
 
         registry = build_registry(scope, keep_images=s.keep_images, arch=s.arch,
                                   push_image=args.push_image)
-        network = build_network(scope, args.network, args.region, c.port,
-                                service_prefix=partition_info.reverse_dns_prefix,
-                                cdn_only=args.edge is not None and args.edge.locked)
+        network = build_network(scope, args.network, account, c.port,
+                                cdn_only=args.edge is not None and args.edge.locked,
+                                log_retention_days=s.log_retention_days)
         balancer = build_load_balancer(
             scope, args.load_balancer, domain=args.domain, zone_id=zone_id, network=network,
             backend=Backend(port=c.port, ready_path=c.ready_path,
                             deregistration_delay_s=c.write_timeout + c.shutdown_timeout),
-            blue_green=s.blue_green, edge=args.edge, partition=partition)
+            blue_green=s.blue_green, edge=args.edge, account=account,
+            log_retention_days=s.log_retention_days)
         task = build_task(
             scope, c, TaskSettings(cpu=s.cpu, memory=s.memory, arch=s.arch,
                                    log_retention_days=s.log_retention_days,

@@ -108,6 +108,9 @@ class EcsTargetConfig(TargetBase):
         "privateSubnetIds", "With vpcId: subnets with NAT egress for the tasks.", (),
         check=lambda v: None if all(s.startswith("subnet-") for s in v)
         else f"must be subnet ids (subnet-...), got {list(v)}")
+    flow_logs: bool = spec_field(
+        "flowLogs", "VPC flow logs (all traffic) to CloudWatch Logs, kept logRetentionDays "
+        "(default: true for a new VPC, false with vpcId).", None)
     ingress_cidrs: tuple[str, ...] = spec_field(
         "ingressCidrs", "Who may reach the load balancer on 80/443 (with edge.cdn: only "
         "CloudFront and Route 53's health checkers, on 443).", ("0.0.0.0/0",), check=cidrs)
@@ -127,10 +130,23 @@ class EcsTargetConfig(TargetBase):
     idle_timeout: int = spec_field(
         "idleTimeout", "Load balancer idle timeout, seconds (default app.idleTimeout - 5); "
         "between app.writeTimeout and app.idleTimeout.", None, min=1, max=4000)
+    access_logs: bool = spec_field(
+        "accessLogs", "Load balancer access logs to S3: to accessLogsBucket, else to a bucket "
+        "made for them (private, SSE-S3, TLS only, kept logRetentionDays).", True)
     access_logs_bucket: str | None = spec_field(
-        "accessLogsBucket", "Existing S3 bucket (with the ELB log delivery policy) for access "
-        "logs.", None, check=lambda v: None if re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v)
+        "accessLogsBucket", "Existing S3 bucket in the target's region (with the ELB log "
+        "delivery policy) for access logs, instead of a new one.", None,
+        check=lambda v: None if re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v)
         else f"must be an S3 bucket name, got {v!r}")
+    deletion_protection: bool = spec_field(
+        "deletionProtection", "The load balancer cannot be deleted or replaced until this is "
+        "set to false (and applied) first.", True)
+    waf: bool = spec_field(
+        "waf", "A WAF web ACL on the load balancer: a per-IP rate limit and AWS's managed "
+        "common rule set (not with edge.cdn: put it on CloudFront).", False)
+    waf_rate_limit: int = spec_field(
+        "wafRateLimit", "WAF: requests per client IP per 5 minutes before it is blocked.",
+        2000, min=10, max=2000000000)
     # Deployments and scaling.
     health_check_grace_seconds: int = spec_field(
         "healthCheckGraceSeconds", "Seconds new tasks may fail load balancer health checks.",
@@ -174,7 +190,8 @@ class EcsTargetConfig(TargetBase):
                              None))
 
     def __post_init__(self) -> None:
-        fill(self, min_count=self.desired_count, max_count=2 * self.desired_count)
+        fill(self, min_count=self.desired_count, max_count=2 * self.desired_count,
+             flow_logs=self.vpc_id is None)
 
     def resolve(self, cfg: StackConfig) -> Self:
         edge, resolved = cfg.edge, self
@@ -200,6 +217,8 @@ class EcsTargetConfig(TargetBase):
             problems.add(f"{path}.desiredCount", f"{self.desired_count} is outside minCount.."
                          f"maxCount ({lo}..{hi})")
         self._check_network(path, problems)
+        if self.access_logs_bucket is not None and not self.access_logs:
+            problems.add(f"{path}.accessLogsBucket", "only applies with accessLogs: true")
         if self.kms_key_arns and not self.secret_arns:
             problems.add(f"{path}.kmsKeyArns", "only applies with secretArns (the keys those "
                          "secrets are encrypted with)")
@@ -292,6 +311,11 @@ class EcsTargetConfig(TargetBase):
             problems.add(f"{path}.ingressCidrs", "does not apply with edge.cdn: the load "
                          "balancer then takes 443 only from CloudFront's origin-facing "
                          "servers and Route 53's health checkers (their prefix lists)")
+        if edge.cdn and self.waf:
+            problems.add(f"{path}.waf", "does not apply with edge.cdn: behind CloudFront the "
+                         "load balancer sees only CloudFront's addresses, so a per-IP rate "
+                         "limit would throttle whole edge locations; put the web ACL on "
+                         "CloudFront")
         if self.blue_green and edge.cdn:
             problems.add(f"{path}.blueGreen", "cannot be combined with edge.cdn: the origin "
                          "lock needs a second listener rule (for health checks) that ECS's "

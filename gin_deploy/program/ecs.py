@@ -42,10 +42,12 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
         network=EcsNetworkArgs(
             vpc_cidr=t.vpc_cidr, az_count=t.az_count, nat=t.nat, vpc_id=t.vpc_id,
             public_subnet_ids=t.public_subnet_ids, private_subnet_ids=t.private_subnet_ids,
-            ingress_cidrs=t.ingress_cidrs),
+            ingress_cidrs=t.ingress_cidrs, flow_logs=t.flow_logs),
         load_balancer=EcsLoadBalancerArgs(
             certificate_arn=t.certificate_arn, sans=t.sans, idle_timeout=t.idle_timeout,
-            access_logs_bucket=t.access_logs_bucket,
+            access_logs=t.access_logs, access_logs_bucket=t.access_logs_bucket,
+            deletion_protection=t.deletion_protection, waf=t.waf,
+            waf_rate_limit=t.waf_rate_limit,
             hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload)),
         service=EcsServiceArgs(
             cpu=t.cpu, memory=t.memory, desired_count=t.desired_count, min_count=min_count,

@@ -113,6 +113,10 @@ MOCK_OUTPUTS = {
     "aws:ecs/service:Service": _outputs(lambda n, r, i: {
         "name": n, "arn": _arn("ecs", f"service/cluster/{n}", r)}),
     "aws:acm/certificate:Certificate": _outputs(_certificate),
+    "aws:s3/bucket:Bucket": _outputs(lambda n, r, i: {
+        "bucket": f"{n}-7f3a2c1", "arn": f"arn:aws:s3:::{n}-7f3a2c1"}),
+    "aws:wafv2/webAcl:WebAcl": _outputs(lambda n, r, i: {
+        "arn": _arn("wafv2", f"regional/webacl/{n}/a1b2c3d4", r)}),
     "aws:cloudwatch/metricAlarm:MetricAlarm": _outputs(lambda n, r, i: {
         "name": n, "arn": _arn("cloudwatch", f"alarm:{n}", r)}),
     "aws:route53/record:Record": _outputs(lambda n, r, i: {"fqdn": i["name"]}),
@@ -343,8 +347,10 @@ def test_own_vpc_creates_no_network_and_trusts_the_alb_subnets() -> None:
     mocks = run_program(with_target(
         vpcId="vpc-0abc", publicSubnetIds=["subnet-a1", "subnet-a2"],
         privateSubnetIds=["subnet-b1", "subnet-b2"]), stack="prod")
+    # Your VPC keeps its own flow logs (flowLogs defaults to false with vpcId).
     for typ in ("aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway",
-                "aws:ec2/internetGateway:InternetGateway", "aws:ec2/vpcEndpoint:VpcEndpoint"):
+                "aws:ec2/internetGateway:InternetGateway", "aws:ec2/vpcEndpoint:VpcEndpoint",
+                "aws:ec2/flowLog:FlowLog"):
         assert mocks.of_type(typ) == [], typ
     assert one(mocks, "aws:lb/loadBalancer:LoadBalancer").inputs["subnets"] == [
         "subnet-a1", "subnet-a2"]
@@ -447,6 +453,13 @@ def test_the_prefix_list_rules_are_valid_for_the_ec2_api(behind_cdn: RecordingMo
                  {"GroupId": i["securityGroupId"], "IpPermissions": [permission]})
 
 
+def test_the_alb_waf_does_not_apply_behind_the_cdn() -> None:
+    config = with_target(waf=True)
+    config["gin-deploy:edge"] = {"zone": "example.com", "cdn": True}
+    with pytest.raises(ConfigError, match=r"targets\[0\].waf: does not apply with edge.cdn"):
+        run_program(config, stack="prod")
+
+
 def test_ingress_cidrs_do_not_apply_behind_the_cdn() -> None:
     config = with_target(ingressCidrs=["198.51.100.0/24"])
     config["gin-deploy:edge"] = {"zone": "example.com", "cdn": True}
@@ -521,7 +534,7 @@ def test_load_balancer_drops_invalid_headers_and_appends_xff(prod: RecordingMock
     assert alb["idleTimeout"] == 55  # below the app's IDLE_TIMEOUT (60 s)
     assert alb["securityGroups"] == ["aws-use1-alb-sg-id"]
     assert sorted(alb["subnets"]) == [f"aws-use1-public-{i}-id" for i in range(3)]
-    assert "accessLogs" not in alb
+    assert alb["enableDeletionProtection"] is True
 
 
 def test_access_logs_go_to_the_given_bucket(variant: RecordingMocks) -> None:
@@ -529,6 +542,111 @@ def test_access_logs_go_to_the_given_bucket(variant: RecordingMocks) -> None:
     logs = one(mocks, "aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]
     assert logs == {"bucket": "acme-alb-logs", "enabled": True,
                     "prefix": "hello-gin/prod/aws-use1"}
+    assert mocks.of_type("aws:s3/bucket:Bucket") == []
+
+
+def test_access_logs_are_on_by_default_in_a_private_bucket_made_for_them(
+        prod: RecordingMocks) -> None:
+    bucket = one(prod, "aws:s3/bucket:Bucket")
+    assert bucket.name == "aws-use1-alb-logs" and bucket.inputs["forceDestroy"] is False
+    logs = one(prod, "aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]
+    assert logs == {"bucket": "aws-use1-alb-logs-7f3a2c1", "enabled": True,
+                    "prefix": "hello-gin/prod/aws-use1"}
+    blocked = one(prod, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(blocked[k] is True for k in ("blockPublicAcls", "blockPublicPolicy",
+                                            "ignorePublicAcls", "restrictPublicBuckets"))
+    ownership = one(prod, "aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs
+    assert ownership["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    # ELB log delivery supports SSE-S3 only.
+    [rule] = one(prod, "aws:s3/bucketServerSideEncryptionConfiguration:"
+                       "BucketServerSideEncryptionConfiguration").inputs["rules"]
+    assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    [lifecycle] = one(prod, "aws:s3/bucketLifecycleConfiguration:"
+                            "BucketLifecycleConfiguration").inputs["rules"]
+    assert lifecycle["expiration"] == {"days": 30}  # logRetentionDays
+    assert lifecycle["filter"] == {"prefix": "hello-gin/prod/aws-use1/"}
+    document = one(prod, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"]
+    assert parliament_findings(document) == []
+    statements = {s["Sid"]: s for s in json.loads(document)["Statement"]}
+    assert statements["ElbAccessLogDelivery"] == {
+        "Sid": "ElbAccessLogDelivery", "Effect": "Allow",
+        "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::aws-use1-alb-logs-7f3a2c1/hello-gin/prod/aws-use1/"
+                    f"AWSLogs/{ACCOUNT}/*"}
+    assert statements["TlsOnly"]["Effect"] == "Deny"
+    assert statements["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_access_logs_and_deletion_protection_can_be_turned_off() -> None:
+    mocks = run_program(with_target(accessLogs=False, deletionProtection=False), stack="prod")
+    alb = one(mocks, "aws:lb/loadBalancer:LoadBalancer").inputs
+    assert "accessLogs" not in alb and alb["enableDeletionProtection"] is False
+    assert mocks.of_type("aws:s3/bucket:Bucket") == []
+
+
+def test_vpc_flow_logs_go_to_their_own_log_group(prod: RecordingMocks) -> None:
+    flow = one(prod, "aws:ec2/flowLog:FlowLog").inputs
+    assert (flow["vpcId"], flow["trafficType"]) == ("aws-use1-vpc-id", "ALL")
+    assert flow["logDestinationType"] == "cloud-watch-logs"
+    group = prod.named("aws-use1-flow-logs", "aws:cloudwatch/logGroup:LogGroup")
+    assert group.inputs["retentionInDays"] == 30
+    assert flow["logDestination"] == _arn("logs", "log-group:aws-use1-flow-logs", "us-east-1")
+    assert flow["iamRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/aws-use1-flow-logs-role"
+    trust = json.loads(prod.named("aws-use1-flow-logs-role").inputs["assumeRolePolicy"])
+    [statement] = trust["Statement"]
+    assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:us-east-1:{ACCOUNT}:vpc-flow-log/*"}}
+    document = prod.named("aws-use1-flow-logs-policy").inputs["policy"]
+    assert parliament_findings(document) == []
+    resources = {s["Sid"]: s["Resource"] for s in json.loads(document)["Statement"]}
+    group_arn = _arn("logs", "log-group:aws-use1-flow-logs", "us-east-1")
+    assert resources == {"DeliverToThisGroup": f"{group_arn}:*",
+                         "WriteItsStreams": f"{group_arn}:log-stream:*",
+                         "FindTheGroup": "*"}
+
+
+WAFV2_MODEL = _model("wafv2")
+
+
+def create_web_acl_input(acl: Registered) -> dict[str, Any]:
+    """The CreateWebACL call the provider makes from the recorded inputs."""
+    i = acl.inputs
+    seen = i["visibilityConfig"]
+    return {"Name": acl.name, "Scope": i["scope"], "Description": i["description"],
+            "DefaultAction": {"Allow": {}},
+            "VisibilityConfig": {"SampledRequestsEnabled": seen["sampledRequestsEnabled"],
+                                 "CloudWatchMetricsEnabled": seen["cloudwatchMetricsEnabled"],
+                                 "MetricName": seen["metricName"]},
+            "Rules": json.loads(i["ruleJson"])}
+
+
+def test_waf_rate_limits_per_ip_and_applies_the_common_rules() -> None:
+    mocks = run_program(with_target(waf=True, wafRateLimit=500), stack="prod")
+    acl = one(mocks, "aws:wafv2/webAcl:WebAcl")
+    params = create_web_acl_input(acl)
+    validate(WAFV2_MODEL, "CreateWebACL", params)
+    assert params["Scope"] == "REGIONAL" and acl.inputs["defaultAction"] == {"allow": {}}
+    rate, common = params["Rules"]
+    assert rate["Statement"]["RateBasedStatement"] == {
+        "Limit": 500, "AggregateKeyType": "IP", "EvaluationWindowSec": 300}
+    assert rate["Action"] == {"Block": {}}
+    group = common["Statement"]["ManagedRuleGroupStatement"]
+    assert (group["VendorName"], group["Name"]) == ("AWS", "AWSManagedRulesCommonRuleSet")
+    # API bodies above 8 KB are counted, not blocked.
+    assert group["RuleActionOverrides"] == [
+        {"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]
+    association = one(mocks, "aws:wafv2/webAclAssociation:WebAclAssociation").inputs
+    assert association["resourceArn"] == _arn(
+        "elasticloadbalancing", "loadbalancer/app/aws-use1-alb/50dc6c495c0c9188", "us-east-1")
+    assert association["webAclArn"] == _arn("wafv2", "regional/webacl/aws-use1-waf/a1b2c3d4",
+                                            "us-east-1")
+
+
+def test_no_waf_by_default(prod: RecordingMocks) -> None:
+    assert prod.of_type("aws:wafv2/webAcl:WebAcl") == []
 
 
 def test_target_group_checks_readiness_and_drains_like_the_app(prod: RecordingMocks) -> None:
@@ -594,7 +712,7 @@ def test_container_is_hardened_and_logs_with_retention(prod: RecordingMocks) -> 
     assert log["logDriver"] == "awslogs"
     assert log["options"]["awslogs-group"] == "aws-use1-logs"
     assert log["options"]["awslogs-region"] == "us-east-1"
-    assert one(prod, "aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 30
+    assert prod.named("aws-use1-logs").inputs["retentionInDays"] == 30
     env = {e["name"]: e["value"] for e in c["environment"]}
     assert env["PORT"] == "8080" and env["READY_PATH"] == "/readyz"
     assert env["SHUTDOWN_TIMEOUT"] == "10s" and env["LOG_LEVEL"] == "info"
@@ -794,7 +912,7 @@ def test_a_new_secret_value_rolls_the_tasks(prod_secret: RecordingMocks) -> None
 
 
 def test_retention_and_kept_images_follow_config(variant: RecordingMocks) -> None:
-    assert one(variant, "aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 90
+    assert variant.named("aws-use1-logs").inputs["retentionInDays"] == 90
     lifecycle = json.loads(one(variant, "aws:ecr/lifecyclePolicy:LifecyclePolicy")
                            .inputs["policy"])
     assert lifecycle["rules"][0]["selection"]["countNumber"] == 5
@@ -1081,6 +1199,9 @@ def test_two_regions_two_providers_and_no_name_collisions() -> None:
     ({"desiredCount": 9, "minCount": 2, "maxCount": 6}, r"desiredCount: 9 is outside"),
     ({"nat": "all"}, r"nat: must be one of none \| single \| perAz"),
     ({"logRetentionDays": 10}, r"logRetentionDays: must be one of"),
+    ({"accessLogs": False, "accessLogsBucket": "acme-logs"},
+     r"accessLogsBucket: only applies with accessLogs: true"),
+    ({"wafRateLimit": 5}, r"wafRateLimit: must be >= 10"),
 ])
 def test_invalid_ecs_config_fails_before_any_resource(fields: dict[str, Any],
                                                       message: str) -> None:

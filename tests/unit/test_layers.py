@@ -18,6 +18,7 @@ import pytest
 
 from components.ecs import (
     EcsContainerArgs,
+    EcsLoadBalancerArgs,
     EcsNetworkArgs,
     EcsServiceArgs,
     EcsTargetArgs,
@@ -152,6 +153,13 @@ LOCKED = EdgeOrigin(names=("a.origin.x",), verify_header="X-Origin-Verify", veri
      "private_subnet_ids: with vpc_id"),
     (lambda: EcsServiceArgs(desired_count=5), r"desired_count 5 must lie within min_count"),
     (lambda: EcsServiceArgs(arch="riscv"), "arch must be one of"),
+    (lambda: EcsLoadBalancerArgs(access_logs=False, access_logs_bucket="logs"),
+     "access_logs_bucket: only applies with access_logs"),
+    (lambda: EcsTargetArgs(region="us-east-1", domain=DOMAIN, zone_name="example.com",
+                           stack="s", container=EcsContainerArgs(name="app"),
+                           push_image=_push, load_balancer=EcsLoadBalancerArgs(waf=True),
+                           edge=LOCKED),
+     "load_balancer.waf cannot be combined with a locked edge origin"),
     (lambda: EcsContainerArgs(name="app", secret_env={"A": "x"}, secret_arns={"A": "arn"}),
      r"secret_arns: \['A'\] are also in secret_env"),
     (lambda: EcsContainerArgs(name="app", kms_key_arns=("arn:aws:kms:x",)),
