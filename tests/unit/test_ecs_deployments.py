@@ -9,15 +9,17 @@ from typing import Any
 
 import pytest
 
-from tests.unit.harness import RecordingMocks, Registered, run_program
+from tests.unit.harness import RecordingMocks, run_program
 from tests.unit.test_ecs import (
     CLOUDWATCH_MODEL,
     ECS_MODEL,
     SECRET,
     _parameter,
     containers,
+    create_service_input,
     ecs_only,
     one,
+    put_metric_alarm_input,
     validate,
     with_target,
 )
@@ -94,65 +96,6 @@ def test_a_new_secret_value_rolls_the_tasks(prod_secret: RecordingMocks) -> None
 
 
 # --- rollback alarms ---------------------------------------------------------------------------
-
-
-def put_metric_alarm_input(alarm: Registered) -> dict[str, Any]:
-    """The PutMetricAlarm call the provider makes from the recorded inputs."""
-    i = alarm.inputs
-    metrics = []
-    for q in i["metricQueries"]:
-        query: dict[str, Any] = {"Id": q["id"], "ReturnData": q["returnData"]}
-        query.update({api: q[key] for key, api in (("expression", "Expression"),
-                                                   ("label", "Label")) if key in q})
-        if "metric" in q:
-            m = q["metric"]
-            query["MetricStat"] = {
-                "Metric": {"Namespace": m["namespace"], "MetricName": m["metricName"],
-                           "Dimensions": [{"Name": k, "Value": v}
-                                         for k, v in sorted(m["dimensions"].items())]},
-                "Period": int(m["period"]), "Stat": m["stat"]}
-        metrics.append(query)
-    return {"AlarmName": alarm.name, "AlarmDescription": i["alarmDescription"],
-            "Metrics": metrics, "ComparisonOperator": i["comparisonOperator"],
-            # The engine hands numbers over as floats; the provider sends integers.
-            "Threshold": i["threshold"], "EvaluationPeriods": int(i["evaluationPeriods"]),
-            "DatapointsToAlarm": int(i["datapointsToAlarm"]),
-            "TreatMissingData": i["treatMissingData"]}
-
-
-def create_service_input(service: Registered) -> dict[str, Any]:
-    """The CreateService call the provider makes from the recorded inputs."""
-    i = service.inputs
-    network = i["networkConfiguration"]
-    config: dict[str, Any] = {
-        "deploymentCircuitBreaker": i["deploymentCircuitBreaker"],
-        "maximumPercent": int(i["deploymentMaximumPercent"]),
-        "minimumHealthyPercent": int(i["deploymentMinimumHealthyPercent"]),
-        "alarms": {"alarmNames": i["alarms"]["alarmNames"], "enable": i["alarms"]["enable"],
-                   "rollback": i["alarms"]["rollback"]},
-        "strategy": i["deploymentConfiguration"]["strategy"],
-    }
-    if "bakeTimeInMinutes" in i["deploymentConfiguration"]:
-        config["bakeTimeInMinutes"] = int(i["deploymentConfiguration"]["bakeTimeInMinutes"])
-    return {
-        "cluster": i["cluster"], "serviceName": service.name,
-        "taskDefinition": i["taskDefinition"], "desiredCount": int(i["desiredCount"]),
-        "capacityProviderStrategy": [
-            {"capacityProvider": c["capacityProvider"], "base": int(c["base"]),
-             "weight": int(c["weight"])} for c in i["capacityProviderStrategies"]],
-        "platformVersion": i["platformVersion"],
-        "networkConfiguration": {"awsvpcConfiguration": {
-            "subnets": network["subnets"], "securityGroups": network["securityGroups"],
-            "assignPublicIp": "ENABLED" if network["assignPublicIp"] else "DISABLED"}},
-        "loadBalancers": [{**lb, "containerPort": int(lb["containerPort"])}
-                          for lb in i["loadBalancers"]],
-        "healthCheckGracePeriodSeconds": int(i["healthCheckGracePeriodSeconds"]),
-        "deploymentController": i["deploymentController"],
-        "deploymentConfiguration": config,
-        "availabilityZoneRebalancing": i["availabilityZoneRebalancing"],
-        "enableECSManagedTags": i["enableEcsManagedTags"], "propagateTags": i["propagateTags"],
-        "enableExecuteCommand": i["enableExecuteCommand"],
-    }
 
 
 def alarms_by_role(mocks: RecordingMocks) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from tests.unit import harness
 from tests.unit.harness import RecordingMocks, Registered, run_program
 from tests.unit.test_ecs import (
     ACCOUNT,
+    CLOUDWATCH_MODEL,
     EC2_MODEL,
     ECS_MODEL,
     SECRET,
@@ -21,9 +22,11 @@ from tests.unit.test_ecs import (
     _model,
     assert_lints_clean,
     containers,
+    create_service_input,
     ecs_only,
     one,
     parliament_findings,
+    put_metric_alarm_input,
     register_task_definition_input,
     validate,
     with_target,
@@ -94,6 +97,23 @@ def test_the_prefix_list_rules_are_valid_for_the_ec2_api(behind_cdn: RecordingMo
             permission["UserIdGroupPairs"] = [{"GroupId": i["referencedSecurityGroupId"]}]
         validate(EC2_MODEL, "AuthorizeSecurityGroupIngress",
                  {"GroupId": i["securityGroupId"], "IpPermissions": [permission]})
+
+
+def test_the_cdn_locked_target_passes_botocore_and_parliament(
+        behind_cdn: RecordingMocks) -> None:
+    """The prod stack's ECS target as shipped (behind the CDN): what AWS would receive."""
+    mocks = behind_cdn
+    validate(ECS_MODEL, "RegisterTaskDefinition", register_task_definition_input(
+        one(mocks, "aws:ecs/taskDefinition:TaskDefinition")))
+    validate(ECS_MODEL, "CreateService", create_service_input(
+        one(mocks, "aws:ecs/service:Service")))
+    for alarm in mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        validate(CLOUDWATCH_MODEL, "PutMetricAlarm", put_metric_alarm_input(alarm))
+    policies = [r.inputs["policy"] for r in mocks.resources
+                if r.typ in ("aws:iam/rolePolicy:RolePolicy", "aws:s3/bucketPolicy:BucketPolicy")]
+    assert len(policies) == 3  # execution role, flow logs role, access-log bucket
+    for document in policies:
+        assert parliament_findings(document) == []
 
 
 def test_the_alb_waf_does_not_apply_behind_the_cdn() -> None:
