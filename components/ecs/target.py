@@ -14,6 +14,7 @@ creates its resources as the component's children (see docs/ecs.md):
 * task.py - logs, secrets, IAM roles, the task definition;
 * service.py - the cluster, the Fargate service and its autoscaling;
 * alarms.py - the alarms the service's deployments roll back on;
+* audit.py - access logs, flow logs, the optional WAF (for network and load balancer);
 
 and, unless edge routing owns the domain, the alias record pointing it at the ALB.
 """
