@@ -54,6 +54,8 @@ class CdnArgs:
     cacheable_paths: tuple[str, ...] = ()
     # Seconds they are cached when the app sends no Cache-Control max-age.
     cache_ttl: int = 300
+    # How long CloudFront waits for an origin's answer: the app's write timeout.
+    origin_read_timeout: int = ORIGIN_READ_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.price_class not in PRICE_CLASSES:
@@ -107,7 +109,7 @@ def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
                 https_port=443,
                 origin_protocol_policy="https-only",
                 origin_ssl_protocols=["TLSv1.2"],
-                origin_read_timeout=ORIGIN_READ_TIMEOUT_S,
+                origin_read_timeout=args.origin_read_timeout,
                 origin_keepalive_timeout=ORIGIN_KEEPALIVE_TIMEOUT_S,
                 ip_address_type="ipv4",
             ),

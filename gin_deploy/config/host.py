@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from gin_deploy.config.checks import cidrs
-from gin_deploy.config.schema import ParseContext, Problems, fill, require_secret, spec_field
+from gin_deploy.config.schema import (
+    NAMESPACE,
+    ParseContext,
+    Problems,
+    fill,
+    require_secret,
+    spec_field,
+)
 from gin_deploy.config.ssh_keys import (
     HostKey,
     HostKeyError,
@@ -16,6 +24,7 @@ from gin_deploy.config.ssh_keys import (
     parse_key,
 )
 from gin_deploy.config.target import TargetBase
+from gin_deploy.render.nginx import UPSTREAM_KEEPALIVE_TIMEOUT_S
 
 if TYPE_CHECKING:
     from gin_deploy.config.edge import EdgeConfig
@@ -176,6 +185,16 @@ class HostTargetConfig(TargetBase):
             keys += known_host_keys(Path(self.known_hosts_file).expanduser(), self.host,
                                     self.ssh_port)
         return tuple(dict.fromkeys(keys))
+
+    @classmethod
+    def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
+                   problems: Problems) -> None:
+        idle = cfg.app.idle_timeout
+        if idle <= UPSTREAM_KEEPALIVE_TIMEOUT_S:
+            where = ", ".join(f"targets[{i}]" for i, _t in members)
+            problems.add(f"{NAMESPACE}:app.idleTimeout", f"{idle}s must exceed nginx's "
+                         f"upstream keepalive_timeout ({UPSTREAM_KEEPALIVE_TIMEOUT_S}s) on host "
+                         f"targets ({where}): nginx, not the app, must close idle connections")
 
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)

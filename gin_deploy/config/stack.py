@@ -169,4 +169,5 @@ def _check_stack(cfg: StackConfig, indexed: Sequence[tuple[int, TargetConfig]],
         if members:
             cls.check_kind(cfg, members, problems)
     if cfg.edge is not None:
+        cfg.app.check_edge(f"{NAMESPACE}:app", cfg.edge.cdn, problems)
         cfg.edge.check_stack(cfg, indexed, problems)

@@ -34,22 +34,28 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
         stack=cfg.stack,
         push_image=push_image,
         container=EcsContainerArgs(
-            name=app.name, port=app.port, ready_path=app.ready_path, env=dict(app.env),
+            name=app.name, port=app.port, health_path=app.health_path,
+            ready_path=app.ready_path, env=dict(app.env),
             secret_env=cfg.secret_env, shutdown_timeout=app.shutdown_timeout,
-            trusted_proxies=app.trusted_proxies),
+            idle_timeout=app.idle_timeout, write_timeout=app.write_timeout,
+            trusted_proxies=app.trusted_proxies, secret_arns=dict(t.secret_arns),
+            kms_key_arns=t.kms_key_arns),
         network=EcsNetworkArgs(
             vpc_cidr=t.vpc_cidr, az_count=t.az_count, nat=t.nat, vpc_id=t.vpc_id,
             public_subnet_ids=t.public_subnet_ids, private_subnet_ids=t.private_subnet_ids,
-            ingress_cidrs=t.ingress_cidrs),
+            ingress_cidrs=t.ingress_cidrs, flow_logs=t.flow_logs),
         load_balancer=EcsLoadBalancerArgs(
             certificate_arn=t.certificate_arn, sans=t.sans, idle_timeout=t.idle_timeout,
-            access_logs_bucket=t.access_logs_bucket,
+            access_logs=t.access_logs, access_logs_bucket=t.access_logs_bucket,
+            deletion_protection=t.deletion_protection, waf=t.waf,
+            waf_rate_limit=t.waf_rate_limit,
             hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload)),
         service=EcsServiceArgs(
             cpu=t.cpu, memory=t.memory, desired_count=t.desired_count, min_count=min_count,
             max_count=max_count, arch=t.arch, spot=t.spot,
             health_check_grace_seconds=t.health_check_grace_seconds,
-            blue_green=t.blue_green, bake_minutes=t.bake_minutes, cpu_target=t.cpu_target,
+            blue_green=t.blue_green, bake_minutes=t.bake_minutes,
+            rollback_error_percent=t.rollback_error_percent, cpu_target=t.cpu_target,
             requests_per_target=t.requests_per_target, keep_images=t.keep_images,
             log_retention_days=t.log_retention_days, task_policy_arns=t.task_policy_arns),
         # Edge routing owns the domain's records when there is one.

@@ -49,7 +49,7 @@ def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[Ta
             verify_header=edge.origin_verify_header, verify_value=verify_value,
             hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload),
             price_class=edge.price_class, cacheable_paths=edge.cacheable_paths,
-            cache_ttl=edge.cache_ttl)
+            cache_ttl=edge.cache_ttl, origin_read_timeout=cfg.app.write_timeout)
     hc = edge.health_check
     return EdgeRoutingArgs(
         domain=cfg.domain, zone=edge.zone, endpoints=tuple(endpoints),

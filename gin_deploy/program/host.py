@@ -103,6 +103,7 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
             hsts_preload=cfg.tls.hsts.preload,
             acme=tls_mode == "acme",
             shutdown_timeout=cfg.app.shutdown_timeout,
+            write_timeout=cfg.app.write_timeout,
         ),
         tls=tls, domain=cfg.domain, env=app_env(cfg.app), ready_path=cfg.app.ready_path,
         ready_timeout=target.ready_timeout, keep_releases=target.keep_releases,
@@ -123,6 +124,8 @@ def app_env(app: AppConfig) -> Mapping[str, str]:
     env = {
         "GIN_MODE": "release",
         "SHUTDOWN_TIMEOUT": f"{app.shutdown_timeout}s",
+        "IDLE_TIMEOUT": f"{app.idle_timeout}s",
+        "WRITE_TIMEOUT": f"{app.write_timeout}s",
         "TRUSTED_PROXIES": ",".join(app.trusted_proxies or ("127.0.0.1/32", "::1/128")),
     }
     env.update(app.env)

@@ -50,6 +50,7 @@ class HostService:
     hsts_preload: bool = False
     acme: bool = False  # serve the HTTP-01 challenge; user mode: keep certbot renewing
     shutdown_timeout: int = 10  # the app's drain time, seconds
+    write_timeout: int = 30     # the longest the app may take to answer, seconds
     origin_lock: OriginLock | None = None
 
 
@@ -80,6 +81,8 @@ def render_host_files(s: HostService) -> HostFiles:
         http_port=s.http_port,
         https_port=s.https_port,
         trusted_proxies=s.trusted_proxies,
+        # nginx waits for an answer as long as the app may take to give one.
+        proxy_read_timeout_s=s.write_timeout,
         hsts_max_age=s.hsts_max_age,
         hsts_include_subdomains=s.hsts_include_subdomains,
         hsts_preload=s.hsts_preload,

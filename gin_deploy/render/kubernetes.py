@@ -56,6 +56,9 @@ class KubernetesApp:
     ready_path: str = "/readyz"
     env: Mapping[str, str] = field(default_factory=dict)
     shutdown_timeout: int = 10
+    # The app's IDLE_TIMEOUT and WRITE_TIMEOUT, seconds (docs/ecs.md#timeouts).
+    idle_timeout: int = 60
+    write_timeout: int = 30
     trusted_proxies: tuple[str, ...] = ()   # of the app: who may set X-Forwarded-For
     replicas: int = 2
     max_replicas: int = 6
@@ -161,6 +164,8 @@ def app_env(app: KubernetesApp) -> dict[str, str]:
     env = {
         "GIN_MODE": "release",
         "SHUTDOWN_TIMEOUT": f"{app.shutdown_timeout}s",
+        "IDLE_TIMEOUT": f"{app.idle_timeout}s",
+        "WRITE_TIMEOUT": f"{app.write_timeout}s",
         "TRUSTED_PROXIES": ",".join(app.trusted_proxies or PRIVATE_NETWORKS),
     }
     env.update(app.env)

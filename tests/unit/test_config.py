@@ -231,10 +231,15 @@ def test_kubernetes_targets_need_a_registry() -> None:
     assert msg.startswith("gin-deploy:targets[0].registry: is required for kubernetes targets")
 
 
-def test_ecs_drain_must_fit_fargates_stop_timeout() -> None:
-    msg = only_problem({**PUBLIC, "app": {"shutdownTimeout": 116}, "targets": [ECS]})
-    assert msg.startswith("gin-deploy:app.shutdownTimeout: 116s does not fit Fargate's")
-    assert parse({**PUBLIC, "app": {"shutdownTimeout": 115}, "targets": [ECS]})
+def test_ecs_drain_and_longest_request_must_fit_fargates_stop_timeout() -> None:
+    # The stop timeout covers a request that arrived just before SIGTERM, then the drain.
+    msg = only_problem({**PUBLIC, "app": {"shutdownTimeout": 86}, "targets": [ECS]})
+    assert msg.startswith("gin-deploy:app.shutdownTimeout: 86s does not fit Fargate's")
+    assert "app.writeTimeout (30s" in msg
+    assert parse({**PUBLIC, "app": {"shutdownTimeout": 85}, "targets": [ECS]})
+    msg = only_problem({**PUBLIC, "app": {"writeTimeout": 50, "shutdownTimeout": 66},
+                        "targets": [ECS]})
+    assert msg.startswith("gin-deploy:app.shutdownTimeout: 66s does not fit")
 
 
 def test_reserved_env_names() -> None:
