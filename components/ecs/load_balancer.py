@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.certificate import DnsValidatedCertificate, DnsValidatedCertificateArgs
+from components.certificate import (
+    DnsValidatedCertificate,
+    DnsValidatedCertificateArgs,
+    ZoneValidationRecords,
+)
 from components.ecs.common import Scope, to_json
 from components.ecs.network import EcsNetwork
 from components.endpoint import EdgeOrigin
@@ -49,6 +53,8 @@ class EcsLoadBalancerArgs:
     # An existing S3 bucket (with the ELB log delivery policy); None: no access logs.
     access_logs_bucket: str | None = None
     hsts: HstsPolicy = field(default_factory=HstsPolicy)
+    # The stack's ACM validation records in the zone (one writer per record).
+    validation_records: ZoneValidationRecords | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +170,8 @@ def _certificate(scope: Scope, args: EcsLoadBalancerArgs, domain: str,
     sans = (*args.sans, *(edge.names if edge is not None else ()))
     cert = DnsValidatedCertificate(
         f"{scope.name}-cert",
-        DnsValidatedCertificateArgs(domain=domain, zone_id=zone_id, sans=sans),
+        DnsValidatedCertificateArgs(domain=domain, zone_id=zone_id, sans=sans,
+                                    shared_records=args.validation_records),
         opts=scope.opts(),
         # Its resources were the target's own children before the component existed.
         moved_from=scope.parent,

@@ -17,7 +17,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.certificate import DnsValidatedCertificate, DnsValidatedCertificateArgs
+from components.certificate import (
+    DnsValidatedCertificate,
+    DnsValidatedCertificateArgs,
+    ZoneValidationRecords,
+)
 from gin_deploy.render.headers import HstsPolicy
 
 # AWS managed cache policy "CachingDisabled": the API is never cached.
@@ -54,6 +58,8 @@ class CdnArgs:
     cacheable_paths: tuple[str, ...] = ()
     # Seconds they are cached when the app sends no Cache-Control max-age.
     cache_ttl: int = 300
+    # The stack's ACM validation records in the zone (one writer per record).
+    validation_records: ZoneValidationRecords | None = None
 
     def __post_init__(self) -> None:
         if self.price_class not in PRICE_CLASSES:
@@ -87,7 +93,9 @@ def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
     """The distribution, its policies and certificate, and the records for `domain`."""
     name = site.name
     certificate = DnsValidatedCertificate(
-        f"{name}-cert", DnsValidatedCertificateArgs(domain=site.domain, zone_id=site.zone_id),
+        f"{name}-cert",
+        DnsValidatedCertificateArgs(domain=site.domain, zone_id=site.zone_id,
+                                    shared_records=args.validation_records),
         opts=child(),
         # Its resources were EdgeRouting's own children before the component existed.
         moved_from=parent,

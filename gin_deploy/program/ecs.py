@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.build import GinBuild
+from components.certificate import ValidationRecords
 from components.ecs import (
     EcsContainerArgs,
     EcsLoadBalancerArgs,
@@ -20,7 +21,8 @@ from gin_deploy.render.headers import HstsPolicy
 
 
 def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: ImagePusher,
-                    edge: EdgeOrigin | None = None) -> EcsTargetArgs:
+                    edge: EdgeOrigin | None = None,
+                    validation: ValidationRecords | None = None) -> EcsTargetArgs:
     """Every EcsTarget argument from the stack config (defaults already resolved)."""
     region = target.region
     assert region is not None, "config parsing requires a region for ecs targets"
@@ -43,7 +45,9 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
         load_balancer=EcsLoadBalancerArgs(
             certificate_arn=t.certificate_arn, sans=t.sans, idle_timeout=t.idle_timeout,
             access_logs_bucket=t.access_logs_bucket,
-            hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload)),
+            hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload),
+            validation_records=validation.in_zone(t.hosted_zone)
+            if validation is not None else None),
         service=EcsServiceArgs(
             cpu=t.cpu, memory=t.memory, desired_count=t.desired_count, min_count=min_count,
             max_count=max_count, arch=t.arch, spot=t.spot,
@@ -58,7 +62,8 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
 
 
 def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
-              edge: EdgeOrigin | None = None) -> TargetEndpoint:
+              edge: EdgeOrigin | None = None, *,
+              validation: ValidationRecords | None = None) -> TargetEndpoint:
     """TARGET_BUILDERS entry for `kind: ecs`: the EcsTarget and what edge/exports see."""
     assert isinstance(target, EcsTargetConfig)
 
@@ -67,7 +72,7 @@ def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         return build.push(target.name, repository, username=username, password=password,
                           platform=platform)
 
-    ecs = EcsTarget(target.name, ecs_target_args(target, cfg, push, edge))
+    ecs = EcsTarget(target.name, ecs_target_args(target, cfg, push, edge, validation))
     return TargetEndpoint(
         name=target.name, kind="ecs", url=ecs.url, origin_host=ecs.alb_dns_name,
         weight=target.weight, region=target.region, alias_zone_id=ecs.alb_zone_id,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pulumi
 
+from components.certificate import ValidationRecords
 from components.edge import (
     CdnArgs,
     EdgeOrigins,
@@ -36,8 +37,10 @@ def edge_origins_args(cfg: StackConfig, edge: EdgeConfig) -> EdgeOriginsArgs:
 
 
 def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[TargetEndpoint],
-                      verify_value: pulumi.Input[str] | None) -> EdgeRoutingArgs:
-    """`verify_value`: the origin secret (EdgeOrigins'), which CloudFront sends."""
+                      verify_value: pulumi.Input[str] | None,
+                      validation: ValidationRecords | None = None) -> EdgeRoutingArgs:
+    """`verify_value`: the origin secret (EdgeOrigins'), which CloudFront sends;
+    `validation`: the stack's ACM validation records (the targets' certificates')."""
     assert edge.zone is not None, "config requires edge.zone"
     cdn = None
     if edge.cdn:
@@ -48,7 +51,9 @@ def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[Ta
             verify_header=edge.origin_verify_header, verify_value=verify_value,
             hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload),
             price_class=edge.price_class, cacheable_paths=edge.cacheable_paths,
-            cache_ttl=edge.cache_ttl)
+            cache_ttl=edge.cache_ttl,
+            validation_records=validation.in_zone(edge.zone) if validation is not None
+            else None)
     hc = edge.health_check
     return EdgeRoutingArgs(
         domain=cfg.domain, zone=edge.zone, endpoints=tuple(endpoints),
@@ -71,7 +76,8 @@ def build_edge_origins(cfg: StackConfig, edge: EdgeConfig) -> EdgeOrigins:
 
 
 def build_edge_routing(cfg: StackConfig, edge: EdgeConfig, origins: EdgeOrigins,
-                       endpoints: Sequence[TargetEndpoint]) -> EdgeRouting:
+                       endpoints: Sequence[TargetEndpoint],
+                       validation: ValidationRecords | None = None) -> EdgeRouting:
     """Health checks, records and CloudFront across the deployed targets."""
-    return EdgeRouting(routing_name(cfg),
-                       edge_routing_args(cfg, edge, endpoints, origins.verify_value))
+    return EdgeRouting(routing_name(cfg), edge_routing_args(
+        cfg, edge, endpoints, origins.verify_value, validation))

@@ -7,13 +7,15 @@ from pathlib import Path
 import pulumi
 
 from components.build import GinBuild
+from components.certificate import ValidationRecords
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.host import HostTarget, HostTargetArgs
 from gin_deploy.config import HostTargetConfig, StackConfig, TargetConfig
 
 
 def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
-               edge: EdgeOrigin | None = None) -> TargetEndpoint:
+               edge: EdgeOrigin | None = None, *,
+               validation: ValidationRecords | None = None) -> TargetEndpoint:
     assert isinstance(target, HostTargetConfig)
     assert build.binary_path is not None and build.binary_sha256 is not None
     host = HostTarget(target.name, HostTargetArgs(

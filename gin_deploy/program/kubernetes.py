@@ -8,6 +8,7 @@ from pathlib import Path
 import pulumi
 
 from components.build import GinBuild
+from components.certificate import ValidationRecords
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.kubernetes import CanaryArgs, KubernetesTarget, KubernetesTargetArgs
 from gin_deploy.config import KubernetesTargetConfig, StackConfig, TargetConfig, TlsConfig
@@ -94,7 +95,8 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
 
 
 def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
-                     edge: EdgeOrigin | None = None) -> TargetEndpoint:
+                     edge: EdgeOrigin | None = None, *,
+                     validation: ValidationRecords | None = None) -> TargetEndpoint:
     """TARGET_BUILDERS entry: push the image to the target's registry, then deploy."""
     assert isinstance(target, KubernetesTargetConfig)
     assert target.registry is not None  # required by config validation
