@@ -97,6 +97,8 @@ def main() -> None:
         if edge.distribution is not None:
             pulumi.export("distributionId", edge.distribution_id)
             pulumi.export("distributionDomain", edge.distribution_domain)
+        if edge.access_logs_bucket is not None:
+            pulumi.export("accessLogsBucket", edge.access_logs_bucket)
     ca_certs = [e.ca_cert for e in endpoints if e.ca_cert]
     if ca_certs:
         pulumi.export("caCert", ca_certs[0])

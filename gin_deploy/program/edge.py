@@ -8,12 +8,14 @@ import pulumi
 
 from components.certificate import ValidationRecords
 from components.edge import (
+    AccessLogsArgs,
     CdnArgs,
     EdgeOrigins,
     EdgeOriginsArgs,
     EdgeRouting,
     EdgeRoutingArgs,
     HealthCheckArgs,
+    WafArgs,
 )
 from components.endpoint import TargetEndpoint
 from gin_deploy.config import EdgeConfig, StackConfig, routed_origin_name, target_origin_name
@@ -45,7 +47,7 @@ def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[Ta
     cdn = None
     if edge.cdn:
         assert verify_value is not None, "EdgeOrigins makes a secret with cdn"
-        hsts = cfg.tls.hsts
+        hsts, logs, waf = cfg.tls.hsts, edge.access_logs, edge.waf
         cdn = CdnArgs(
             routed_name=routed_origin_name(cfg.domain),
             verify_header=edge.origin_verify_header, verify_value=verify_value,
@@ -53,7 +55,11 @@ def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[Ta
             price_class=edge.price_class, cacheable_paths=edge.cacheable_paths,
             cache_ttl=edge.cache_ttl,
             validation_records=validation.in_zone(edge.zone) if validation is not None
-            else None)
+            else None,
+            access_logs=AccessLogsArgs(bucket=logs.bucket, retention_days=logs.retention_days)
+            if logs.enabled else None,
+            waf=WafArgs(rate_limit=waf.rate_limit, action=waf.action,
+                        count_only_rules=waf.count_only_rules) if waf.enabled else None)
     hc = edge.health_check
     return EdgeRoutingArgs(
         domain=cfg.domain, zone=edge.zone, endpoints=tuple(endpoints),

@@ -64,6 +64,17 @@ def install_mocks() -> None:
         "aws:cloudfront/distribution:Distribution": lambda a: {
             "domainName": "d111111abcdef8.cloudfront.net", "hostedZoneId": CLOUDFRONT_ZONE,
             "arn": "arn:aws:cloudfront::123456789012:distribution/EDFDVBD6EXAMPLE"},
+        # Auto-named resources: the names the provider would generate.
+        "aws:s3/bucket:Bucket": lambda a: {
+            "bucket": f"{a.name}-0a1b2c3", "arn": f"arn:aws:s3:::{a.name}-0a1b2c3"},
+        "aws:wafv2/webAcl:WebAcl": lambda a: {
+            "arn": f"arn:aws:wafv2:us-east-1:123456789012:global/webacl/{a.name}/a1b2c3"},
+        "aws:cloudwatch/logDeliverySource:LogDeliverySource": lambda a: {
+            "name": f"{a.name}-0a1b2c3",
+            "arn": f"arn:aws:logs:us-east-1:123456789012:delivery-source:{a.name}-0a1b2c3"},
+        "aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination": lambda a: {
+            "name": f"{a.name}-0a1b2c3", "arn":
+            f"arn:aws:logs:us-east-1:123456789012:delivery-destination:{a.name}-0a1b2c3"},
     })
     harness.CALL_RESULTS.update(CALLS)
     harness.CALL_RESULTS["aws:ec2/getManagedPrefixList:getManagedPrefixList"] = lambda a: {
@@ -141,7 +152,7 @@ def prod() -> EdgeMocks:
 @pytest.fixture(scope="module")
 def plain() -> EdgeMocks:
     """The prod stack without CloudFront: records for the domain itself, no lock."""
-    return run(prod_config(cdn=False, cacheablePaths=[]))
+    return run(prod_config(cdn=False, cacheablePaths=[], waf=None))
 
 
 def edge_resources(mocks: RecordingMocks, typ: str) -> list[Registered]:
@@ -201,6 +212,20 @@ def test_prod_stack_runs_end_to_end_with_three_targets_and_edge(prod: EdgeMocks)
         ("aws:cloudfront/distribution:Distribution", "cdn"),
         ("aws:route53/record:Record", "cdn-a"),
         ("aws:route53/record:Record", "cdn-aaaa"),
+        ("aws:wafv2/webAcl:WebAcl", "waf"),
+        # Access logs (tests/unit/test_edge_aws.py).
+        ("aws:s3/bucket:Bucket", "logs"),
+        *(("aws:s3/" + t, f"logs-{role}") for t, role in (
+            ("bucketOwnershipControls:BucketOwnershipControls", "ownership"),
+            ("bucketPublicAccessBlock:BucketPublicAccessBlock", "public-access"),
+            ("bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+             "encryption"),
+            ("bucketLifecycleConfiguration:BucketLifecycleConfiguration", "lifecycle"),
+            ("bucketPolicy:BucketPolicy", "policy"))),
+        ("aws:cloudwatch/logDeliverySource:LogDeliverySource", "access-logs"),
+        ("aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination",
+         "access-logs-destination"),
+        ("aws:cloudwatch/logDelivery:LogDelivery", "access-logs-delivery"),
     ])
 
 
@@ -702,7 +727,8 @@ def test_the_prod_stack_file_is_valid() -> None:
      ["gin-deploy:targets[0].clientIpMode: ProxyProtocol would name CloudFront"]),
     ({}, [target("aws-use1", blueGreen=True)],
      ["gin-deploy:targets[0].blueGreen: cannot be combined with edge.cdn"]),
-    ({"cdn": False}, None, ["gin-deploy:edge.cacheablePaths: only applies with edge.cdn"]),
+    ({"cdn": False, "waf": None}, None,
+     ["gin-deploy:edge.cacheablePaths: only applies with edge.cdn"]),
     ({"cacheablePaths": ["static/*"]}, None,
      ["gin-deploy:edge.cacheablePaths: must be CloudFront path patterns"]),
     ({"originVerifyHeader": "X-Forwarded-Secret"}, None,
@@ -726,7 +752,7 @@ def test_invalid_edge_config_fails_naming_the_key(
 
 
 def test_the_zone_apex_needs_the_cdn() -> None:
-    config = prod_config(cdn=False, cacheablePaths=[])
+    config = prod_config(cdn=False, cacheablePaths=[], waf=None)
     config["gin-deploy:domain"] = "example.com"
     [problem] = problems_of(config)
     assert problem.startswith("gin-deploy:domain: 'example.com' is the zone apex")
