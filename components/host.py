@@ -235,6 +235,8 @@ class HostTarget(pulumi.ComponentResource):
                 "caBundle": (args.project_dir / acme.ca_bundle).read_text()
                 if acme.ca_bundle else None,
                 "webroot": f"{state_dir}/acme/webroot",
+                # http-01 | dns-01-route53 (certbot's Route 53 plugin: the agent's part).
+                "challenge": acme.challenge,
             }
         else:
             tls = {"mode": "self-signed", "domains": server_names(args)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from gin_deploy.config.checks import cidrs
 from gin_deploy.config.schema import ParseContext, Problems, fill, require_secret, spec_field
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HostTargetConfig(TargetBase):
+    acme_certificates: ClassVar[bool] = True
     connection: str = spec_field("connection", "How to reach the host.", "local",
                                  choices=("local", "ssh"))
     host: str | None = spec_field("host", "SSH address (ssh only).", None)

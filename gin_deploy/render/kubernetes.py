@@ -25,6 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gin_deploy.render import cert_manager
+from gin_deploy.render.cert_manager import Route53Solver
+
 Manifest = dict[str, Any]
 
 # The image contract of app/Dockerfile: a static binary in `scratch` as this user.
@@ -465,6 +468,8 @@ class Acme:
     email: str
     server: str
     ca_bundle_pem: str | None = None   # trust for a test ACME server (Pebble)
+    # DNS-01 in Route 53 (cert_manager.py) instead of HTTP-01 through the Gateway.
+    route53: Route53Solver | None = None
 
 
 def issuer_name(app: KubernetesApp, acme: Acme | None) -> str:
@@ -473,7 +478,8 @@ def issuer_name(app: KubernetesApp, acme: Acme | None) -> str:
 
 
 def cluster_issuer(app: KubernetesApp, acme: Acme | None) -> Manifest:
-    """ACME solving HTTP-01 through this target's Gateway, or self-signed without ACME."""
+    """ACME solving HTTP-01 through this target's Gateway (DNS-01 in Route 53 with
+    `acme.route53`), or self-signed without ACME."""
     spec: dict[str, Any]
     if acme is None:
         spec = {"selfSigned": {}}
@@ -482,8 +488,9 @@ def cluster_issuer(app: KubernetesApp, acme: Acme | None) -> Manifest:
             "email": acme.email,
             "server": acme.server,
             "privateKeySecretRef": {"name": f"{issuer_name(app, acme)}-account"},
-            "solvers": [{"http01": {"gatewayHTTPRoute": {
-                "parentRefs": [_parent(app, name) for name in app.listener_names("http")]}}}],
+            "solvers": [cert_manager.route53_solver(issuer_name(app, acme), acme.route53)
+                        if acme.route53 else {"http01": {"gatewayHTTPRoute": {
+                            "parentRefs": [_parent(app, n) for n in app.listener_names("http")]}}}],
         }
         if acme.ca_bundle_pem:
             acme_spec["caBundle"] = base64.b64encode(acme.ca_bundle_pem.encode()).decode()
@@ -564,6 +571,7 @@ def render_manifests(
     pull_secret_config: str | None = None,
     network_policy_enabled: bool = True,
     origin_verify_value: str = "",
+    route53_secret_access_key: str = "",
 ) -> list[Manifest]:
     """Every object of one target in apply order, with the given plain values.
 
@@ -588,6 +596,9 @@ def render_manifests(
         objects.append(service(app, "canary"))
     if network_policy_enabled:
         objects.append(network_policy(app))
+    if acme is not None and acme.route53 is not None:
+        objects += cert_manager.credentials(issuer_name(app, acme), common_labels(app),
+                                            acme.route53, route53_secret_access_key)
     objects += [cluster_issuer(app, acme), certificate(app, acme), gateway(app),
                 https_route(app, canary_weight, origin_verify_value), redirect_route(app)]
     return objects
