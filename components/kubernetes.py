@@ -6,7 +6,8 @@ clouds: two namespaces (the app's under Pod Security `restricted`, the gateway's
 the app's Deployment (image by digest), Service, HPA, PDB and NetworkPolicy,
 NGINX Gateway Fabric (Gateway API) and cert-manager installed by Helm, a Gateway
 with HTTP and HTTPS listeners, HTTPRoutes (redirect; HSTS; canary split by
-weight), and an ACME ClusterIssuer solving HTTP-01 through that Gateway. Behind
+weight), and an ACME ClusterIssuer solving HTTP-01 through that Gateway (DNS-01 in
+Route 53 where several targets or a CDN answer the domain). Behind
 edge routing the Gateway also answers the target's own name at the edge, and
 behind a CDN its HTTPS route forwards only requests with CloudFront's secret header.
 

@@ -188,7 +188,8 @@ def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
     web_acl = None
     if args.waf is not None:
         web_acl = build_waf(name, args.waf, metric_prefix=f"{site.app}-{site.stack}-edge",
-                            description=f"{site.app} ({site.project}/{site.stack}): CloudFront",
+                            # WAF refuses parentheses in descriptions.
+                            description=f"{site.app} {site.project}/{site.stack}: CloudFront",
                             child=child)
     distribution = aws.cloudfront.Distribution(
         f"{name}-cdn",

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gin_deploy.render import cert_manager
-from gin_deploy.render.cert_manager import Route53Solver
 
 Manifest = dict[str, Any]
 
@@ -468,8 +467,7 @@ class Acme:
     email: str
     server: str
     ca_bundle_pem: str | None = None   # trust for a test ACME server (Pebble)
-    # DNS-01 in Route 53 (cert_manager.py) instead of HTTP-01 through the Gateway.
-    route53: Route53Solver | None = None
+    route53: cert_manager.Route53Solver | None = None   # DNS-01 instead of HTTP-01
 
 
 def issuer_name(app: KubernetesApp, acme: Acme | None) -> str:

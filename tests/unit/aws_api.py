@@ -11,6 +11,7 @@ other (a new argument needs its mapping here before a test can pass).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -30,24 +31,39 @@ def _model(service: str) -> botocore.model.ServiceModel:
 
 def errors(service: str, operation: str, params: Mapping[str, Any]) -> str:
     """botocore's report of what is wrong with `params` for the call ('' when valid),
-    plus the values outside a string enum of the model (which botocore leaves to AWS)."""
+    plus the strings outside an enum or a pattern of the model (which botocore leaves
+    to AWS)."""
     shape = _model(service).operation_model(operation).input_shape
     report = botocore.validate.ParamValidator().validate(dict(params), shape)
     problems = [report.generate_report()] if report.has_errors() else []
-    problems += _enum_errors(shape, params, "")
+    problems += _string_errors(shape, params, "")
     return "\n".join(problems)
 
 
-def _enum_errors(shape: botocore.model.Shape, value: Any, path: str) -> list[str]:
+@cache
+def _pattern(pattern: str) -> re.Pattern[str] | None:
+    """The model's (Java) regex in Python, or None where Python cannot read it."""
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def _string_errors(shape: botocore.model.Shape, value: Any, path: str) -> list[str]:
     if isinstance(shape, botocore.model.StructureShape) and isinstance(value, Mapping):
         return [e for key, item in value.items() if key in shape.members
-                for e in _enum_errors(shape.members[key], item, f"{path}.{key}".lstrip("."))]
+                for e in _string_errors(shape.members[key], item, f"{path}.{key}".lstrip("."))]
     if isinstance(shape, botocore.model.ListShape) and isinstance(value, list):
         return [e for i, item in enumerate(value)
-                for e in _enum_errors(shape.member, item, f"{path}[{i}]")]
+                for e in _string_errors(shape.member, item, f"{path}[{i}]")]
+    if not isinstance(value, str):
+        return []
     enum = getattr(shape, "enum", None) or []
-    if enum and isinstance(value, str) and value not in enum:
+    if enum and value not in enum:
         return [f"{path}: {value!r} is not one of {', '.join(enum)}"]
+    pattern = _pattern(shape.metadata.get("pattern", ""))
+    if pattern is not None and pattern.pattern and not pattern.fullmatch(value):
+        return [f"{path}: {value!r} does not match {pattern.pattern}"]
     return []
 
 

@@ -258,6 +258,10 @@ def test_the_api_checks_catch_a_broken_input(prod: EdgeMocks) -> None:
     assert "VisibilityConfig" in aws_api.errors("wafv2", "CreateWebACL", {
         "Name": "n", "Scope": "CLOUDFRONT", "DefaultAction": {"Allow": {}}, "Rules": rules,
         "VisibilityConfig": render.waf_visibility("m")})
+    [acl] = prod.of_type(WEB_ACL)
+    waf = aws_api.wafv2_web_acl("hello-gin-edge-waf-0a1b2c3", acl.inputs)
+    assert "does not match" in aws_api.errors("wafv2", "CreateWebACL", {
+        **waf, "Description": "hello-gin (prod)"})   # WAF's pattern has no parentheses
     with pytest.raises(AssertionError, match="no API mapping"):
         aws_api.route53_record({"zoneId": "Z", "name": "n", "type": "A", "ttl": 60,
                                 "geolocationRoutingPolicies": []})
