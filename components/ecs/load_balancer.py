@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.certificate import DnsValidatedCertificate, DnsValidatedCertificateArgs
+from components.certificate import (
+    DnsValidatedCertificate,
+    DnsValidatedCertificateArgs,
+    ZoneValidationRecords,
+)
 from components.ecs.audit import (
     AccessLogs,
     access_logs_prefix,
@@ -65,6 +69,8 @@ class EcsLoadBalancerArgs:
     waf: bool = False
     waf_rate_limit: int = 2000
     hsts: HstsPolicy = field(default_factory=HstsPolicy)
+    # The stack's ACM validation records in the zone (one writer per record).
+    validation_records: ZoneValidationRecords | None = None
 
     def __post_init__(self) -> None:
         if self.access_logs_bucket is not None and not self.access_logs:
@@ -195,7 +201,8 @@ def _certificate(scope: Scope, args: EcsLoadBalancerArgs, domain: str,
     sans = (*args.sans, *(edge.names if edge is not None else ()))
     cert = DnsValidatedCertificate(
         f"{scope.name}-cert",
-        DnsValidatedCertificateArgs(domain=domain, zone_id=zone_id, sans=sans),
+        DnsValidatedCertificateArgs(domain=domain, zone_id=zone_id, sans=sans,
+                                    shared_records=args.validation_records),
         opts=scope.opts(),
         # Its resources were the target's own children before the component existed.
         moved_from=scope.parent,

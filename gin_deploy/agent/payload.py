@@ -144,13 +144,16 @@ class SelfSignedTls:
 
 @dataclass(frozen=True)
 class AcmeTls:
-    """certbot (HTTP-01 through nginx's webroot) gets the certificate from an ACME CA."""
+    """certbot gets the certificate from an ACME CA: HTTP-01 through nginx's webroot, or
+    DNS-01 through Route 53 (certbot's dns-route53 plugin, the host's AWS credentials) when
+    several targets or a CDN answer the domain and HTTP-01 would land anywhere."""
 
     domains: tuple[str, ...] = field(metadata=meta(_domains))
     email: str = field(metadata=meta(_text))
     server: str = field(metadata=meta(_text))
     webroot: str = field(metadata=meta(_abs_path))
     ca_bundle: Optional[str] = field(default=None, metadata=meta(_pem))  # trust for the CA
+    challenge: Literal["http-01", "dns-01-route53"] = "http-01"
     mode: Literal["acme"] = "acme"
 
 

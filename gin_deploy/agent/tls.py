@@ -116,7 +116,16 @@ def acme_obtain(layout: Layout, tls: AcmeTls) -> None:
     certbot = tool("certbot")
     for kind in ("config", "work", "logs"):
         os.makedirs(layout.acme_dir(kind), mode=0o700, exist_ok=True)
-    args = [certbot, "certonly", "--webroot", "-w", tls.webroot]
+    if tls.challenge == "dns-01-route53":
+        plugins = run_cmd([certbot, "plugins", "--non-interactive"], "certbot plugins",
+                          timeout=120)
+        if "dns-route53" not in plugins.stdout:
+            raise HostError("tls.challenge dns-01-route53 needs certbot's Route 53 plugin on "
+                            "the host: install python3-certbot-dns-route53 (and give the "
+                            "host AWS credentials for the zone)")
+        args = [certbot, "certonly", "--dns-route53"]
+    else:
+        args = [certbot, "certonly", "--webroot", "-w", tls.webroot]
     for d in tls.domains:
         args += ["-d", d]
     args += ["--cert-name", tls.domains[0], "--server", tls.server, "--email", tls.email,

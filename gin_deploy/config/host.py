@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from gin_deploy.config.checks import cidrs
 from gin_deploy.config.schema import (
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HostTargetConfig(TargetBase):
+    acme_certificates: ClassVar[bool] = True
     connection: str = spec_field("connection", "How to reach the host.", "local",
                                  choices=("local", "ssh"))
     host: str | None = spec_field("host", "SSH address (ssh only).", None)

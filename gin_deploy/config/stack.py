@@ -98,6 +98,8 @@ def parse_stack_config(
     cfg = StackConfig(project, stack, project_dir, app, domain, tls, (), edge, secret_env)
     indexed = [(i, t.resolve(cfg)) for i, t in indexed]
     cfg = replace(cfg, targets=tuple(t for _i, t in indexed))
+    # The ACME challenge depends on the targets and the edge.
+    cfg = replace(cfg, tls=cfg.tls.resolve(cfg))
     _check_stack(cfg, indexed, problems)
     if problems:
         raise ConfigError(problems.items)
@@ -164,6 +166,7 @@ def _check_stack(cfg: StackConfig, indexed: Sequence[tuple[int, TargetConfig]],
     if cfg.targets and all(t.weight == 0 for t in cfg.targets):
         problems.add(f"{NAMESPACE}:targets", "all weights are 0: at least one target must take "
                      "traffic")
+    cfg.tls.check_stack(cfg, indexed, problems)
     for kind, cls in TARGET_CLASSES.items():
         members = [(i, t) for i, t in indexed if t.kind == kind]
         if members:

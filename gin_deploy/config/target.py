@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from gin_deploy.config.checks import is_dns_name, region_name, resource_name
 from gin_deploy.config.edge import target_origin_name
@@ -25,6 +25,9 @@ TARGET_KINDS = ("host", "ecs", "kubernetes")
 
 @dataclass(frozen=True)
 class TargetBase:
+    # The kind gets its certificate for the domain from tls.acme (with tls.mode acme).
+    acme_certificates: ClassVar[bool] = False
+
     name: str = spec_field("name", "Unique target name; prefixes its resources.",
                            check=resource_name)
     kind: str = spec_field("kind", "Target kind.", choices=TARGET_KINDS)
@@ -32,6 +35,11 @@ class TargetBase:
                              "rotation).", 1, min=0, max=255)
     region: str | None = spec_field("region", "Region (required by latency routing; ecs: the "
                                     "AWS region).", None, check=region_name)
+
+    @property
+    def dns01_credentials(self) -> bool:
+        """The target brings credentials for DNS-01 (then the stack's default challenge)."""
+        return False
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         """Rules across this target's own fields (run once they all parsed)."""

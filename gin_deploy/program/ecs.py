@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.build import GinBuild
+from components.certificate import ValidationRecords
 from components.certificate_alarm import days_to_expiry_alarm
 from components.ecs import (
     EcsContainerArgs,
@@ -21,7 +22,8 @@ from gin_deploy.render.headers import HstsPolicy
 
 
 def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: ImagePusher,
-                    edge: EdgeOrigin | None = None) -> EcsTargetArgs:
+                    edge: EdgeOrigin | None = None,
+                    validation: ValidationRecords | None = None) -> EcsTargetArgs:
     """Every EcsTarget argument from the stack config (defaults already resolved)."""
     region = target.region
     assert region is not None, "config parsing requires a region for ecs targets"
@@ -49,7 +51,9 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
             access_logs=t.access_logs, access_logs_bucket=t.access_logs_bucket,
             deletion_protection=t.deletion_protection, waf=t.waf,
             waf_rate_limit=t.waf_rate_limit,
-            hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload)),
+            hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload),
+            validation_records=validation.in_zone(t.hosted_zone)
+            if validation is not None else None),
         service=EcsServiceArgs(
             cpu=t.cpu, memory=t.memory, desired_count=t.desired_count, min_count=min_count,
             max_count=max_count, arch=t.arch, spot=t.spot,
@@ -65,7 +69,8 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
 
 
 def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
-              edge: EdgeOrigin | None = None) -> TargetEndpoint:
+              edge: EdgeOrigin | None = None, *,
+              validation: ValidationRecords | None = None) -> TargetEndpoint:
     """TARGET_BUILDERS entry for `kind: ecs`: the EcsTarget and what edge/exports see."""
     assert isinstance(target, EcsTargetConfig)
 
@@ -74,7 +79,7 @@ def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         return build.push(target.name, repository, username=username, password=password,
                           platform=platform)
 
-    ecs = EcsTarget(target.name, ecs_target_args(target, cfg, push, edge))
+    ecs = EcsTarget(target.name, ecs_target_args(target, cfg, push, edge, validation))
     days_to_expiry_alarm(target.name, ecs.certificate_arn, ecs.provider, parent=ecs)
     return TargetEndpoint(
         name=target.name, kind="ecs", url=ecs.url, origin_host=ecs.alb_dns_name,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pulumi
 
 from components.build import GinBuild
+from components.certificate import ValidationRecords
 from components.connection import SshEndpoint
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.host import HostTarget, HostTargetArgs
@@ -26,7 +27,8 @@ from gin_deploy.render.host import HostService
 
 
 def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
-               edge: EdgeOrigin | None = None) -> TargetEndpoint:
+               edge: EdgeOrigin | None = None, *,
+               validation: ValidationRecords | None = None) -> TargetEndpoint:
     assert isinstance(target, HostTargetConfig)
     assert build.binary_path is not None and build.binary_sha256 is not None
     agent_path, agent_sha256 = build_agent(cfg.project_dir)
@@ -75,6 +77,7 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
             ca_bundle=(cfg.project_dir / acme.ca_bundle).read_text()
             if acme.ca_bundle else None,
             webroot=f"{state_dir}/acme/webroot",
+            challenge="dns-01-route53" if acme.challenge == "dns-01-route53" else "http-01",
         )
     else:
         tls = SelfSignedTls(domains=server_names(cfg.domain, edge_names))

@@ -689,3 +689,50 @@ def test_renew_loop_runs_certbot_renew_repeatedly(tmp_path: Path) -> None:
     assert len(lines) >= 2
     assert lines[0].startswith(f"renew --config-dir {layout.state_dir}/acme/config ")
     assert "--deploy-hook" in lines[0] and "--non-interactive" in lines[0]
+
+
+@pytest.mark.parametrize(("challenge", "plugins", "expected"), [
+    ("http-01", "", ["--webroot", "-w"]),
+    ("dns-01-route53", "* dns-route53\nDescription: Obtain certificates using a DNS TXT "
+     "record (if you are using AWS Route53 for DNS).", ["--dns-route53"]),
+])
+def test_certbot_uses_the_challenge_the_payload_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, challenge: str, plugins: str,
+        expected: list[str]) -> None:
+    from gin_deploy.agent import tls as agent_tls
+    from gin_deploy.agent.payload import AcmeTls
+
+    layout = Layout(str(tmp_path / "state"))
+    ensure_state_dir(layout)
+    calls: list[list[str]] = []
+
+    def fake_run(args: list[str], what: str, **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(list(args))
+        return subprocess.CompletedProcess(args, 0, plugins if "plugins" in args else "", "")
+
+    monkeypatch.setattr(agent_tls, "run_cmd", fake_run)
+    monkeypatch.setattr(agent_tls, "tool", lambda name: f"/usr/bin/{name}")
+    agent_tls.acme_obtain(layout, AcmeTls(
+        domains=("api.example.com",), email="ops@example.com",
+        server="https://acme.example/dir", webroot=f"{layout.state_dir}/acme/webroot",
+        challenge=challenge))  # type: ignore[arg-type]
+    certonly = next(c for c in calls if "certonly" in c)
+    assert certonly[2:2 + len(expected)] == expected
+    assert ("--webroot" in certonly) == (challenge == "http-01")
+
+
+def test_dns01_without_the_route53_plugin_says_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gin_deploy.agent import tls as agent_tls
+    from gin_deploy.agent.payload import AcmeTls
+
+    layout = Layout(str(tmp_path / "state"))
+    ensure_state_dir(layout)
+    monkeypatch.setattr(agent_tls, "run_cmd", lambda args, what, **_: subprocess.CompletedProcess(
+        args, 0, "* webroot\n* standalone\n", ""))
+    monkeypatch.setattr(agent_tls, "tool", lambda name: f"/usr/bin/{name}")
+    with pytest.raises(HostError, match="python3-certbot-dns-route53"):
+        agent_tls.acme_obtain(layout, AcmeTls(
+            domains=("api.example.com",), email="ops@example.com",
+            server="https://acme.example/dir", webroot=f"{layout.state_dir}/acme/webroot",
+            challenge="dns-01-route53"))

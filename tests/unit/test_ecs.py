@@ -114,9 +114,11 @@ MOCK_OUTPUTS = {
         "name": n, "arn": _arn("ecs", f"service/cluster/{n}", r)}),
     "aws:acm/certificate:Certificate": _outputs(_certificate),
     "aws:s3/bucket:Bucket": _outputs(lambda n, r, i: {
-        "bucket": f"{n}-7f3a2c1", "arn": f"arn:aws:s3:::{n}-7f3a2c1"}),
+        "bucket": f"{n}-0a1b2c3", "arn": f"arn:aws:s3:::{n}-0a1b2c3"}),
+    # A CloudFront web ACL lives in us-east-1's "global" scope, an ALB's in its region.
     "aws:wafv2/webAcl:WebAcl": _outputs(lambda n, r, i: {
-        "arn": _arn("wafv2", f"regional/webacl/{n}/a1b2c3d4", r)}),
+        "arn": _arn("wafv2", f"global/webacl/{n}/a1b2c3", "us-east-1")
+        if i.get("scope") == "CLOUDFRONT" else _arn("wafv2", f"regional/webacl/{n}/a1b2c3d4", r)}),
     "aws:cloudwatch/metricAlarm:MetricAlarm": _outputs(lambda n, r, i: {
         "name": n, "arn": _arn("cloudwatch", f"alarm:{n}", r)}),
     "aws:route53/record:Record": _outputs(lambda n, r, i: {"fqdn": i["name"]}),

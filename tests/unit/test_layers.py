@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.certificate import ValidationRecords
 from components.ecs import (
     EcsContainerArgs,
     EcsLoadBalancerArgs,
@@ -19,7 +20,7 @@ from components.ecs import (
     EcsServiceArgs,
     EcsTargetArgs,
 )
-from components.edge import CdnArgs, EdgeOriginsArgs, EdgeRoutingArgs
+from components.edge import AccessLogsArgs, CdnArgs, EdgeOriginsArgs, EdgeRoutingArgs, WafArgs
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.kubernetes import KubernetesTargetArgs
 from gin_deploy.config import (
@@ -33,6 +34,7 @@ from gin_deploy.program.ecs import ecs_target_args
 from gin_deploy.program.edge import edge_origins_args, edge_routing_args
 from gin_deploy.program.kubernetes import kubernetes_target_args
 from gin_deploy.render import kubernetes as render
+from gin_deploy.render.cert_manager import Route53Solver
 from tests.unit.harness import ROOT
 
 DOMAIN = "api.example.com"
@@ -156,6 +158,16 @@ LOCKED = EdgeOrigin(names=("a.origin.x",), verify_header="X-Origin-Verify", veri
                                   image="i", registry="r",
                                   edge=EdgeOrigin(names=("a.origin.x",), verify_value="s")),
      "edge: a locked origin needs verify_header"),
+    (lambda: KubernetesTargetArgs(app=render.KubernetesApp("a", "a", "a-gw", DOMAIN, "1"),
+                                  image="i", registry="r", acme=render.Acme(
+                                      "ops@example.com", "https://acme.example",
+                                      route53=Route53Solver(access_key_id="AKIAEXAMPLE0000"))),
+     "route53_secret_access_key: required with acme.route53's access key"),
+    (lambda: WafArgs(rate_limit=5), "rate_limit must be >= 10"),
+    (lambda: WafArgs(action="allow"), "action must be one of"),
+    (lambda: AccessLogsArgs(retention_days=0), "retention_days must be >= 1"),
+    (lambda: AccessLogsArgs(output_format="csv"), "output_format must be one of"),
+    (lambda: ValidationRecords().in_zone(""), "zone: the hosted zone's name is required"),
 ])
 def test_contradictory_component_args_fail_naming_the_argument(build: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
