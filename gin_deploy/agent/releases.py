@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from gin_deploy.agent.files import atomic_symlink, sha256_file, write_file
@@ -56,9 +57,10 @@ def install_release(payload: DeployPayload, layout: Layout) -> bool:
             raise HostError(f"staged binary {rel.binary} has sha256 {actual}, expected "
                             f"{rel.sha256}; upload it again")
         os.makedirs(rdir, mode=0o755, exist_ok=True)
-        tmp = f"{app}.tmp-{os.getpid()}"
-        shutil.copyfile(rel.binary, tmp)
-        os.chmod(tmp, 0o755)  # noqa: S103 - an executable
+        fd, tmp = tempfile.mkstemp(prefix=".app.", suffix=".tmp", dir=rdir)
+        with os.fdopen(fd, "wb") as out, open(rel.binary, "rb") as src:
+            shutil.copyfileobj(src, out)
+            os.fchmod(out.fileno(), 0o755)  # an executable
         if sha256_file(tmp) != rel.sha256:
             os.unlink(tmp)
             raise HostError(f"copy of {rel.binary} to {app} is corrupt; check the disk")
