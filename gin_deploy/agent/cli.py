@@ -49,7 +49,8 @@ def read_payload(cls: type[P], stream: IO[str]) -> P:
         raise HostError(str(exc)) from None
     payload = dataclasses.replace(payload, state_dir=os.path.normpath(payload.state_dir))
     if isinstance(payload, DeployPayload):
-        set_secrets([payload.env[k] for k in payload.secret_env_keys if k in payload.env])
+        set_secrets([*(payload.env[k] for k in payload.secret_env_keys if k in payload.env),
+                     *payload.secret_values])
         # A relative binary path starts at the working directory (over SSH: the login
         # user's home, where files are staged).
         release = dataclasses.replace(payload.release,

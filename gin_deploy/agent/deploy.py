@@ -31,6 +31,7 @@ from gin_deploy.agent.processes import kill_processes, target_processes
 from gin_deploy.agent.releases import (
     current_release,
     install_release,
+    keyed_release,
     prune_releases,
     switch_current,
 )
@@ -60,12 +61,13 @@ def install_agent(layout: Layout) -> None:
 
 
 def deploy(payload: DeployPayload) -> dict[str, Any]:
-    target = Target.create(payload)
-    layout = target.layout
-    rel, tls, nginx = payload.release, payload.tls, payload.nginx
-    main = nginx.main or ""  # system mode: the host's nginx.conf
+    layout = Layout(payload.state_dir)
     ensure_state_dir(layout)
     with state_lock(layout):
+        payload = keyed_release(payload, layout)
+        target = Target.create(payload)
+        rel, tls, nginx = payload.release, payload.tls, payload.nginx
+        main = nginx.main or ""  # system mode: the host's nginx.conf
         preflight(target, payload)
         install_agent(layout)
         content_changed = install_release(payload, layout)

@@ -4,7 +4,8 @@ Layout under ``stateDir`` (the program renders configs with these paths):
 
     .gin-deploy                  marker: this directory belongs to gin-deploy
     .lock                        flock held by deploy/destroy/renew (0600; holds the pid)
-    state.json                   what the last deploy did (mode, releases, instances, ...)
+    state.json                   what the last deploy did (mode, releases, instances, ...; 0600)
+    release.key                  HMAC key for release ids of releases with secrets (0600)
     bin/hostctl.py               the agent (one zip archive; supervisord programs run it)
     releases/<id>/app            the release binary (0755)
     releases/<id>/env.json       the app environment, secrets included (0600)
@@ -64,6 +65,7 @@ class Layout:
     marker = property(lambda self: self.p(MARKER))
     lock = property(lambda self: self.p(".lock"))
     state_file = property(lambda self: self.p("state.json"))
+    release_key = property(lambda self: self.p("release.key"))
     bin_dir = property(lambda self: self.p("bin"))
     agent = property(lambda self: self.p("bin", "hostctl.py"))
     releases = property(lambda self: self.p("releases"))

@@ -32,6 +32,9 @@ from gin_deploy.agent.processes import (
     which,
 )
 
+# A site may hold the origin lock's secret; nginx's master reads it as its owner.
+SITE_MODE = 0o600
+
 
 class Nginx:
     """This target's nginx: validate a site, put it in place, start or reload."""
@@ -129,7 +132,7 @@ class UserNginx(Nginx):
         staged_site = lay.nginx_site + ".staged"
         staged_conf = lay.nginx_conf + ".staged"
         try:
-            write_file(staged_site, site)
+            write_file(staged_site, site, SITE_MODE)
             write_file(staged_conf, self.staged_main(main, staged_site))
             self.test(staged_conf)
             yield
@@ -146,7 +149,7 @@ class UserNginx(Nginx):
         lay = self.layout
         with self.staged(site, main):
             changed = read_text(lay.nginx_site) != site or read_text(lay.nginx_conf) != main
-            write_file(lay.nginx_site, site)
+            write_file(lay.nginx_site, site, SITE_MODE)
             write_file(lay.nginx_conf, main)
         if not self.running():
             log("starting nginx")

@@ -229,6 +229,8 @@ class DeployPayload(TargetPayload):
     tls: Tls
     env: dict[str, str] = field(default_factory=dict, metadata=meta(_env))
     secret_env_keys: tuple[str, ...] = ()  # env keys whose values are never printed
+    # Other secrets in the payload, never printed either (the origin lock in the nginx site).
+    secret_values: tuple[str, ...] = field(default=(), metadata=meta(omit_default=True))
     ready_path: str = field(default="/readyz", metadata=meta(_http_path))
     ready_timeout_seconds: float = field(default=30.0, metadata=meta(_in(0.5, 3600)))
     keep_releases: int = field(default=5, metadata=meta(_in(1, 1000)))

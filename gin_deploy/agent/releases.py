@@ -2,11 +2,18 @@
 
 A release id changes whenever the binary or any env value does, so a release dir never
 changes meaning; switching `current` (symlink + rename) is atomic, and the newest
-releases are kept for an instant rollback.
+releases are kept for an instant rollback. The program's id covers the binary and the
+plain env; with secrets the agent appends an HMAC of their values keyed with a random
+per-target key that never leaves the host (<stateDir>/release.key, 0600): anyone may read
+the id, nobody can test guesses of a secret against it, and the same release deployed
+again gets the same id.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -21,6 +28,31 @@ from gin_deploy.agent.output import HostError, log
 from gin_deploy.agent.payload import DeployPayload
 
 UNIT_OWNED_ENV = frozenset({"PORT", "BIND_ADDR"})
+
+
+def release_key(layout: Layout) -> bytes:
+    """The target's HMAC key, created on first use."""
+    try:
+        with open(layout.release_key, "rb") as fh:
+            key = fh.read().strip()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    key = os.urandom(32).hex().encode()
+    write_file(layout.release_key, key + b"\n", 0o600)
+    return key
+
+
+def keyed_release(payload: DeployPayload, layout: Layout) -> DeployPayload:
+    """The payload with its release id extended by a keyed HMAC of the secret values."""
+    secrets = sorted((k, payload.env[k]) for k in payload.secret_env_keys if k in payload.env)
+    if not secrets:
+        return payload
+    mac = hmac.new(release_key(layout), json.dumps(secrets).encode(), hashlib.sha256)
+    release = dataclasses.replace(payload.release,
+                                  id=f"{payload.release.id}-{mac.hexdigest()[:10]}")
+    return dataclasses.replace(payload, release=release)
 
 
 def current_release(layout: Layout) -> str | None:

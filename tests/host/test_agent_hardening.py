@@ -4,18 +4,25 @@ system nginx and supervisord are in test_system_mode.py.)"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import shlex
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gin_deploy.agent import cli, tls
+from gin_deploy.agent.cli import read_payload
 from gin_deploy.agent.files import atomic_symlink, write_file
 from gin_deploy.agent.layout import Layout, ensure_state_dir, save_state
-from gin_deploy.agent.output import HostError
+from gin_deploy.agent.output import HostError, emit, log, redact, set_secrets
+from gin_deploy.agent.payload import DeployPayload
+from gin_deploy.agent.releases import keyed_release
 
 pytestmark = [pytest.mark.host, pytest.mark.timeout(60)]
 
@@ -140,3 +147,81 @@ def test_the_certbot_deploy_hook_quotes_every_word(tmp_path: Path) -> None:
     hook = tls.deploy_hook(layout)
     assert shlex.split(hook) == [sys.executable, layout.agent, "reload-nginx", "--state",
                                  layout.state_dir]
+
+
+# --------------------------------------------------------------------------- 16.5 secrets
+
+AWKWARD = 'pa"ss\\wo\'rd\u00e9'
+
+
+@pytest.mark.parametrize("shown", [
+    lambda v: json.dumps({"error": v}),  # a JSON-escaped value in a message
+    lambda v: repr(v),  # a Python repr, e.g. in an exception text
+    lambda v: repr(v.encode()),  # bytes, e.g. a subprocess's output
+])
+def test_escaped_and_repr_forms_of_a_secret_are_redacted(
+        shown: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    set_secrets([AWKWARD])
+    try:
+        log(f"failed: {shown(AWKWARD)}")
+        emit({"x": AWKWARD, "y": [f"in {AWKWARD} text"]})
+    finally:
+        set_secrets([])
+    out = capsys.readouterr()
+    for form in ("pa\"ss", 'pa\\"ss', "ss\\\\wo", "ss\\wo"):
+        assert form not in out.err + out.out
+    assert json.loads(out.out) == {"x": "***", "y": ["in *** text"]}
+
+
+def test_the_origin_lock_value_is_registered_for_redaction(tmp_path: Path) -> None:
+    data = {"app": "a", "stateDir": str(tmp_path / "s"), "mode": "user",
+            "supervisor": "supervisord", "instances": [{"name": "a-1", "port": 9}],
+            "release": {"id": "r", "binary": "/bin/true", "sha256": "0" * 64},
+            "nginx": {"httpPort": 1, "httpsPort": 2, "site": "s", "main": "m"},
+            "supervisord": {"programs": "[program:a-1]\n", "main": "m"},
+            "tls": {"mode": "self-signed", "domains": ["localhost"]},
+            "secretValues": ["origin-lock-value"]}
+    read_payload(DeployPayload, io.StringIO(json.dumps(data)))
+    try:
+        assert redact("x origin-lock-value y") == "x *** y"
+    finally:
+        set_secrets([])
+
+
+def _deploy_payload(tmp_path: Path, secret: str, **over: Any) -> DeployPayload:
+    data = {"app": "a", "stateDir": str(tmp_path / "state"), "mode": "user",
+            "supervisor": "supervisord", "instances": [{"name": "a-1", "port": 9}],
+            "release": {"id": "v1-0123456789", "binary": "/bin/true", "sha256": "0" * 64},
+            "nginx": {"httpPort": 1, "httpsPort": 2, "site": "s", "main": "m"},
+            "supervisord": {"programs": "[program:a-1]\n", "main": "m"},
+            "tls": {"mode": "self-signed", "domains": ["localhost"]},
+            "env": {"PIN": secret, "A": "1"}, "secretEnvKeys": ["PIN"], **over}
+    return read_payload(DeployPayload, io.StringIO(json.dumps(data)))
+
+
+def test_the_release_id_is_a_keyed_hmac_of_the_secrets(tmp_path: Path) -> None:
+    """Before: the id was a 10-hex-digit sha256 of the env, secrets included: a 5-digit PIN
+    was recovered from the world-visible releases/ name in a second."""
+    layout = Layout(str(tmp_path / "state"))
+    ensure_state_dir(layout)
+    rid = keyed_release(_deploy_payload(tmp_path, "12345"), layout).release.id
+    # The same release deployed again is recognised as the same.
+    assert keyed_release(_deploy_payload(tmp_path, "12345"), layout).release.id == rid
+    assert keyed_release(_deploy_payload(tmp_path, "12346"), layout).release.id != rid
+    assert rid.startswith("v1-0123456789-")
+    # Without the host's key no guess can be checked: every PIN is equally likely.
+    suffix = rid.rsplit("-", 1)[1]
+    for pin in range(12340, 12350):
+        plain = json.dumps([("PIN", str(pin))])
+        assert hashlib.sha256(plain.encode()).hexdigest()[:10] != suffix
+    assert stat.S_IMODE(os.stat(layout.release_key).st_mode) == 0o600
+    other = Layout(str(tmp_path / "other"))
+    ensure_state_dir(other)
+    assert keyed_release(_deploy_payload(tmp_path, "12345"), other).release.id != rid
+
+
+def test_a_release_without_secrets_keeps_the_programs_id(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "state"))
+    ensure_state_dir(layout)
+    p = _deploy_payload(tmp_path, "x", secretEnvKeys=[])
+    assert keyed_release(p, layout).release.id == "v1-0123456789"

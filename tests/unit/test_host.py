@@ -45,12 +45,12 @@ def test_dev_deploys_through_the_agent_with_update_in_place_and_destroy_on_delet
     deploy = mocks.named("local-deploy")
     assert deploy.typ == "command:local:Command"
     # The agent runs as the one-file archive that SSH hosts receive too.
-    assert deploy.inputs["create"].endswith("/build/hostctl.pyz deploy")
+    assert deploy.inputs["create"] == "python3 build/hostctl.pyz deploy"
     # update == create: a change re-runs the idempotent deploy instead of a replace,
     # which would run destroy around it.
     assert deploy.inputs["update"] == deploy.inputs["create"]
     assert "triggers" not in deploy.inputs
-    assert deploy.inputs["delete"].endswith("/build/hostctl.pyz destroy")
+    assert deploy.inputs["delete"].endswith("| python3 build/hostctl.pyz destroy")
     assert not is_secret(deploy.inputs["stdin"])  # no app secrets: reviewable diffs
 
 
@@ -100,6 +100,20 @@ def test_release_id_changes_with_env() -> None:
     config = dict(DEV)
     config["gin-deploy:app"] = {**DEV["gin-deploy:app"], "env": {"FEATURE": "on"}}
     assert payload_of(run_program(config))["release"]["id"] != first
+
+
+def test_release_id_leaves_secret_values_to_the_hosts_keyed_hmac() -> None:
+    """A secret's value never shapes the program's release id (the agent adds a keyed HMAC
+    of it), so the world-readable releases/ names reveal nothing about it."""
+    ids = []
+    for pin in ("12345", "54321"):
+        config = dict(DEV)
+        config["gin-deploy:app"] = {**DEV["gin-deploy:app"], "secretEnv": ["PIN"]}
+        config["gin-deploy:PIN"] = pin
+        ids.append(payload_of(run_program(config, secret_keys=["gin-deploy:PIN"]))
+                   ["release"]["id"])
+    assert ids[0] == ids[1]
+    assert ids[0] != payload_of(run_program(DEV))["release"]["id"]  # the names count
 
 
 def test_secret_env_reaches_the_host_only_as_a_secret() -> None:
@@ -164,7 +178,7 @@ def test_ssh_target_stages_agent_and_binary_then_deploys_remotely(ssh_key: Path)
     # re-sent exactly when its code changes.
     agent = uploads["edge-upload-agent"].inputs
     assert agent["remotePath"] == ".cache/gin-deploy/gin-deploy-dev-edge/hostctl.py"
-    assert agent["source"].path.endswith("/build/hostctl.pyz")
+    assert agent["source"].path == "build/hostctl.pyz"
     assert agent["triggers"] == [hashlib.sha256(bundle.archive_bytes()).hexdigest()]
     assert uploads["edge-upload-binary"].inputs["remotePath"].endswith("/app")
     deploy = mocks.named("edge-deploy")
