@@ -113,6 +113,7 @@ def deploy_payload(args: HostTargetArgs, binary_on_host: str, binary_sha256: str
         ready_timeout_seconds=args.ready_timeout,
         keep_releases=args.keep_releases,
         install=args.install,
+        name=s.system_name if s.mode == "system" else None,
     )
 
 

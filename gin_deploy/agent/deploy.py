@@ -36,6 +36,7 @@ from gin_deploy.agent.releases import (
     switch_current,
 )
 from gin_deploy.agent.rollout import Target, rollout
+from gin_deploy.agent.system_files import ensure_account
 from gin_deploy.agent.tls import finish_acme, prepare_tls
 from gin_deploy.agent.wire import WireError, load
 
@@ -70,7 +71,9 @@ def deploy(payload: DeployPayload) -> dict[str, Any]:
         main = nginx.main or ""  # system mode: the host's nginx.conf
         preflight(target, payload)
         install_agent(layout)
-        content_changed = install_release(payload, layout)
+        account = payload.supervisord.user if payload.supervisord else None
+        env_gid = ensure_account(account) if account and payload.mode == "system" else None
+        content_changed = install_release(payload, layout, env_gid)
         prior = load_state(layout)
         prev = current_release(layout)
         tls_changed, acme_pending = prepare_tls(layout, payload.app, tls)
@@ -97,6 +100,7 @@ def deploy(payload: DeployPayload) -> dict[str, Any]:
             "nginxConfDir": nginx.conf_dir,
             # destroy and status find the system files where this deploy put them
             "supervisorConfDir": target.supervisor.conf_dir,
+            "systemName": payload.name,
         })
         save_state(layout, state)
         prune_releases(layout, payload.keep_releases, (rel.id, previous))

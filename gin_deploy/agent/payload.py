@@ -76,6 +76,15 @@ def _state_dir(value: str) -> Optional[str]:
     return problem
 
 
+_ACCOUNT = re.compile("[a-z_][a-z0-9_-]{0,31}")
+
+
+def _account(value: Optional[str]) -> Optional[str]:
+    if value is None or (_ACCOUNT.fullmatch(value) and value != "root"):
+        return None
+    return f"must be a system account name other than root (got {value!r})"
+
+
 def _in(lo: float, hi: float) -> Any:
     def check(value: float) -> Optional[str]:
         return None if lo <= value <= hi else f"must be in {lo:g}..{hi:g} (got {value!r})"
@@ -180,6 +189,9 @@ class NginxFiles:
 class SupervisordFiles:
     programs: str = field(metadata=meta(_text))  # one [program:<instance>] per instance
     main: Optional[str] = None  # user mode: our own supervisord.conf
+    # System mode: the unprivileged account the programs run as (their user=); the agent
+    # creates it. None: as the supervisord (user mode: the deploying user).
+    user: Optional[str] = field(default=None, metadata=meta(_account, omit_default=True))
     conf_dir: str = field(default=SUPERVISOR_CONF_DIR,
                           metadata=meta(_abs_path, omit_default=True))
 
@@ -191,6 +203,9 @@ class SystemdFiles:
     env_file: Optional[str] = field(default=None, metadata=meta(omit_default=True))
     unit_dir: str = field(default=SYSTEMD_UNIT_DIR,
                           metadata=meta(_abs_path, omit_default=True))
+    # ACME: <name>-renew.service and .timer, which run `hostctl.py renew` twice a day.
+    renew_service: Optional[str] = field(default=None, metadata=meta(omit_default=True))
+    renew_timer: Optional[str] = field(default=None, metadata=meta(omit_default=True))
 
 
 # --------------------------------------------------------------------------- payloads
@@ -237,6 +252,9 @@ class DeployPayload(TargetPayload):
     supervisord: Optional[SupervisordFiles] = None
     systemd: Optional[SystemdFiles] = None
     install: bool = False  # apt-get install missing tools (root only)
+    # System mode: the stem of every file outside the state dir (project + stack + app);
+    # None: the names of deploys before it existed (gin-deploy-<app>.conf, <app>@.service).
+    name: Optional[str] = field(default=None, metadata=meta(_name, omit_default=True))
 
     def problems(self) -> list[tuple[str, str]]:
         out = super().problems()

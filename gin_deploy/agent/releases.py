@@ -70,8 +70,10 @@ def switch_current(layout: Layout, rid: str) -> None:
     log(f"current -> releases/{rid}")
 
 
-def install_release(payload: DeployPayload, layout: Layout) -> bool:
-    """Put the binary and env files in releases/<id>; True when any file changed."""
+def install_release(payload: DeployPayload, layout: Layout, env_gid: int | None = None) -> bool:
+    """Put the binary and env files in releases/<id>; True when any file changed. With
+    `env_gid` (the app's own account in system mode) env.json is root:<gid> 0640, so the
+    app can read its secrets and no other local user can."""
     rel = payload.release
     rdir = layout.release_dir(rel.id)
     app = layout.release_app(rel.id)
@@ -100,7 +102,10 @@ def install_release(payload: DeployPayload, layout: Layout) -> bool:
         log(f"installed release {rel.id}")
         changed = True
     env_json = json.dumps(payload.env, indent=2, sort_keys=True) + "\n"
-    changed |= write_file(layout.release_env(rel.id), env_json, 0o600)
+    env_path = layout.release_env(rel.id)
+    changed |= write_file(env_path, env_json, 0o600 if env_gid is None else 0o640)
+    if env_gid is not None and os.lstat(env_path).st_gid != env_gid:
+        os.chown(env_path, 0, env_gid, follow_symlinks=False)
     if payload.systemd is not None:
         env_file = payload.systemd.env_file
         if env_file is None:
