@@ -85,8 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Whatever the caller's umask, nothing the agent creates is group/world-writable;
-    # files holding secrets get 0600 explicitly.
-    os.umask(0o022)
+    # files holding secrets get 0600 explicitly. `run` keeps its supervisor's (077 for the
+    # app in system mode).
+    if args.command != "run":
+        os.umask(0o022)
     try:
         if args.command == "run":
             run_instance(args.state, args.port, args.name)
