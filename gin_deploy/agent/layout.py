@@ -29,10 +29,12 @@ Layout under ``stateDir`` (the program renders configs with these paths):
     supervisor/programs.conf     payload supervisord.programs: one [program:<instance name>]
                                  per instance (optionally in a [group:...])
 
-System mode puts the site in ``/etc/nginx/conf.d/gin-deploy-<app>.conf``, the programs in
-``/etc/supervisor/conf.d/gin-deploy-<app>.conf`` and the unit in
-``/etc/systemd/system/<app>@.service`` (overridable: nginx.confDir, supervisord.confDir,
-systemd.unitDir; state.json remembers them for destroy).
+System mode puts the site in ``/etc/nginx/conf.d/<name>.conf``, the programs in
+``/etc/supervisor/conf.d/<name>.conf`` and the units in ``/etc/systemd/system/<name>@.service``
+(and ``<name>-renew.service``/``.timer``), <name> being the payload's
+``gin-deploy-<project>-<stack>-<app>`` (gin_deploy.agent.system_files). The directories
+can be overridden (nginx.confDir, supervisord.confDir, systemd.unitDir); state.json
+remembers them and the name for destroy.
 """
 
 from __future__ import annotations
