@@ -51,7 +51,8 @@ def read_payload(cls: type[P], stream: IO[str]) -> P:
         raise HostError(str(exc)) from None
     payload = dataclasses.replace(payload, state_dir=os.path.normpath(payload.state_dir))
     if isinstance(payload, DeployPayload):
-        set_secrets([payload.env[k] for k in payload.secret_env_keys if k in payload.env])
+        set_secrets([*(payload.env[k] for k in payload.secret_env_keys if k in payload.env),
+                     *payload.secret_values])
         # A relative binary path starts at the working directory (over SSH: the login
         # user's home, where files are staged).
         release = dataclasses.replace(payload.release,
@@ -88,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Whatever the caller's umask, nothing the agent creates is group/world-writable;
+    # files holding secrets get 0600 explicitly. `run` keeps its supervisor's (077 for the
+    # app in system mode).
+    if args.command != "run":
+        os.umask(0o022)
     try:
         if args.command == "run":
             run_instance(args.state, args.port, args.name)

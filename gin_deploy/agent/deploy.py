@@ -32,10 +32,12 @@ from gin_deploy.agent.records import last_deploy, record_deploy, renewal
 from gin_deploy.agent.releases import (
     current_release,
     install_release,
+    keyed_release,
     prune_releases,
     switch_current,
 )
 from gin_deploy.agent.rollout import Target, rollout
+from gin_deploy.agent.system_files import ensure_account
 from gin_deploy.agent.tls import finish_acme, prepare_tls
 from gin_deploy.agent.wire import WireError, load
 
@@ -67,20 +69,23 @@ def deploy(payload: DeployPayload) -> dict[str, Any]:
     except HostError as exc:
         record_deploy(Layout(payload.state_dir), "failed", payload.release.id, str(exc))
         raise
-    record_deploy(Layout(payload.state_dir), "ok", payload.release.id)
+    record_deploy(Layout(payload.state_dir), "ok", str(result["release"]))
     return result
 
 
 def _deploy(payload: DeployPayload) -> dict[str, Any]:
-    target = Target.create(payload)
-    layout = target.layout
-    rel, tls, nginx = payload.release, payload.tls, payload.nginx
-    main = nginx.main or ""  # system mode: the host's nginx.conf
+    layout = Layout(payload.state_dir)
     ensure_state_dir(layout)
     with state_lock(layout):
+        payload = keyed_release(payload, layout)
+        target = Target.create(payload)
+        rel, tls, nginx = payload.release, payload.tls, payload.nginx
+        main = nginx.main or ""  # system mode: the host's nginx.conf
         preflight(target, payload)
         install_agent(layout)
-        content_changed = install_release(payload, layout)
+        account = payload.supervisord.user if payload.supervisord else None
+        env_gid = ensure_account(account) if account and payload.mode == "system" else None
+        content_changed = install_release(payload, layout, env_gid)
         prior = load_state(layout)
         prev = current_release(layout)
         tls_changed, acme_pending = prepare_tls(layout, payload.app, tls)
@@ -107,6 +112,7 @@ def _deploy(payload: DeployPayload) -> dict[str, Any]:
             "nginxConfDir": nginx.conf_dir,
             # destroy and status find the system files where this deploy put them
             "supervisorConfDir": target.supervisor.conf_dir,
+            "systemName": payload.name,
         })
         save_state(layout, state)
         prune_releases(layout, payload.keep_releases, (rel.id, previous))

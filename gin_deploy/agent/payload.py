@@ -76,6 +76,15 @@ def _state_dir(value: str) -> Optional[str]:
     return problem
 
 
+_ACCOUNT = re.compile("[a-z_][a-z0-9_-]{0,31}")
+
+
+def _account(value: Optional[str]) -> Optional[str]:
+    if value is None or (_ACCOUNT.fullmatch(value) and value != "root"):
+        return None
+    return f"must be a system account name other than root (got {value!r})"
+
+
 def _in(lo: float, hi: float) -> Any:
     def check(value: float) -> Optional[str]:
         return None if lo <= value <= hi else f"must be in {lo:g}..{hi:g} (got {value!r})"
@@ -183,6 +192,9 @@ class NginxFiles:
 class SupervisordFiles:
     programs: str = field(metadata=meta(_text))  # one [program:<instance>] per instance
     main: Optional[str] = None  # user mode: our own supervisord.conf
+    # System mode: the unprivileged account the programs run as (their user=); the agent
+    # creates it. None: as the supervisord (user mode: the deploying user).
+    user: Optional[str] = field(default=None, metadata=meta(_account, omit_default=True))
     conf_dir: str = field(default=SUPERVISOR_CONF_DIR,
                           metadata=meta(_abs_path, omit_default=True))
 
@@ -194,6 +206,9 @@ class SystemdFiles:
     env_file: Optional[str] = field(default=None, metadata=meta(omit_default=True))
     unit_dir: str = field(default=SYSTEMD_UNIT_DIR,
                           metadata=meta(_abs_path, omit_default=True))
+    # ACME: <name>-renew.service and .timer, which run `hostctl.py renew` twice a day.
+    renew_service: Optional[str] = field(default=None, metadata=meta(omit_default=True))
+    renew_timer: Optional[str] = field(default=None, metadata=meta(omit_default=True))
 
 
 # --------------------------------------------------------------------------- payloads
@@ -232,12 +247,17 @@ class DeployPayload(TargetPayload):
     tls: Tls
     env: dict[str, str] = field(default_factory=dict, metadata=meta(_env))
     secret_env_keys: tuple[str, ...] = ()  # env keys whose values are never printed
+    # Other secrets in the payload, never printed either (the origin lock in the nginx site).
+    secret_values: tuple[str, ...] = field(default=(), metadata=meta(omit_default=True))
     ready_path: str = field(default="/readyz", metadata=meta(_http_path))
     ready_timeout_seconds: float = field(default=30.0, metadata=meta(_in(0.5, 3600)))
     keep_releases: int = field(default=5, metadata=meta(_in(1, 1000)))
     supervisord: Optional[SupervisordFiles] = None
     systemd: Optional[SystemdFiles] = None
     install: bool = False  # apt-get install missing tools (root only)
+    # System mode: the stem of every file outside the state dir (project + stack + app);
+    # None: the names of deploys before it existed (gin-deploy-<app>.conf, <app>@.service).
+    name: Optional[str] = field(default=None, metadata=meta(_name, omit_default=True))
 
     def problems(self) -> list[tuple[str, str]]:
         out = super().problems()

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import datetime
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -100,9 +101,14 @@ def certbot_common(layout: Layout) -> list[str]:
         "--work-dir", layout.acme_dir("work"),
         "--logs-dir", layout.acme_dir("logs"),
         "--non-interactive",
-        "--deploy-hook", f"{sys.executable} {layout.agent} reload-nginx --state "
-                         f"{layout.state_dir}",
+        "--deploy-hook", deploy_hook(layout),
     ]
+
+
+def deploy_hook(layout: Layout) -> str:
+    """certbot stores the hook and runs it through a shell: every word is quoted."""
+    return shlex.join([sys.executable, layout.agent, "reload-nginx", "--state",
+                       layout.state_dir])
 
 
 def certbot_env(layout: Layout) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gin_deploy.agent.names import ENV_NAME_PATTERN, is_env_name
-from gin_deploy.config.checks import abs_http_path, cidrs, resource_name
+from gin_deploy.config.checks import abs_http_path, cidrs, resource_name, trusted_cidrs
 from gin_deploy.config.schema import ParseContext, Problems, spec_field
 
 # Env vars the deploy tooling sets itself; users must not override them.
@@ -15,6 +15,11 @@ RESERVED_ENV = frozenset({"PORT", "BIND_ADDR", "INSTANCE_ID"})
 TIMEOUT_ENV = {"IDLE_TIMEOUT": "idleTimeout", "WRITE_TIMEOUT": "writeTimeout"}
 # CloudFront waits at most this long for an origin's answer without a quota increase.
 CLOUDFRONT_MAX_READ_TIMEOUT_S = 60
+# Set by every target from vetted config: an override in app.env would bypass the checks
+# (debug mode in production, or trusting forged client addresses).
+TRUST_ENV = {"GIN_MODE": "gin-deploy always runs the service with GIN_MODE=release",
+             "TRUSTED_PROXIES": "set app.trustedProxies (or the target's trustedProxies), "
+                                "which are checked"}
 
 
 def _env_map(value: dict[str, str]) -> str | None:
@@ -82,6 +87,12 @@ class AppConfig:
             if name in self.env:
                 problems.add(f"{path}.secretEnv[{i}]", f"{name!r} is also a plain env var in "
                              "app.env; keep it in one place")
+        for name in sorted(TRUST_ENV.keys() & {*self.env, *self.secret_env}):
+            key = "env" if name in self.env else "secretEnv"
+            problems.add(f"{path}.{key}", f"{name} cannot be overridden: {TRUST_ENV[name]}")
+        problem = trusted_cidrs(self.trusted_proxies)
+        if problem:
+            problems.add(f"{path}.trustedProxies", problem)
 
     def check_edge(self, path: str, cdn: bool, problems: Problems) -> None:
         """What edge routing needs of the service (called by the stack parse)."""

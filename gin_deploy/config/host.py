@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self
 
-from gin_deploy.config.checks import cidrs
+from gin_deploy.config.checks import trusted_cidrs
 from gin_deploy.config.schema import (
     NAMESPACE,
     ParseContext,
@@ -77,7 +77,7 @@ class HostTargetConfig(TargetBase):
                                     "ready in a rolling update.", 30, min=1, max=600)
     trusted_proxies: tuple[str, ...] = spec_field(
         "trustedProxies", "CIDRs of proxies in front of nginx whose X-Forwarded-For is "
-        "trusted (e.g. a CDN).", (), check=cidrs)
+        "trusted (e.g. a CDN).", (), check=trusted_cidrs)
 
     def __post_init__(self) -> None:
         fill(self, mode="user" if self.connection == "local" else "system")

@@ -95,6 +95,7 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
     return HostTargetArgs(
         service=HostService(
             app=cfg.app.name, stack=cfg.stack, target=target.name, state_dir=state_dir,
+            project=cfg.project,
             mode="user" if mode == "user" else "system",
             supervisor="systemd" if target.supervisor == "systemd" else "supervisord",
             instance_ports=target.instance_ports,

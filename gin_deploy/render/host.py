@@ -9,6 +9,8 @@ has resolved, tests and the benchmark with their own.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -16,8 +18,10 @@ from typing import Literal
 from gin_deploy.agent.payload import NginxFiles, SupervisordFiles, SystemdFiles
 from gin_deploy.render import nginx, supervisor, systemd
 
-# How often an ACME target in user mode (no cron there) runs certbot renew.
+# How often an ACME target under supervisord (no timer there) runs certbot renew.
 RENEW_INTERVAL_S = 12 * 3600
+# The app's umask under supervisord: whatever it creates is its own only.
+APP_UMASK = "077"
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,25 @@ class HostService:
     hsts_max_age: int = 63072000
     hsts_include_subdomains: bool = True
     hsts_preload: bool = False
-    acme: bool = False  # serve the HTTP-01 challenge; user mode: keep certbot renewing
+    acme: bool = False  # serve the HTTP-01 challenge and keep certbot renewing
     shutdown_timeout: int = 10  # the app's drain time, seconds
     write_timeout: int = 30     # the longest the app may take to answer, seconds
     origin_lock: OriginLock | None = None
+    project: str = ""  # with stack and app, names the host's system files
+
+    @property
+    def system_name(self) -> str:
+        """The stem of every file outside the state dir (system mode): project + stack + app,
+        so two stacks on one host never share one."""
+        parts = (self.project, self.stack, self.app)
+        return "gin-deploy-" + "-".join(re.sub(r"[^A-Za-z0-9_.]", "_", p) for p in parts if p)
+
+    @property
+    def account(self) -> str:
+        """System mode with supervisord: the unprivileged account the app runs as (a name
+        of at most 32 characters, unique per system_name)."""
+        app = re.sub(r"[^a-z0-9_-]", "-", self.app.lower())[:18]
+        return f"gd-{app}-{hashlib.sha256(self.system_name.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -70,8 +89,10 @@ def render_host_files(s: HostService) -> HostFiles:
     the origin lock's value, so a payload carrying these files must then be a secret."""
     sd = PurePosixPath(s.state_dir)
     lock = s.origin_lock
+    system = s.mode == "system"
     site = nginx.NginxSite(
-        name=s.app,
+        # The host's nginx holds every site's upstream and log format in one namespace.
+        name=s.system_name if system else s.app,
         server_names=s.server_names,
         upstreams=tuple(nginx.UpstreamServer(f"127.0.0.1:{p}") for p in s.instance_ports),
         tls_certificate=str(sd / "tls" / "server.crt"),
@@ -113,7 +134,13 @@ def render_host_files(s: HostService) -> HostFiles:
             environment_file=str(sd / "current" / "app.env"),
             timeout_stop_s=stop_wait + 5,
         ))
-        return HostFiles(nginx_files, None, SystemdFiles(unit=unit))
+        renew = systemd.render_renew_units(
+            f"{s.system_name}-renew", f"certbot renew for {s.app} (gin-deploy {s.stack}/"
+            f"{s.target})", f"/usr/bin/env python3 {sd}/bin/hostctl.py renew --state {sd}",
+        ) if s.acme else None
+        return HostFiles(nginx_files, None, SystemdFiles(
+            unit=unit, renew_service=renew.service if renew else None,
+            renew_timer=renew.timer if renew else None))
     return HostFiles(nginx_files, _supervisord_files(s, sd, stop_wait), None)
 
 
@@ -121,6 +148,7 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
     # Programs run the agent, which execs the current release: they never change
     # between releases (see gin_deploy/agent/supervisors.py).
     agent = str(sd / "bin" / "hostctl.py")
+    system = s.mode == "system"
     programs = []
     for port in s.instance_ports:
         name = instance_name(s.app, port)
@@ -132,11 +160,15 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
             stdout_log=str(sd / "logs" / f"{name}.log"),
             stderr_log=str(sd / "logs" / f"{name}.err.log"),
             stop_wait_s=stop_wait,
+            # The host's supervisord runs as root: never the app.
+            user=s.account if system else None,
+            umask=APP_UMASK if system else None,
         ))
-    if s.acme and s.mode == "user":
-        # No cron in user mode: supervisord keeps the renewal loop alive.
+    if s.acme:
+        # supervisord keeps the renewal loop alive (as root in system mode: certbot's files
+        # and nginx's reload need it; the loop is our agent, not the app).
         programs.append(supervisor.SupervisorProgram(
-            name=f"{s.app}-certbot-renew",
+            name=f"{s.system_name if system else s.app}-certbot-renew",
             command=f"/usr/bin/env python3 {agent} renew-loop --state {sd} "
                     f"--interval-seconds {RENEW_INTERVAL_S}",
             directory=str(sd),
@@ -150,5 +182,6 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
         log_file=str(sd / "logs" / "supervisord.log"),
         include=str(sd / "supervisor" / "programs.conf"),
     ) if s.mode == "user" else None
-    return SupervisordFiles(programs=supervisor.render_programs(s.app, tuple(programs)),
-                            main=main)
+    group = s.system_name if system else s.app
+    return SupervisordFiles(programs=supervisor.render_programs(group, tuple(programs)),
+                            main=main, user=s.account if system else None)

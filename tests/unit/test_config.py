@@ -408,3 +408,35 @@ def test_unimplemented_parts_fail_clearly_before_any_resource(
 def test_dev_stack_config_is_valid_under_the_program() -> None:
     mocks = run_program(stack_config("dev"))
     assert mocks.of_type("gin-deploy:build:GinBuild")
+
+
+# Issue 16.6: unsafe trust is a config error, named by its key path.
+@pytest.mark.parametrize(("config", "text"), [
+    ({"targets": [{**HOST, "trustedProxies": ["0.0.0.0/0"]}]},
+     "gin-deploy:targets[0].trustedProxies: '0.0.0.0/0' would trust every client's "
+     "X-Forwarded-For"),
+    ({"targets": [HOST], "app": {"trustedProxies": ["::/0"]}},
+     "gin-deploy:app.trustedProxies: '::/0' would trust every client's X-Forwarded-For"),
+    ({"targets": [{**HOST, "trustedProxies": ["10.0.0.1/8"]}]},
+     "gin-deploy:targets[0].trustedProxies: must be a list of IP addresses or CIDRs, got "
+     "'10.0.0.1/8' (10.0.0.1/8 has host bits set)"),
+    ({"targets": [HOST], "app": {"trustedProxies": ["192.168.1.7/24"]}},
+     "gin-deploy:app.trustedProxies: must be a list of IP addresses or CIDRs, got "
+     "'192.168.1.7/24' (192.168.1.7/24 has host bits set)"),
+    ({"targets": [HOST], "app": {"env": {"TRUSTED_PROXIES": "0.0.0.0/0"}}},
+     "gin-deploy:app.env: TRUSTED_PROXIES cannot be overridden: set app.trustedProxies"),
+    ({"targets": [HOST], "app": {"env": {"GIN_MODE": "debug"}}},
+     "gin-deploy:app.env: GIN_MODE cannot be overridden: gin-deploy always runs the service "
+     "with GIN_MODE=release"),
+    ({"targets": [HOST], "app": {"secretEnv": ["GIN_MODE"]}, "GIN_MODE": "debug"},
+     "gin-deploy:app.secretEnv: GIN_MODE cannot be overridden"),
+])
+def test_unsafe_trust_is_rejected_with_its_key_path(config: dict[str, Any], text: str) -> None:
+    secret = ("GIN_MODE",) if "GIN_MODE" in config else ()
+    assert only_problem(config, secret).startswith(text)
+
+
+def test_trusted_proxy_ranges_and_single_addresses_are_accepted() -> None:
+    cfg = parse({"targets": [{**HOST, "trustedProxies": ["10.0.0.0/8", "192.0.2.1"]}],
+                 "app": {"trustedProxies": ["2001:db8::/32"]}})
+    assert cfg.targets[0].trusted_proxies == ("10.0.0.0/8", "192.0.2.1")

@@ -119,7 +119,7 @@ def expected_app(**overrides: Any) -> render.KubernetesApp:
     values: dict[str, Any] = {
         "name": "hello-gin", "namespace": "hello-gin", "gateway_namespace": "hello-gin-gateway",
         "domain": "api.example.com", "version": "", "replicas": 3, "max_replicas": 10,
-        "env": {"GIN_MODE": "release", "LOG_LEVEL": "info"},
+        "env": {"LOG_LEVEL": "info"},
         "hsts": "max-age=63072000; includeSubDomains",
     }
     values.update(overrides)
