@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.pki import Ca, key_pem
@@ -184,7 +185,8 @@ class Cluster:
         d = self.workdir / "pki"
         ca = Ca("gin-deploy test cluster CA")
         paths = {name: d / name for name in
-                 ("ca.crt", "serving.crt", "serving.key", "admin.crt", "admin.key", "sa.key")}
+                 ("ca.crt", "serving.crt", "serving.key", "admin.crt", "admin.key", "sa.key",
+                  "sa.pub")}
         ca.write(paths["ca.crt"])
         # One serving certificate for every component's loopback port.
         ca.server(paths["serving.crt"], paths["serving.key"],
@@ -193,7 +195,11 @@ class Cluster:
                   ips=["127.0.0.1", SERVICE_IP])
         # The admin (group system:masters) is also every component's identity.
         ca.client(paths["admin.crt"], paths["admin.key"], "admin", ["system:masters"])
-        paths["sa.key"].write_bytes(key_pem(ec.generate_private_key(ec.SECP256R1())))
+        # The key that signs service account tokens, and its public half that verifies them.
+        sa_key = ec.generate_private_key(ec.SECP256R1())
+        paths["sa.key"].write_bytes(key_pem(sa_key))
+        paths["sa.pub"].write_bytes(sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         return paths
 
     def _write_kubeconfig(self) -> None:
@@ -252,7 +258,7 @@ class Cluster:
             f"--tls-cert-file={pki['serving.crt']}", f"--tls-private-key-file={pki['serving.key']}",
             f"--client-ca-file={pki['ca.crt']}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki['sa.key']}",
+            f"--service-account-key-file={pki['sa.pub']}",
             f"--service-account-signing-key-file={pki['sa.key']}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",

@@ -70,19 +70,33 @@ def test_deployment_becomes_available_through_kwok(k8s_cluster: Cluster, namespa
 
 def test_strict_server_side_dry_run_rejects_an_unknown_field(k8s_cluster: Cluster,
                                                              namespace: str) -> None:
-    path = (f"/apis/apps/v1/namespaces/{namespace}/deployments/checked"
-            "?dryRun=All&fieldManager=gin-deploy-test&fieldValidation=Strict")
-    apply = "application/apply-patch+yaml"
+    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     good = deployment("checked", imagePullPolicy="IfNotPresent")
-    status, _ = k8s_cluster.request("PATCH", path, json.dumps(good), content_type=apply)
-    assert status in (200, 201)
     typo = deployment("checked", imagePullPolcy="IfNotPresent")
-    status, body = k8s_cluster.request("PATCH", path, json.dumps(typo), content_type=apply,
-                                       check=False)
+
+    def create(manifest: dict[str, Any], validation: str) -> tuple[int, dict[str, Any]]:
+        return k8s_cluster.request(
+            "POST", f"{base}?dryRun=All&fieldValidation={validation}", manifest, check=False)
+
+    assert create(good, "Strict")[0] == 201
+    status, body = create(typo, "Strict")
     assert status == 400, body
-    assert 'unknown field "spec.template.spec.containers[0].imagePullPolcy"' in body["message"]
+    assert ('strict decoding error: unknown field '
+            '"spec.template.spec.containers[0].imagePullPolcy"') in body["message"]
+    assert create(typo, "Ignore")[0] == 201  # it is Strict that rejects it
+
+    # Server-side apply (what the Pulumi provider does) rejects it too, as a typed-patch error.
+    def apply(manifest: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return k8s_cluster.request(
+            "PATCH", f"{base}/checked?dryRun=All&fieldManager=gin-deploy-test"
+            "&fieldValidation=Strict", json.dumps(manifest),
+            content_type="application/apply-patch+yaml", check=False)
+
+    assert apply(good)[0] in (200, 201)
+    status, body = apply(typo)
+    assert status >= 400 and ".imagePullPolcy: field not declared in schema" in body["message"]
     # A dry run stores nothing.
-    assert k8s_cluster.request("GET", path.split("?")[0], check=False)[0] == 404
+    assert k8s_cluster.request("GET", f"{base}/checked", check=False)[0] == 404
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -74,7 +74,10 @@ def test_pulumi_creates_awaits_and_destroys_a_deployment(k8s_cluster: Cluster,
         return proc.stdout + proc.stderr
 
     pulumi("stack", "init", "smoke")
-    pulumi("up", "--yes", "--skip-preview", "--stack", "smoke")
+    up = pulumi("up", "--yes", "--skip-preview", "--stack", "smoke")
+    # The provider .tools/bin holds served it, whatever version the Python SDK asks for.
+    assert f"using pulumi-resource-kubernetes from $PATH at {TOOLS / 'bin'}" in up
+    assert "Deployment initialization complete" in up
     outputs = json.loads(pulumi("stack", "output", "--json", "--stack", "smoke"))
     assert outputs["readyReplicas"] == 2
 
