@@ -171,7 +171,7 @@ kube_ok() {
 etcd_ok() { [ -x "$1/bin/etcd" ] && "$1/bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: $EV"; }
 kwok_ok() {
   local s
-  [ -x "$1/bin/kwok" ] && "$1/bin/kwok" --version 2>/dev/null | grep -q "$WV" || return 1
+  [ -x "$1/bin/kwok" ] && "$1/bin/kwok" --version 2>/dev/null | grep -q "^kwok version v$WV " || return 1
   for s in "${KWOK_STAGES[@]}"; do [ -f "$1/kwok-stages/$(basename "$s")" ] || return 1; done
 }
 provider_ok() { # the module it was built from (Go build info) and the version in its schema
