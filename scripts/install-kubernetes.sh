@@ -9,8 +9,8 @@
 #
 # Versions come from tools/versions.env only. No package registry reachable here ships the
 # official binaries (see tools/README.md), so each piece is built from the Go module proxy at
-# the lowest CPU priority: about 45 minutes on 2 busy cores the first time. Outputs are cached
-# per piece under
+# the lowest CPU priority: 76 minutes (35 of CPU time) on 2 busy cores the first time.
+# Outputs are cached per piece under
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/gin-deploy/tools/<piece>-v<version>_<os>-<arch>_<hash>/bin
 # (the hash covers the pins, this recipe and the template modules in tools/) and symlinked
 # into .tools, so a later run, also from a fresh clone, only checks versions and relinks.
@@ -205,7 +205,7 @@ for r in json.load(sys.stdin).get("Require") or []:
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit= -X $pkg.buildDate=$built"
   done
   for cmd in "${KUBE_CMDS[@]}"; do pkgs+=("$KUBE_MOD/cmd/$cmd"); done
-  log "building ${KUBE_CMDS[*]} v$KV from the Go module proxy ($KUBE_MOD@v$KV; first time ~30 min; log: $logf)"
+  log "building ${KUBE_CMDS[*]} v$KV from the Go module proxy ($KUBE_MOD@v$KV; first time ~20-45 min; log: $logf)"
   t0=$(seconds)
   go_build "$work" "$logf" "$ldflags" "$dir/build/out/" "${pkgs[@]}"
   for cmd in "${KUBE_CMDS[@]}"; do install_bin "$dir/build/out/$cmd" "$dir/bin/$cmd"; done
@@ -262,7 +262,7 @@ build_provider() {
   (cd "$work" && go mod edit -require="$PROVIDER_MOD@$PMV" \
      -replace="$PROVIDER_SDK_MOD=$PROVIDER_SDK_MOD@v$PV")
   tidy "$work" "$logf"
-  log "building pulumi-resource-kubernetes v$PV from the Go module proxy ($PROVIDER_MOD@$PMV; first time ~15 min; log: $logf)"
+  log "building pulumi-resource-kubernetes v$PV from the Go module proxy ($PROVIDER_MOD@$PMV; first time ~10-25 min; log: $logf)"
   t0=$(seconds)
   (cd "$main" && VERSION="$PV" CGO_ENABLED=0 nice -n 19 go run -mod=mod generate.go) >>"$logf" 2>&1 \
     || { tail -n 30 "$logf" >&2; die "generating the provider's schema failed (log: $logf)"; }

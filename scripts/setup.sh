@@ -7,7 +7,7 @@
 #   - the Go modules of app/;
 #   - the Pulumi CLI, language host and command provider (scripts/install-pulumi.sh);
 #   - the tests' Kubernetes control plane, kwok and the Pulumi Kubernetes provider
-#     (scripts/install-kubernetes.sh: built from the Go module proxy, ~45 min the first time).
+#     (scripts/install-kubernetes.sh: built from the Go module proxy, about an hour the first time).
 # A second run does no work beyond checks.
 set -euo pipefail
 
