@@ -24,6 +24,7 @@ from gin_deploy.config.edge import (
 from gin_deploy.config.host import HostTargetConfig
 from gin_deploy.config.kubernetes import CanaryConfig, KubernetesTargetConfig, RegistryConfig
 from gin_deploy.config.load import load_stack_config, read_raw_config
+from gin_deploy.config.release import ReleaseConfig, ReleasePolicy
 from gin_deploy.config.schema import NAMESPACE, ConfigError
 from gin_deploy.config.stack import (
     TARGET_CLASSES,
@@ -59,6 +60,8 @@ __all__ = [
     "KubernetesTargetConfig",
     "RawValue",
     "RegistryConfig",
+    "ReleaseConfig",
+    "ReleasePolicy",
     "StackConfig",
     "TargetBase",
     "TargetConfig",

@@ -130,6 +130,10 @@ class EcsTargetConfig(TargetBase):
         zone = edge.zone if edge is not None and edge.zone else parent_zone(cfg.domain)
         return replace(self, hosted_zone=zone)
 
+    @property
+    def scale(self) -> int:
+        return self.desired_count
+
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         if self.region is None:
             problems.add(f"{path}.region", "is required for ecs targets (an AWS region)")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from gin_deploy.config.checks import cidrs
-from gin_deploy.config.schema import ParseContext, Problems, fill, require_secret, spec_field
+from gin_deploy.config.schema import (
+    NAMESPACE,
+    ParseContext,
+    Problems,
+    fill,
+    require_secret,
+    spec_field,
+)
 from gin_deploy.config.target import TargetBase
 
 if TYPE_CHECKING:
@@ -76,8 +84,38 @@ class HostTargetConfig(TargetBase):
         return replace(self, state_dir=state_dir)
 
     @property
+    def scale(self) -> int:
+        return self.instances
+
+    @property
     def instance_ports(self) -> tuple[int, ...]:
         return tuple(range(self.base_port, self.base_port + self.instances))
+
+    @property
+    def candidate_ports(self) -> tuple[int, ...]:
+        """canary and blueGreen: where a new release starts beside the serving one (the
+        ports after the instances'); none for rolling."""
+        if self.release is None or self.release.strategy == "rolling":
+            return ()
+        first = self.base_port + self.instances
+        return tuple(range(first, first + self.instances))
+
+    @classmethod
+    def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
+                   problems: Problems) -> None:
+        for i, target in members:
+            assert isinstance(target, HostTargetConfig)
+            ports = target.candidate_ports
+            if not ports:
+                continue
+            path = f"{NAMESPACE}:targets[{i}]"
+            why = (f"{target.release.strategy} starts a new release beside the serving one on "
+                   f"ports {ports[0]}-{ports[-1]} (basePort + instances .. + 2 x instances)")
+            if ports[-1] > 65535 and target.instance_ports[-1] <= 65535:  # else said by check
+                problems.add(f"{path}.basePort", f"too high: {why}, beyond 65535")
+            for key, port in (("httpPort", target.http_port), ("httpsPort", target.https_port)):
+                if port in ports:
+                    problems.add(f"{path}.{key}", f"{port} collides with them: {why}")
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         if self.connection == "ssh":

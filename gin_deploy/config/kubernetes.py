@@ -152,6 +152,10 @@ class KubernetesTargetConfig(TargetBase):
         return replace(self, namespace=namespace,
                        gateway_namespace=self.gateway_namespace or f"{namespace}-gateway")
 
+    @property
+    def scale(self) -> int:
+        return self.replicas
+
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         # namespace and gatewayNamespace are still as written here (None when unset).
         if self.kubeconfig and self.kubeconfig_path:

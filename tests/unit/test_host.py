@@ -45,12 +45,12 @@ def test_dev_deploys_through_the_agent_with_update_in_place_and_destroy_on_delet
     deploy = mocks.named("local-deploy")
     assert deploy.typ == "command:local:Command"
     # The agent runs as the one-file archive that SSH hosts receive too.
-    assert deploy.inputs["create"].endswith("/build/hostctl.pyz deploy")
+    assert deploy.inputs["create"] == "python3 build/hostctl.pyz deploy"
     # update == create: a change re-runs the idempotent deploy instead of a replace,
     # which would run destroy around it.
     assert deploy.inputs["update"] == deploy.inputs["create"]
     assert "triggers" not in deploy.inputs
-    assert deploy.inputs["delete"].endswith("/build/hostctl.pyz destroy")
+    assert deploy.inputs["delete"].endswith(" | python3 build/hostctl.pyz destroy")
     assert not is_secret(deploy.inputs["stdin"])  # no app secrets: reviewable diffs
 
 
@@ -164,7 +164,7 @@ def test_ssh_target_stages_agent_and_binary_then_deploys_remotely(ssh_key: Path)
     # re-sent exactly when its code changes.
     agent = uploads["edge-upload-agent"].inputs
     assert agent["remotePath"] == ".cache/gin-deploy/gin-deploy-dev-edge/hostctl.py"
-    assert agent["source"].path.endswith("/build/hostctl.pyz")
+    assert agent["source"].path == "build/hostctl.pyz"
     assert agent["triggers"] == [hashlib.sha256(bundle.archive_bytes()).hexdigest()]
     assert uploads["edge-upload-binary"].inputs["remotePath"].endswith("/app")
     deploy = mocks.named("edge-deploy")
