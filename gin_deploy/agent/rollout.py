@@ -80,8 +80,13 @@ class Target:
         """The target as the last deploy left it (for destroy and status)."""
         layout = Layout(payload.state_dir)
         state = load_state(layout)
+        candidates = []
+        for c in state.get("candidates") or []:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                candidates.append(Instance(str(c["name"]), int(c["port"])))
         return cls(payload, layout,
-                   make_supervisor(payload, layout, state.get("supervisorConfDir")),
+                   make_supervisor(payload, layout, state.get("supervisorConfDir"),
+                                   candidates=candidates),
                    make_nginx(layout, payload.mode, payload.app,
                               state.get("nginxConfDir") or NGINX_CONF_DIR),
                    Pacer(layout.p(".settle-until"), 0.0),

@@ -131,26 +131,28 @@ class Supervisor:
 
 
 class _UnixTransport(xmlrpc.client.Transport):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timeout: float = 10) -> None:
         super().__init__()
         self.path = path
+        self.timeout = timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        path = self.path
+        path, timeout = self.path, self.timeout
 
         class Conn(http.client.HTTPConnection):
             def connect(self) -> None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(10)
+                sock.settimeout(timeout)
                 sock.connect(path)
                 self.sock = sock
 
         return Conn("localhost")
 
 
-def unix_xmlrpc(path: str) -> xmlrpc.client.ServerProxy:
+def unix_xmlrpc(path: str, timeout: float = 10) -> xmlrpc.client.ServerProxy:
     """An XML-RPC proxy to a supervisord unix control socket."""
-    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(path))
+    return xmlrpc.client.ServerProxy("http://localhost/RPC2",
+                                     transport=_UnixTransport(path, timeout))
 
 
 class SupervisordBase(Supervisor):
@@ -269,6 +271,28 @@ class UserSupervisord(SupervisordBase):
     def daemon_running(self) -> bool:
         return self.daemon_pid() is not None
 
+    # supervisord's faults that leave the process as wanted (NOT_RUNNING, ALREADY_STARTED).
+    _FAULT_HARMLESS: ClassVar[dict[str, int]] = {"stop": 70, "start": 60}
+
+    def _action(self, action: str, inst: Instance) -> None:
+        """Over the control socket (no supervisorctl process: instances start and stop in
+        parallel on busy hosts); supervisorctl when the socket does not answer."""
+        name = self.full_name(inst)
+        steps = ("stop", "start") if action == "restart" else (action,)
+        rpc: Any = unix_xmlrpc(self.layout.supervisor_sock, STOP_TIMEOUT + 30).supervisor
+        try:
+            for step in steps:
+                try:
+                    (rpc.stopProcess if step == "stop" else rpc.startProcess)(name, True)
+                except xmlrpc.client.Fault as fault:
+                    if fault.faultCode != self._FAULT_HARMLESS[step]:
+                        raise
+        except xmlrpc.client.Fault as fault:
+            raise HostError(f"supervisord could not {action} {name}: "
+                            f"{fault.faultString}") from None
+        except (OSError, http.client.HTTPException):
+            super()._action(action, inst)
+
     def responsive(self) -> bool:
         proc = run_cmd([*self.ctl(), "pid"], "supervisorctl pid", check=False, timeout=10)
         return proc.stdout.strip().isdigit()
@@ -335,19 +359,23 @@ class SystemSupervisord(SupervisordBase):
 
 
 class Systemd(Supervisor):
-    """A template unit <app>@.service; the instance is the port."""
+    """A template unit <app>@.service; the instance is the port. A release's candidates
+    (canary, blueGreen) run <app>-candidate@.service, never enabled."""
 
     kind = "systemd"
 
     def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str,
-                 files: SystemdFiles | None) -> None:
+                 files: SystemdFiles | None, candidates: Sequence[Instance] = ()) -> None:
         super().__init__(target, layout, conf_dir)
         self.files = files  # None for destroy and status
+        self.candidates = tuple(candidates)
 
-    def unit_path(self) -> str:
-        return os.path.join(self.conf_dir, f"{self.target.app}@.service")
+    def unit_path(self, template: str | None = None) -> str:
+        return os.path.join(self.conf_dir, f"{template or self.target.app}@.service")
 
     def unit(self, inst: Instance) -> str:
+        if any(c.port == inst.port for c in self.candidates):
+            return f"{self.target.app}-candidate@{inst.port}.service"
         return f"{self.target.app}@{inst.port}.service"
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -356,7 +384,7 @@ class Systemd(Supervisor):
 
     def running_instances(self) -> set[str]:
         running = set()
-        for inst in self.target.instances:
+        for inst in (*self.target.instances, *self.candidates):
             proc = self.systemctl("is-active", "--quiet", self.unit(inst), check=False)
             if proc.returncode == 0:
                 running.add(inst.name)
@@ -368,6 +396,9 @@ class Systemd(Supervisor):
         changed = write_file(self.unit_path(), spec.unit)
         if changed:
             log(f"wrote {self.unit_path()}")
+        candidate_unit = self.unit_path(f"{self.target.app}-candidate")
+        if spec.candidate_unit is not None and write_file(candidate_unit, spec.candidate_unit):
+            log(f"wrote {candidate_unit}")
         self.systemctl("daemon-reload")
         previous = load_state(self.layout).get("instances") or []
         wanted = {i.port for i in self.target.instances}
@@ -397,9 +428,10 @@ class Systemd(Supervisor):
             return
         for inst in instances:
             self.systemctl("disable", "--now", self.unit(inst), check=False)
-        if os.path.exists(self.unit_path()):
-            os.unlink(self.unit_path())
-            log(f"removed {self.unit_path()}")
+        for path in (self.unit_path(), self.unit_path(f"{self.target.app}-candidate")):
+            if os.path.exists(path):
+                os.unlink(path)
+                log(f"removed {path}")
         self.systemctl("daemon-reload", check=False)
 
     def log_tail(self, inst: Instance) -> str:
@@ -412,15 +444,18 @@ class Systemd(Supervisor):
         return f"--- journalctl -u {self.unit(inst)} ---\n{proc.stdout.strip()}"
 
 
-def make_supervisor(payload: TargetPayload, layout: Layout,
-                    conf_dir: str | None = None) -> Supervisor:
+def make_supervisor(payload: TargetPayload, layout: Layout, conf_dir: str | None = None,
+                    candidates: Sequence[Instance] | None = None) -> Supervisor:
     """deploy passes its DeployPayload (the files and their directory); destroy and status
-    a TargetPayload and the directory the last deploy used (`conf_dir`)."""
+    a TargetPayload and the directory the last deploy used (`conf_dir`). `candidates`: a
+    release's candidates when not the DeployPayload's (systemd names their units apart)."""
     deploy = payload if isinstance(payload, DeployPayload) else None
     if payload.supervisor == "systemd":
         unit = deploy.systemd if deploy else None
+        if candidates is None:
+            candidates = deploy.rollout.candidates if deploy else ()
         return Systemd(payload, layout, conf_dir or (unit.unit_dir if unit else
-                                                     SYSTEMD_UNIT_DIR), unit)
+                                                     SYSTEMD_UNIT_DIR), unit, candidates)
     programs = deploy.supervisord if deploy else None
     directory = conf_dir or (programs.conf_dir if programs else SUPERVISOR_CONF_DIR)
     if payload.mode == "user":

@@ -51,6 +51,9 @@ class HostService:
     acme: bool = False  # serve the HTTP-01 challenge; user mode: keep certbot renewing
     shutdown_timeout: int = 10  # the app's drain time, seconds
     origin_lock: OriginLock | None = None
+    # canary/blueGreen: where a new release starts beside the instances (its own ports,
+    # programs or units running the `candidate` link, never started by the supervisor).
+    candidate_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,21 @@ def instance_name(app: str, port: int) -> str:
     return f"{app}-{port}"
 
 
+def access_log_path(state_dir: str) -> str:
+    """nginx's JSON access log: a release's requests are judged from it."""
+    return str(PurePosixPath(state_dir) / "logs" / "nginx-access.log")
+
+
+def candidate_share_dir(state_dir: str) -> str:
+    """Where the agent puts the files that send requests to a release's candidates."""
+    return str(PurePosixPath(state_dir) / "nginx" / "candidate-share")
+
+
+def candidate_unit_name(app: str) -> str:
+    """systemd: the template unit of the candidates, `<app>-candidate@<port>.service`."""
+    return f"{app}-candidate"
+
+
 def render_host_files(s: HostService) -> HostFiles:
     """The nginx, supervisord or systemd files for `s`; behind a CDN the nginx site holds
     the origin lock's value, so a payload carrying these files must then be a secret."""
@@ -73,9 +91,12 @@ def render_host_files(s: HostService) -> HostFiles:
         name=s.app,
         server_names=s.server_names,
         upstreams=tuple(nginx.UpstreamServer(f"127.0.0.1:{p}") for p in s.instance_ports),
+        candidate_upstreams=tuple(nginx.UpstreamServer(f"127.0.0.1:{p}")
+                                  for p in s.candidate_ports),
+        candidate_share_dir=candidate_share_dir(s.state_dir) if s.candidate_ports else None,
         tls_certificate=str(sd / "tls" / "server.crt"),
         tls_certificate_key=str(sd / "tls" / "server.key"),
-        access_log=str(sd / "logs" / "nginx-access.log"),
+        access_log=access_log_path(s.state_dir),
         error_log=str(sd / "logs" / "nginx-error.log"),
         http_port=s.http_port,
         https_port=s.https_port,
@@ -102,15 +123,19 @@ def render_host_files(s: HostService) -> HostFiles:
     # Stop waits exceed the app's drain so a stop never cuts a request short.
     stop_wait = s.shutdown_timeout + 5
     if s.supervisor == "systemd":
-        unit = systemd.render_template_unit(systemd.SystemdService(
-            name=s.app,
-            description=f"{s.app} (gin-deploy {s.stack}/{s.target}) on port %i",
-            exec_start=str(sd / "current" / "app"),
-            working_directory=str(sd / "current"),
-            environment_file=str(sd / "current" / "app.env"),
-            timeout_stop_s=stop_wait + 5,
-        ))
-        return HostFiles(nginx_files, None, SystemdFiles(unit=unit))
+        def unit(name: str, link: str, what: str) -> str:
+            return systemd.render_template_unit(systemd.SystemdService(
+                name=name,
+                description=f"{s.app} {what}(gin-deploy {s.stack}/{s.target}) on port %i",
+                exec_start=str(sd / link / "app"),
+                working_directory=str(sd / link),
+                environment_file=str(sd / link / "app.env"),
+                timeout_stop_s=stop_wait + 5,
+            ))
+        candidate = unit(candidate_unit_name(s.app), "candidate", "candidate ") \
+            if s.candidate_ports else None
+        return HostFiles(nginx_files, None, SystemdFiles(unit=unit(s.app, "current", ""),
+                                                         candidate_unit=candidate))
     return HostFiles(nginx_files, _supervisord_files(s, sd, stop_wait), None)
 
 
@@ -119,16 +144,20 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
     # between releases (see gin_deploy/agent/supervisors.py).
     agent = str(sd / "bin" / "hostctl.py")
     programs = []
-    for port in s.instance_ports:
+    # Candidates run the `candidate` link and only while a release is judged: the agent
+    # starts and stops them, supervisord never does by itself.
+    for port, candidate in [*((p, False) for p in s.instance_ports),
+                            *((p, True) for p in s.candidate_ports)]:
         name = instance_name(s.app, port)
         programs.append(supervisor.SupervisorProgram(
             name=name,
             command=f"/usr/bin/env python3 {agent} run --state {sd} --port {port} "
-                    f"--name {name}",
+                    f"--name {name}" + (" --release candidate" if candidate else ""),
             directory=str(sd),
             stdout_log=str(sd / "logs" / f"{name}.log"),
             stderr_log=str(sd / "logs" / f"{name}.err.log"),
             stop_wait_s=stop_wait,
+            autostart=not candidate,
         ))
     if s.acme and s.mode == "user":
         # No cron in user mode: supervisord keeps the renewal loop alive.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +84,42 @@ def test_dev_payload_describes_three_instances_behind_nginx_on_8443() -> None:
     assert payload["readyPath"] == "/readyz" and payload["readyTimeoutSeconds"] == 30
     assert payload["env"]["TRUSTED_PROXIES"] == "127.0.0.1/32,::1/128"
     programs = payload["supervisord"]["programs"]
-    assert programs.count("[program:") == 3 and "hostctl.py run --state" in programs
+    assert programs.count("[program:") == 6 and "hostctl.py run --state" in programs
     assert payload["systemd"] is None
+
+
+def test_dev_releases_a_canary_beside_the_instances() -> None:
+    """Pulumi.dev.yaml's release: candidates on the three ports after the instances, run
+    by programs of their own that supervisord never starts by itself, judged from the
+    access log nginx writes."""
+    payload = payload_of(run_program(DEV))
+    state = payload["stateDir"]
+    assert payload["rollout"] == {
+        "strategy": "canary", "steps": [10, 50, 100], "bakeSeconds": 10,
+        "maxErrorRate": 0.01, "maxP95Ms": 500, "minRequests": 0,
+        "candidates": [{"name": f"hello-gin-{p}", "port": p} for p in (9083, 9084, 9085)],
+        "accessLog": f"{state}/logs/nginx-access.log",
+        "shareDir": f"{state}/nginx/candidate-share"}
+    site = payload["nginx"]["site"]
+    assert f"access_log {state}/logs/nginx-access.log hello_gin_json;" in site
+    assert f"if (-f {state}/nginx/candidate-share/$hello_gin_bucket)" in site
+    assert "proxy_pass http://$hello_gin_pool;" in site
+    programs = payload["supervisord"]["programs"]
+    candidate = programs.split("[program:hello-gin-9083]")[1].split("[program:")[0]
+    assert "--name hello-gin-9083 --release candidate" in candidate
+    assert "autostart=false" in candidate
+    first = programs.split("[program:hello-gin-9080]")[1].split("[program:")[0]
+    assert "--release" not in first and "autostart=true" in first
+
+
+def test_a_one_instance_host_rolls_with_no_candidates() -> None:
+    config = copy.deepcopy(DEV)
+    config["gin-deploy:targets"][0]["instances"] = 1
+    del config["gin-deploy:release"]
+    payload = payload_of(run_program(config))
+    assert "rollout" not in payload  # rolling: the payload reads as before
+    assert "split_clients" not in payload["nginx"]["site"]
+    assert payload["supervisord"]["programs"].count("[program:") == 1
 
 
 def test_release_follows_the_built_binary() -> None:
@@ -206,3 +242,27 @@ def test_ssh_private_key_from_secret_config(ssh_key: Path) -> None:
     for upload in mocks.of_type("command:remote:CopyToRemote"):
         assert is_secret(upload.inputs["connection"]) or is_secret(
             upload.inputs["connection"]["privateKey"])
+
+
+@pytest.mark.parametrize(("strategy", "candidates", "message"), [
+    ("canary", (), "service.candidate_ports: release.strategy canary needs candidate ports"),
+    ("rolling", (9090,), "service.candidate_ports: release.strategy rolling takes no"),
+    ("canary", (9090, 9091), "service.candidate_ports: as many as instance_ports"),
+    ("yolo", (), "release.strategy: 'yolo' must be one of rolling | canary | blueGreen"),
+])
+def test_host_args_refuse_a_release_without_its_candidates(
+        strategy: str, candidates: tuple[int, ...], message: str) -> None:
+    from components.host import HostRelease, HostTargetArgs
+    from gin_deploy.agent.payload import SelfSignedTls
+    from gin_deploy.render.host import HostService
+
+    service = HostService(app="a", stack="s", target="t", state_dir="/srv/a", mode="system",
+                          supervisor="systemd", instance_ports=(9080,), http_port=80,
+                          https_port=443, server_names=("localhost",),
+                          candidate_ports=candidates)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        HostTargetArgs(service=service, tls=SelfSignedTls(domains=("localhost",)),
+                       domain="localhost", env={}, ready_path="/readyz", ready_timeout=30,
+                       keep_releases=5, install=False, version="1", binary_path="b",
+                       binary_sha256="x", agent_path="a", agent_sha256="y", staging_dir="s",
+                       release=HostRelease(strategy=strategy))
