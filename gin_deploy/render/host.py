@@ -77,6 +77,11 @@ def candidate_share_dir(state_dir: str) -> str:
     return str(PurePosixPath(state_dir) / "nginx" / "candidate-share")
 
 
+def candidate_group(app: str) -> str:
+    """supervisord: the group of a release's candidates."""
+    return f"{app}-candidates"
+
+
 def candidate_unit_name(app: str) -> str:
     """systemd: the template unit of the candidates, `<app>-candidate@<port>.service`."""
     return f"{app}-candidate"
@@ -143,13 +148,10 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
     # Programs run the agent, which execs the current release: they never change
     # between releases (see gin_deploy/agent/supervisors.py).
     agent = str(sd / "bin" / "hostctl.py")
-    programs = []
-    # Candidates run the `candidate` link and only while a release is judged: the agent
-    # starts and stops them, supervisord never does by itself.
-    for port, candidate in [*((p, False) for p in s.instance_ports),
-                            *((p, True) for p in s.candidate_ports)]:
+
+    def program(port: int, candidate: bool) -> supervisor.SupervisorProgram:
         name = instance_name(s.app, port)
-        programs.append(supervisor.SupervisorProgram(
+        return supervisor.SupervisorProgram(
             name=name,
             command=f"/usr/bin/env python3 {agent} run --state {sd} --port {port} "
                     f"--name {name}" + (" --release candidate" if candidate else ""),
@@ -158,7 +160,9 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
             stderr_log=str(sd / "logs" / f"{name}.err.log"),
             stop_wait_s=stop_wait,
             autostart=not candidate,
-        ))
+        )
+
+    programs = [program(p, False) for p in s.instance_ports]
     if s.acme and s.mode == "user":
         # No cron in user mode: supervisord keeps the renewal loop alive.
         programs.append(supervisor.SupervisorProgram(
@@ -176,5 +180,11 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
         log_file=str(sd / "logs" / "supervisord.log"),
         include=str(sd / "supervisor" / "programs.conf"),
     ) if s.mode == "user" else None
-    return SupervisordFiles(programs=supervisor.render_programs(s.app, tuple(programs)),
-                            main=main)
+    text = supervisor.render_programs(s.app, tuple(programs))
+    if s.candidate_ports:
+        # Candidates run the `candidate` link, only while a release is judged: the agent
+        # starts and stops them, supervisord never does by itself. A group of their own:
+        # adding a program to a group makes `supervisorctl update` restart all of it.
+        text += "\n" + supervisor.render_programs(
+            candidate_group(s.app), tuple(program(p, True) for p in s.candidate_ports))
+    return SupervisordFiles(programs=text, main=main)

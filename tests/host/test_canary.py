@@ -272,6 +272,25 @@ def test_candidates_that_never_get_ready_never_get_a_request(
     assert current(st) == good and wait_for(st.candidates_stopped, 10)
 
 
+def test_a_rolling_target_turning_canary_keeps_its_instances_running(
+        canary_stack: Any, binaries: dict[str, Binary]) -> None:
+    """The candidates' programs join in a supervisord group of their own: adding them to
+    the instances' group would make `supervisorctl update` restart every instance."""
+    st = canary_stack(2, first=False)
+    result_of(st.deploy(st.release(binaries["v1"], strategy="rolling")))
+    before = st.instance_pids()
+    assert set(before) == {f"{APP}-{p}" for p in st.ports}
+    never = st.release(binaries["v2"], env={"STARTUP_DELAY": "1h"}, ready_timeout=2)
+    proc = st.deploy(never)
+    assert proc.returncode == 1 and "was not released" in proc.stderr, proc.stderr
+    after = st.instance_pids()
+    assert {n: after[n] for n in before} == before
+    assert {n: after[n] for n in after if n not in before} == {
+        f"{APP}-{p}": None for p in st.candidate_ports}  # defined, stopped
+    programs = (st.state_dir / "supervisor" / "programs.conf").read_text()
+    assert f"[group:{APP}-candidates]" in programs
+
+
 # --------------------------------------------------------------------------- interrupted
 
 
