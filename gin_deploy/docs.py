@@ -40,13 +40,14 @@ def _kind_rows(cls: type, prefix: str) -> list[tuple[str, str, str]]:
 # How each kind implements the release keys (README; docs/architecture.md has the signals).
 RELEASE_BY_KIND = [
     "- `host`: `canary`/`blueGreen` start the new release beside the serving one on its "
-    "own ports (basePort + instances onwards), in parallel, gated on readiness; nginx then "
-    "sends each step's share of requests to it (`split_clients`, reloaded after `nginx "
-    "-t`) while the agent reads nginx's JSON access log for the new release's own "
-    "requests (5xx share and p95 of the upstream response time). Pass: the instances "
-    "move to it and the candidates stop; fail: share back to 0, candidates stopped, and "
-    "`pulumi up` fails naming the step, metric, value and threshold. `rolling` restarts "
-    "the instances in place, one at a time, gated on readiness.",
+    "own ports (basePort + instances onwards), all at once, gated on readiness; nginx "
+    "then sends each step's share of the requests to it (drawn per request, moved "
+    "without a reload) while the agent reads nginx's JSON access log for the new "
+    "release's own requests (5xx share and p95 of the upstream response time). Pass: "
+    "the instances move to it and the candidates stop; fail: share back to 0, "
+    "candidates stopped, and `pulumi up` fails naming the step, metric, value and "
+    "threshold. A deploy that dies in between is undone by a guard process. `rolling` "
+    "restarts the instances in place, one at a time, gated on readiness.",
     "- `ecs` and `kubernetes`: not read yet - ecs uses its own `blueGreen`/`bakeMinutes` "
     "(ECS rolls back on its circuit breaker), kubernetes its static `canary` weight.",
 ]

@@ -68,8 +68,7 @@ def start_ready(target: Target, instances: Sequence[Instance], restart: bool = F
         return ""
 
     results = _parallel(instances, one)
-    return [(inst, problem) for inst, problem in zip(instances, results, strict=True)
-            if problem]
+    return [(instances[i], problem) for i, problem in enumerate(results) if problem]
 
 
 def stop_all(target: Target, instances: Sequence[Instance]) -> None:

@@ -46,11 +46,13 @@ from tests.host.conftest import (
     port_free,
     require,
     result_of,
+    run_agent,
     wait_for,
 )
 
 pytestmark = [pytest.mark.host, pytest.mark.timeout(240)]
 
+PYTHON = os.environ.get("HOSTCTL_TEST_PYTHON", sys.executable)
 ENV = {"GIN_MODE": "release", "SHUTDOWN_TIMEOUT": "10s",
        "TRUSTED_PROXIES": "127.0.0.1/32,::1/128"}
 
@@ -89,6 +91,11 @@ class CanaryStack(Stack):
         data: dict[str, Any] = json.loads(serialise(
             deploy_payload(args, str(binary.path), binary.sha256)))
         return data
+
+    def deploy(self, payload: dict[str, Any], **kw: Any) -> subprocess.CompletedProcess[str]:
+        # The hosts' Python may be older (HOSTCTL_TEST_PYTHON, e.g. a 3.9).
+        kw.setdefault("python", PYTHON)
+        return run_agent("deploy", payload, **kw)
 
     def site(self) -> str:
         return (self.state_dir / "nginx" / "site.conf").read_text()
@@ -300,7 +307,7 @@ def test_killed_deploy_leaves_users_on_the_old_release_and_the_next_one_converge
     good = current(st)
     payload = st.release(binaries["v2"], steps=(50, 100), bake_seconds=60, min_requests=1)
     with Load(st, path="/whoami") as load:
-        agent = subprocess.Popen([sys.executable, str(AGENT), "deploy"],
+        agent = subprocess.Popen([PYTHON, str(AGENT), "deploy"],
                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, text=True)
         assert agent.stdin is not None
@@ -336,7 +343,7 @@ def test_the_next_deploy_undoes_what_a_dead_guard_left(
     st = canary_stack(1)
     good = current(st)
     payload = st.release(binaries["v2"], steps=(50, 100), bake_seconds=60)
-    agent = subprocess.Popen([sys.executable, str(AGENT), "deploy"], stdin=subprocess.PIPE,
+    agent = subprocess.Popen([PYTHON, str(AGENT), "deploy"], stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
                              start_new_session=True)
     assert agent.stdin is not None
