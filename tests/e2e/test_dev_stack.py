@@ -133,9 +133,13 @@ def test_release_that_never_gets_ready_is_rolled_back_and_the_old_one_keeps_serv
                      r"ready within 3s; release 3\.0\.0-broken-\w+ was not released; release "
                      r"2\.0\.0-\w+ serves again", message), message
     assert versions_served(project) == {"2.0.0"}
-    # The stack still knows where the service is.
+    # The stack still knows where the service is, and still describes the release that
+    # serves: the failed deploy kept its previous inputs, so preview shows it pending.
     outputs = automation.outputs(STACK, settings=project.settings)
     assert outputs.get("url") == f"https://localhost:{project.https_port}", outputs
+    assert deploy_result(project)["release"].startswith("2.0.0-")
+    preview = automation.preview(STACK, settings=project.settings)
+    assert preview.summary.get("update", 0) >= 1, preview.summary
 
 
 def restore(project: Project, **app: Any) -> dict[str, Any]:
