@@ -20,8 +20,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 _SEPARATOR = re.compile(r", | : ")
-# Below this many requests a p95 is only the slowest one or two: not judged early.
-EARLY_P95_MIN = 20
+# Before the bake is over a step is judged only on at least this many requests (and
+# minRequests): one early 5xx is not 100% errors, one slow request is not a p95.
+EARLY_MIN = 20
 
 
 @dataclass
@@ -150,13 +151,12 @@ class Thresholds:
 def breach(new: Tally, limits: Thresholds, final: bool) -> str | None:
     """The first threshold the new release's requests break, as "metric value > limit";
     before the bake is over only once there are enough requests to say so."""
-    enough = new.requests >= max(limits.min_requests, 1)
-    if not enough:
+    if new.requests < max(limits.min_requests, 1 if final else EARLY_MIN):
         return None
     if new.error_rate > limits.max_error_rate:
         return (f"error rate {new.error_rate:.2%} ({new.errors} of {new.requests} requests "
                 f"answered 5xx) > maxErrorRate {limits.max_error_rate:.2%}")
-    if (final or new.requests >= EARLY_P95_MIN) and new.p95_ms > limits.max_p95_ms:
+    if new.p95_ms > limits.max_p95_ms:
         return (f"p95 latency {new.p95_ms:.0f} ms (of {new.requests} requests) > maxP95Ms "
                 f"{limits.max_p95_ms:g} ms")
     return None

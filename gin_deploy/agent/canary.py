@@ -7,8 +7,9 @@
    after the first such release), then sends each step's percent of requests to them
    (gin_deploy.agent.traffic: no reload); each step bakes for bakeSeconds while
    the new release's own requests in nginx's access log are judged against maxErrorRate
-   and maxP95Ms (early, as soon as minRequests arrived). Too few requests: the bake is
-   extended once, then the release fails as inconclusive. blueGreen is one step of 100.
+   and maxP95Ms (early, as soon as minRequests - and at least 20 - arrived). Too few
+   requests: the bake is extended once, then the release fails as inconclusive.
+   blueGreen is one step of 100.
 3. Pass: with every request on the candidates, `current` moves to the new release and
    the instances restart onto it at once; nginx sends everything back to them and the
    candidates are drained and stopped. The instances are where the serving release runs
