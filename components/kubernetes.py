@@ -51,7 +51,8 @@ class KubernetesTargetArgs:
     # The plain values every manifest is rendered from (names, release version, sizes,
     # probes, gateway class, HSTS); `edge` adds its names and the origin lock.
     app: render.KubernetesApp
-    # The stable release: the repo digest GinBuild pushed (`repo@sha256:...`).
+    # The stable release: the repo digest GinBuild pushed (`repo@sha256:...`), or an
+    # existing image's reference (a plain string; a tag only where the config allowed it).
     image: pulumi.Input[str]
     # The image repository (e.g. ghcr.io/acme/hello-gin): canary images, pull secret.
     registry: str
@@ -261,8 +262,10 @@ class KubernetesTarget(pulumi.ComponentResource):
             return manifest
 
         workload_deps = [app_ns, account]
+        # A pushed digest is an Output; a given reference is pinned only by a digest.
+        stable_pinned = not isinstance(args.image, str) or "@sha256:" in args.image
         self.deployment = apply("deployment", workload(
-            "stable", args.image, app.version, pinned=True, replicas=None),
+            "stable", args.image, app.version, pinned=stable_pinned, replicas=None),
             depends_on=workload_deps)
         apply("service", render.service(app), depends_on=ns_deps)
         apply("hpa", render.horizontal_pod_autoscaler(app), depends_on=[self.deployment])
