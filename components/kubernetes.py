@@ -77,6 +77,8 @@ class KubernetesTargetArgs:
     client_ip_mode: str = "XForwardedFor"
     # The app's pods accept traffic only from the gateway's namespace.
     network_policy: bool = True
+    # Seconds the provider awaits a Deployment's rollout before the update fails.
+    rollout_timeout: int = 600
     # Values of the app's secret env vars by name; they reach the cluster only as secrets.
     secret_env: Mapping[str, str] = field(default_factory=dict)
     # Set by edge routing: extra names, and behind a CDN the origin lock.
@@ -85,6 +87,8 @@ class KubernetesTargetArgs:
     def __post_init__(self) -> None:
         if not self.registry:
             raise ValueError("registry is required (the image repository)")
+        if self.rollout_timeout < 1:
+            raise ValueError(f"rollout_timeout must be positive, got {self.rollout_timeout}")
         if self.client_ip_mode not in CLIENT_IP_MODES:
             raise ValueError(f"client_ip_mode must be one of {' | '.join(CLIENT_IP_MODES)}, "
                              f"got {self.client_ip_mode!r}")
@@ -196,7 +200,12 @@ class KubernetesTarget(pulumi.ComponentResource):
             cls = getattr(getattr(module, version), manifest["kind"])
             values = {_ARGS[k]: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
             values.update(kwargs)
-            return cls(f"{name}-{role}", **values, opts=self._opts(depends_on))
+            opts = self._opts(depends_on)
+            if manifest["kind"] == "Deployment":
+                # The provider awaits the rollout this long (its own default: 10 minutes).
+                wait = f"{args.rollout_timeout}s"
+                opts.custom_timeouts = pulumi.CustomTimeouts(create=wait, update=wait)
+            return cls(f"{name}-{role}", **values, opts=opts)
 
         def custom(role: str, manifest: Manifest, *,
                    depends_on: Sequence[pulumi.Resource] = ()) -> CustomResource:

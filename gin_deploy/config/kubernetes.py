@@ -148,6 +148,10 @@ class KubernetesTargetConfig(TargetBase):
     max_unavailable: str = spec_field("maxUnavailable", "Rolling update: pods that may be "
                                       "unavailable during a rollout (a count or a percentage).",
                                       "0", check=_rollout_amount)
+    rollout_timeout: int = spec_field(
+        "rolloutTimeout", "Seconds `pulumi up` waits for a rollout (the new pods Ready) "
+        "before it fails; the old ReplicaSet keeps serving meanwhile and after.", 600,
+        min=30, max=3600)
     cpu_request: str = spec_field("cpuRequest", "CPU request per pod (Kubernetes quantity).",
                                   "100m", check=_quantity("250m"))
     cpu_limit: str = spec_field("cpuLimit", "CPU limit per pod.", "500m",

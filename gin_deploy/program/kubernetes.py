@@ -113,6 +113,7 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
         trusted_proxies=target.trusted_proxies,
         client_ip_mode=target.client_ip_mode,
         network_policy=target.network_policy,
+        rollout_timeout=target.rollout_timeout,
         secret_env=cfg.secret_env,
         edge=edge,
     )

@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "kubernetes"
 BIN = TOOLS / "bin"
 STAGES = TOOLS / "kwok-stages"
+# Stages of our own for fault injection (each file says which pods it selects).
+TEST_STAGES = Path(__file__).resolve().parent / "stages"
 COMMANDS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
             "kubectl")
 NODE_NAME = "kwok-node-0"
@@ -289,7 +291,7 @@ class Cluster:
             f"--server-address=127.0.0.1:{self.ports['kwok']}",
             f"--cidr={POD_CIDR}",
             f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
-            *(f"--config={s}" for s in stages),
+            *(f"--config={s}" for s in [*stages, *sorted(TEST_STAGES.glob("*.yaml"))]),
         ])
 
     # ------------------------------------------------------------ health
