@@ -8,6 +8,10 @@ built by scripts/install-kubernetes.sh into .tools/kubernetes) on free loopback 
 with fresh data and a throwaway PKI under the given directory, and writes a kubeconfig
 for the cluster admin. `start` returns only once every part reports healthy and a kwok
 node is Ready; `stop` ends exactly the processes this object started, by pid.
+
+kwok runs the stages shipped in its module (nodes Ready with a lease; pods Ready,
+completed, deleted) and ours in tests/k8s/stages/ (a pod of an image in a repository
+named `never-ready` runs but never gets Ready).
 """
 
 from __future__ import annotations
