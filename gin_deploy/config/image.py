@@ -68,7 +68,9 @@ class ImageConfig:
     ref: str = spec_field(
         "ref", "The image to run, already pushed, pinned by digest: `<registry>/"
         "<repository>@sha256:<64 hex>` (what `docker buildx build --push` or `crane digest` "
-        "reports). Nothing is built or pushed for the targets using it.", check=_ref)
+        "reports). Nothing is built or pushed for the targets using it; set app.version to the "
+        "version it reports (labels, the `version` output), else a hash of app.source stands "
+        "in.", check=_ref)
     allow_tag: bool = spec_field(
         "allowTag", "Also accept a moving tag (`<registry>/<repository>:<tag>`). A tag can "
         "point at another image tomorrow: tasks and pods started later (scale-out, "

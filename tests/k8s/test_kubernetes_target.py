@@ -65,11 +65,12 @@ class Stack:
             "gatewayClassName": addons.gateway_class, "waitForAddress": False,
             "rolloutTimeout": ROLLOUT_TIMEOUT,
         }
-        self.image = V1
+        self.image, self.version = V1, "1.0.0"
 
     def config(self) -> dict[str, Any]:
         return {
-            "gin-deploy:app": {"name": APP, "source": "app", "image": {"ref": self.image}},
+            "gin-deploy:app": {"name": APP, "source": "app", "version": self.version,
+                               "image": {"ref": self.image}},
             "gin-deploy:domain": DOMAIN,
             "gin-deploy:tls": {"mode": "acme", "acme": {
                 "email": "ops@example.com",
@@ -145,10 +146,13 @@ def test_first_up_creates_the_target_and_awaits_the_deployment(stack: Stack) -> 
 
     # The provider waited for the Deployment; the HPA then holds it at its minimum.
     deployment = stack.deployment()
-    assert deployment["status"].get("availableReplicas", 0) >= 1
+    assert {c["type"]: c["status"] for c in deployment["status"]["conditions"]}["Available"] \
+        == "True"
     stack.cluster.wait_for(lambda: stack.deployment()["status"].get("availableReplicas")
                            == REPLICAS, "the HPA's minimum of pods available")
-    assert [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]] == [V1]
+    template = deployment["spec"]["template"]
+    assert [c["image"] for c in template["spec"]["containers"]] == [V1]
+    assert template["metadata"]["labels"]["app.kubernetes.io/version"] == "1.0.0"
     hpa = stack.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{APP}")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["scaleTargetRef"]["name"]) == (REPLICAS, APP)
     for path in (f"/api/v1/namespaces/{ns}/services/{APP}",
@@ -173,6 +177,7 @@ def test_first_up_creates_the_target_and_awaits_the_deployment(stack: Stack) -> 
 
     outputs = json.loads(stack.pulumi("stack", "output", "--json"))
     assert outputs["endpoints"] == {"kwok": f"https://{DOMAIN}"}
+    assert outputs["version"] == "1.0.0"
 
 
 def test_a_second_up_and_preview_change_nothing(stack: Stack) -> None:
@@ -181,7 +186,7 @@ def test_a_second_up_and_preview_change_nothing(stack: Stack) -> None:
 
 
 def test_a_new_version_rolls_out_without_losing_capacity(stack: Stack) -> None:
-    stack.image = V2
+    stack.image, stack.version = V2, "2.0.0"
     with DeploymentWatch(stack.cluster, stack.namespace, APP) as watch:
         stack.up()
         # When `up` returns the rollout is over: the provider awaited it.
@@ -220,7 +225,7 @@ def test_a_canary_weight_change_updates_the_routes_backend_weights(stack: Stack)
 
 def test_a_release_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
         stack: Stack) -> None:
-    stack.image = NEVER_READY
+    stack.image, stack.version = NEVER_READY, "3.0.0"
     started = time.monotonic()
     with DeploymentWatch(stack.cluster, stack.namespace, APP) as watch:
         out = stack.pulumi("up", "--yes", "--skip-preview", check=False)

@@ -128,6 +128,12 @@ def test_host_targets_build_from_source_and_have_no_image_key() -> None:
     assert problem.startswith("gin-deploy:targets[0].image: unknown key")
 
 
+def test_an_app_image_without_an_image_target_is_refused() -> None:
+    [problem] = problems(app={"image": {"ref": GHCR}},
+                         targets=[{"name": "local", "kind": "host"}])
+    assert problem.startswith("gin-deploy:app.image: no target runs an image")
+
+
 def test_kubernetes_needs_a_registry_only_without_an_image() -> None:
     [problem] = problems(targets=[K8S])
     assert problem.startswith("gin-deploy:targets[0].registry: is required for kubernetes "
