@@ -64,6 +64,15 @@ def test_pulumi_pins_match_the_python_requirements() -> None:
                       "version": versions["PULUMI_COMMAND_VERSION"]}
 
 
+def test_the_cli_is_at_least_as_new_as_the_sdk() -> None:
+    """The CLI accepts older SDKs (no lockstep), not newer ones: an SDK may need engine features
+    that an older CLI lacks."""
+    versions = read_versions()
+    cli, sdk = (tuple(map(int, versions[key].split("."))) for key in
+                ("PULUMI_CLI_VERSION", "PULUMI_SDK_VERSION"))
+    assert cli >= sdk, versions
+
+
 def test_install_script_is_valid_strict_bash() -> None:
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
     text = SCRIPT.read_text()
