@@ -42,7 +42,7 @@ for arg in "$@"; do
     --force) FORCE=1 ;;
     --retry) RETRY=1 ;;
     --print-cache-dir) PRINT=1 ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p;}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $arg" ;;
   esac
 done

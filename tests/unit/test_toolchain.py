@@ -87,6 +87,8 @@ def test_install_script_is_valid_strict_bash() -> None:
 def test_install_script_help_needs_no_network() -> None:
     out = subprocess.run([str(SCRIPT), "--help"], check=True, capture_output=True, text=True)
     assert "--retry" in out.stdout and "tools/versions.env" in out.stdout
+    # The whole header comment, up to its last line.
+    assert out.stdout.rstrip().endswith('export PATH="$PWD/.tools/bin:$PATH"'), out.stdout
 
 
 def test_kubernetes_install_script_is_valid_strict_bash_and_writes_no_version() -> None:
