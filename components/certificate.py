@@ -6,9 +6,21 @@ CloudFront): the certificate, one validation record per distinct name (`*.x` and
 `x` share one) and the CertificateValidation, whose ARN resolves only once ACM
 has issued the certificate - so whatever takes `certificate_arn` waits for it.
 
+One writer per record: ACM asks every certificate of an account for a name - in any
+region - for the same CNAME, so certificates of one stack share `ValidationRecords`.
+The first certificate (in program order) that needs a name creates its record; the
+others validate with that record and create none. Were each to write it, removing
+one certificate would delete the record the others renew with. Records are kept on
+delete (`retain_on_delete`): when the owning certificate goes, the next one takes the
+name over (a new resource, an UPSERT of the same record) and the old owner's delete
+must not remove it; certificates outside the stack (other stacks, the console) may
+rely on it too, which the stack cannot know. A CNAME left in the zone costs nothing.
+
 The region is the provider's: pass `provider` in the options (CloudFront needs
 us-east-1). Children are named after the component: `<name>`,
-`<name>-validation-<i>`, `<name>-validation`.
+`<name>-validation-<i>` (i: the name's place in `validation_names`, whether this
+certificate owns the record or not, so an existing record keeps its name),
+`<name>-validation`.
 """
 
 from __future__ import annotations
@@ -22,6 +34,45 @@ import pulumi_aws as aws
 ValidationOption = aws.acm.outputs.CertificateDomainValidationOption
 
 
+class ValidationRecords:
+    """The stack's ACM validation records, one per (zone, name): the first certificate
+    that needs a name creates its record, later ones validate with it."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str], aws.route53.Record] = {}
+
+    def in_zone(self, zone: str) -> ZoneValidationRecords:
+        """The records in the Route 53 zone named `zone` (what a certificate shares)."""
+        if not zone:
+            raise ValueError("zone: the hosted zone's name is required")
+        return ZoneValidationRecords(self, zone.rstrip(".").lower())
+
+    def get(self, zone: str, name: str) -> aws.route53.Record | None:
+        return self._records.get((zone, name))
+
+    def add(self, zone: str, name: str, record: aws.route53.Record) -> None:
+        if (zone, name) in self._records:
+            raise ValueError(f"a validation record for {name} in {zone} exists already")
+        self._records[(zone, name)] = record
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+@dataclass(frozen=True)
+class ZoneValidationRecords:
+    """`ValidationRecords` of one zone."""
+
+    book: ValidationRecords
+    zone: str
+
+    def get(self, name: str) -> aws.route53.Record | None:
+        return self.book.get(self.zone, name)
+
+    def add(self, name: str, record: aws.route53.Record) -> None:
+        self.book.add(self.zone, name, record)
+
+
 @dataclass(frozen=True)
 class DnsValidatedCertificateArgs:
     domain: str
@@ -31,6 +82,9 @@ class DnsValidatedCertificateArgs:
     sans: Sequence[str] = ()
     key_algorithm: str = "RSA_2048"
     validation_ttl: int = 300
+    # The stack's records in the same zone: names another certificate validates already
+    # use its record. None: this certificate writes a record for each of its names.
+    shared_records: ZoneValidationRecords | None = None
 
 
 def validation_names(domain: str, sans: Sequence[str]) -> list[str]:
@@ -72,25 +126,37 @@ class DnsValidatedCertificate(pulumi.ComponentResource):
             key_algorithm=args.key_algorithm,
             opts=child(),
         )
+        # The records this certificate validates with; `validation_records`: those it owns.
+        records: list[aws.route53.Record] = []
         self.validation_records = []
         for i, domain_name in enumerate(validation_names(args.domain, sans)):
+            key = domain_name.removeprefix("*.")
+            shared = args.shared_records.get(key) if args.shared_records else None
+            if shared is not None:
+                records.append(shared)
+                continue
             option = self.certificate.domain_validation_options.apply(_pick(domain_name))
-            self.validation_records.append(aws.route53.Record(
+            record = aws.route53.Record(
                 f"{name}-validation-{i}",
                 zone_id=args.zone_id,
                 name=option.apply(lambda o: _record_field(o, "resource_record_name")),
                 type=option.apply(lambda o: _record_field(o, "resource_record_type")),
                 records=[option.apply(lambda o: _record_field(o, "resource_record_value"))],
                 ttl=args.validation_ttl,
-                # ACM asks for the same record for a name in every region of an account
-                # (and for every certificate of it): several may write it.
+                # A certificate outside the stack (or an owner this stack had before) may
+                # have written the same record: take it over rather than fail.
                 allow_overwrite=True,
-                opts=child(),
-            ))
+                opts=pulumi.ResourceOptions.merge(
+                    child(), pulumi.ResourceOptions(retain_on_delete=True)),
+            )
+            if args.shared_records is not None:
+                args.shared_records.add(key, record)
+            records.append(record)
+            self.validation_records.append(record)
         self.validation = aws.acm.CertificateValidation(
             f"{name}-validation",
             certificate_arn=self.certificate.arn,
-            validation_record_fqdns=[r.fqdn for r in self.validation_records],
+            validation_record_fqdns=[r.fqdn for r in records],
             opts=child(),
         )
         self.certificate_arn = self.validation.certificate_arn

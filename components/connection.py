@@ -22,6 +22,7 @@ class SshEndpoint:
     user: str
     port: int
     private_key: pulumi.Input[str]   # always a Pulumi secret
+    host_key: str  # the pinned public key line: the connection refuses any other
 
 
 class HostConnection:
@@ -40,6 +41,7 @@ class HostConnection:
             command.remote.ConnectionArgs(
                 host=ssh.host, user=ssh.user, port=ssh.port,
                 private_key=pulumi.Output.secret(ssh.private_key),
+                host_key=ssh.host_key,
                 dial_error_limit=3, per_dial_timeout=10,
             )
             if ssh is not None else None

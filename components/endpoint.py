@@ -3,8 +3,9 @@ what edge routing asks of a target in return."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
@@ -25,6 +26,8 @@ class TargetEndpoint:
     region: str | None = None
     alias_zone_id: pulumi.Output[str] | None = None
     ca_cert: str | None = None
+    # What `status` needs to ask the live target (ids, names, where); no secrets.
+    status: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -104,9 +104,11 @@ class HostTargetArgs:
 
 def release_id(version: str, binary_sha256: str, env: Mapping[str, str],
                secret_env: Mapping[str, str]) -> str:
-    """Changes whenever the binary or any env value does; names the release dir."""
+    """Changes whenever the binary, a plain env value or the set of secret names does; names
+    the release dir. Secret values stay out of it (a short unkeyed hash of a PIN is
+    recovered in seconds): the agent adds a keyed HMAC of them (releases.keyed_release)."""
     digest = hashlib.sha256(binary_sha256.encode())
-    digest.update(json.dumps([sorted(env.items()), sorted(secret_env.items())]).encode())
+    digest.update(json.dumps([sorted(env.items()), sorted(secret_env)]).encode())
     safe_version = "".join(c if c.isalnum() or c in ".-_" else "_" for c in version)
     return f"{safe_version}-{digest.hexdigest()[:10]}"
 
@@ -144,10 +146,12 @@ def deploy_payload(args: HostTargetArgs, binary_on_host: str, binary_sha256: str
         tls=args.tls,
         env={**args.env, **args.secret_env},
         secret_env_keys=tuple(sorted(args.secret_env)),
+        secret_values=(verify_value,) if s.origin_lock and verify_value else (),
         ready_path=args.ready_path,
         ready_timeout_seconds=args.ready_timeout,
         keep_releases=args.keep_releases,
         install=args.install,
+        name=s.system_name if s.mode == "system" else None,
         rollout=rollout(args),
     )
 
@@ -173,11 +177,13 @@ class HostTarget(pulumi.ComponentResource):
     ca_cert: str | None
     state_dir: str
     deploy: pulumi.CustomResource
+    args: HostTargetArgs
 
     def __init__(self, name: str, args: HostTargetArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gin-deploy:host:HostTarget", name, None, opts)
         s = args.service
+        self.args = args
         self.state_dir = s.state_dir
         conn = HostConnection(name, self, args.ssh, staging_dir=args.staging_dir)
 

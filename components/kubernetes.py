@@ -6,7 +6,8 @@ clouds: two namespaces (the app's under Pod Security `restricted`, the gateway's
 the app's Deployment (image by digest), Service, HPA, PDB and NetworkPolicy,
 NGINX Gateway Fabric (Gateway API) and cert-manager installed by Helm, a Gateway
 with HTTP and HTTPS listeners, HTTPRoutes (redirect; HSTS; canary split by
-weight), and an ACME ClusterIssuer solving HTTP-01 through that Gateway. Behind
+weight), and an ACME ClusterIssuer solving HTTP-01 through that Gateway (DNS-01 in
+Route 53 where several targets or a CDN answer the domain). Behind
 edge routing the Gateway also answers the target's own name at the edge, and
 behind a CDN its HTTPS route forwards only requests with CloudFront's secret header.
 
@@ -27,6 +28,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.endpoint import EdgeOrigin
+from gin_deploy.render import cert_manager, helm_values
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render import kubernetes_versions as versions
 
@@ -59,8 +61,11 @@ class KubernetesTargetArgs:
     # The cluster: a context of the local kubeconfig and/or kubeconfig contents (a secret).
     context: str | None = None
     kubeconfig: pulumi.Input[str] | None = None
-    # cert-manager's issuer: ACME (HTTP-01 through the Gateway); None: self-signed.
+    # cert-manager's issuer: ACME (HTTP-01 through the Gateway, or DNS-01 in Route 53 with
+    # `acme.route53`); None: self-signed.
     acme: render.Acme | None = None
+    # With `acme.route53` by access key: its secret part (a Pulumi secret).
+    route53_secret_access_key: pulumi.Input[str] | None = None
     canary: CanaryArgs | None = None
     # Install NGINX Gateway Fabric (+ Gateway API CRDs) and cert-manager with Helm;
     # False reuses what the cluster has (app.gateway_class_name).
@@ -84,6 +89,11 @@ class KubernetesTargetArgs:
                              f"got {self.client_ip_mode!r}")
         if self.edge is not None and self.edge.locked and self.edge.verify_header is None:
             raise ValueError("edge: a locked origin needs verify_header")
+        route53 = self.acme.route53 if self.acme is not None else None
+        if route53 is not None and not route53.web_identity and \
+                self.route53_secret_access_key is None:
+            raise ValueError("route53_secret_access_key: required with acme.route53's "
+                             "access key")
 
 
 def app_with_edge(args: KubernetesTargetArgs) -> render.KubernetesApp:
@@ -136,7 +146,8 @@ class CustomResource(pulumi.CustomResource):
 # Top-level fields of core objects besides apiVersion/kind, as pulumi-kubernetes args.
 _ARGS = {"metadata": "metadata", "spec": "spec", "type": "type", "immutable": "immutable",
          "stringData": "string_data",
-         "automountServiceAccountToken": "automount_service_account_token"}
+         "automountServiceAccountToken": "automount_service_account_token",
+         "rules": "rules", "roleRef": "role_ref", "subjects": "subjects"}
 
 
 def _first_address(status: Any) -> str | None:
@@ -179,7 +190,8 @@ class KubernetesTarget(pulumi.ComponentResource):
             """The typed pulumi-kubernetes resource for a rendered core object."""
             group, _, version = manifest["apiVersion"].rpartition("/")
             module = getattr(k8s, {"": "core", "apps": "apps", "autoscaling": "autoscaling",
-                                   "policy": "policy", "networking.k8s.io": "networking"}[group])
+                                   "policy": "policy", "networking.k8s.io": "networking",
+                                   "rbac.authorization.k8s.io": "rbac"}[group])
             cls = getattr(getattr(module, version), manifest["kind"])
             values = {_ARGS[k]: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
             values.update(kwargs)
@@ -200,12 +212,12 @@ class KubernetesTarget(pulumi.ComponentResource):
             crds.append(k8s.yaml.v2.ConfigFile(
                 f"{name}-gateway-api-crds", file=versions.GATEWAY_API_CRDS_URL,
                 opts=self._opts([])))
-            values: pulumi.Input[dict[str, Any]] = render.gateway_fabric_values(
+            values: pulumi.Input[dict[str, Any]] = helm_values.gateway_fabric_values(
                 app.gateway_class_name, args.trusted_proxies, args.client_ip_mode)
             if args.edge is not None and args.edge.cdn_cidrs is not None:
                 # Behind the CDN, NGINX also takes the client address from CloudFront.
                 values = pulumi.Output.from_input(args.edge.cdn_cidrs).apply(
-                    lambda cidrs: render.gateway_fabric_values(
+                    lambda cidrs: helm_values.gateway_fabric_values(
                         app.gateway_class_name, (*args.trusted_proxies, *cidrs),
                         args.client_ip_mode))
             gateway_deps.append(self._helm(
@@ -213,7 +225,7 @@ class KubernetesTarget(pulumi.ComponentResource):
         issuer_deps: list[pulumi.Resource] = [*crds]
         if args.install_cert_manager:
             issuer_deps.append(self._helm("cert-manager", versions.CERT_MANAGER,
-                                          render.cert_manager_values(), crds))
+                                          helm_values.cert_manager_values(), crds))
 
         # The workload.
         ns_deps: list[pulumi.Resource] = [app_ns]
@@ -266,6 +278,9 @@ class KubernetesTarget(pulumi.ComponentResource):
             apply("network-policy", render.network_policy(app), depends_on=ns_deps)
 
         # Certificates and the edge.
+        if acme is not None and acme.route53 is not None:
+            # DNS-01: what the Route 53 solver authenticates with, in cert-manager's namespace.
+            issuer_deps += self._route53_credentials(app, acme, args, apply, issuer_deps)
         issuer = custom("cluster-issuer", render.cluster_issuer(app, acme),
                         depends_on=issuer_deps)
         custom("certificate", render.certificate(app, acme),
@@ -290,6 +305,27 @@ class KubernetesTarget(pulumi.ComponentResource):
             "namespace": self.namespace,
             "gatewayNamespace": self.gateway_namespace,
         })
+
+    @staticmethod
+    def _route53_credentials(app: render.KubernetesApp, acme: render.Acme,
+                             args: KubernetesTargetArgs, apply: Any,
+                             deps: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        assert acme.route53 is not None
+        issuer, labels = render.issuer_name(app, acme), render.common_labels(app)
+        manifests = cert_manager.credentials(issuer, labels, acme.route53, "")
+        if acme.route53.web_identity:
+            roles = ("route53-service-account", "route53-token-role", "route53-token-binding")
+            return [apply(role, m, depends_on=deps)
+                    for role, m in zip(roles, manifests, strict=True)]
+        [secret] = manifests
+
+        def with_key(value: str) -> dict[str, str]:
+            return {**secret["stringData"], cert_manager.SECRET_ACCESS_KEY_KEY: value}
+
+        assert args.route53_secret_access_key is not None
+        # A secret in, a secret out: apply keeps it one.
+        data = pulumi.Output.secret(args.route53_secret_access_key).apply(with_key)
+        return [apply("route53-credentials", secret, depends_on=deps, string_data=data)]
 
     def _opts(self, depends_on: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=self.provider,

@@ -1,9 +1,15 @@
-"""`python -m gin_deploy <preview|up|refresh|destroy|outputs> --stack NAME [options]`.
+"""`python -m gin_deploy <preview|up|refresh|destroy|outputs|status> --stack NAME [options]`.
 
 Progress streams to stdout as the engine prints it; the last line is a JSON
 summary ({"operation", "stack", "summary", "outputs"}). Exit codes: 0 done,
 1 the operation failed, 2 bad arguments, 3 the stack is locked (by a live
 operation, or by one that was killed: the message says which and how to clear it).
+
+`status` asks every live target what it runs (version, ready/wanted, certificate,
+edge health check, last deploy) and prints a table, or with --json the contract
+object ({"targets": [{name, kind, version, ready, wanted, certDaysLeft, healthy,
+...}]}); it exits 1 when any target is unhealthy or a certificate has fewer than
+--min-cert-days (14) days left, so it works as a cron or CI check.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import sys
 from typing import Any
 
 from gin_deploy import automation
+from gin_deploy.status import table as status_table
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -34,7 +41,7 @@ def _value(text: str) -> Any:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gin_deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("operation", choices=automation.OPERATIONS)
+    parser.add_argument("operation", choices=(*automation.OPERATIONS, "status"))
     parser.add_argument("--stack", "-s", required=True, help="stack name, e.g. dev or prod")
     parser.add_argument("--config", "-c", action="append", type=_pair, default=[],
                         metavar="KEY=VALUE",
@@ -53,7 +60,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--clear-stale-lock", action="store_true",
                         help="first remove the lock of an operation that was killed (its "
                              "pulumi process on this host is gone); live locks are kept")
+    parser.add_argument("--json", action="store_true", help="status: print the JSON contract")
+    parser.add_argument("--min-cert-days", type=float, default=14, metavar="N",
+                        help="status: unhealthy when a certificate has fewer days left")
     args = parser.parse_args(argv)
+    if args.operation != "status" and (args.json or args.min_cert_days != 14):
+        parser.error("--json and --min-cert-days apply to status")
     if args.operation not in ("preview", "up") and (args.config or args.secret_from_env):
         parser.error("--config and --secret-from-env apply to preview and up")
     for _key, env_var in args.secret_from_env:
@@ -71,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line, end="" if line.endswith("\n") else "\n", flush=True)
 
     try:
+        if args.operation == "status":
+            report = automation.status(args.stack, min_cert_days=args.min_cert_days)
+            print(json.dumps(report.as_json(), indent=2, sort_keys=True) if args.json
+                  else status_table(report))
+            return 0 if report.healthy else 1
         if args.operation == "outputs":
             print(json.dumps(automation.outputs(args.stack), indent=2, sort_keys=True))
             return 0

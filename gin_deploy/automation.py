@@ -139,8 +139,10 @@ class OperationResult:
         return any(n for op, n in self.summary.items() if op != "same")
 
 
-def select_stack(stack: str, settings: Settings | None = None) -> auto.Stack:
-    """The stack, created with the settings' secrets provider if it is new."""
+def select_stack(stack: str, settings: Settings | None = None, *,
+                 create: bool = True) -> auto.Stack:
+    """The stack, created with the settings' secrets provider if it is new (unless
+    `create` is false: then a missing stack raises auto.StackNotFoundError)."""
     settings = settings or Settings()
     env = settings.env()
     tools = settings.tools()
@@ -152,7 +154,8 @@ def select_stack(stack: str, settings: Settings | None = None) -> auto.Stack:
         pulumi_command=auto.PulumiCommand(root=str(tools), skip_version_check=False)
         if (tools / "bin" / "pulumi").exists() else None,
     )
-    return auto.create_or_select_stack(stack, work_dir=str(settings.work_dir), opts=opts)
+    select = auto.create_or_select_stack if create else auto.select_stack
+    return select(stack, work_dir=str(settings.work_dir), opts=opts)
 
 
 def apply_config(st: auto.Stack, config: Mapping[str, Any] | None,
@@ -270,3 +273,24 @@ def outputs(stack: str, *, settings: Settings | None = None) -> dict[str, Any]:
 
 def _plain_outputs(values: Mapping[str, auto.OutputValue]) -> dict[str, Any]:
     return {k: "[secret]" if v.secret else v.value for k, v in values.items()}
+
+
+def status(stack: str, *, settings: Settings | None = None,
+           min_cert_days: float = 14, clients: Any = None) -> Any:
+    """What runs on each target of `stack`, asked of the live targets: a
+    gin_deploy.status.Report (`.healthy`, `.as_json()`, `.targets`). The stack's config
+    is read with its secrets decrypted (an SSH key, a kubeconfig) in memory only."""
+    from gin_deploy import status as status_mod  # entry layer, imports this module
+
+    try:
+        st = select_stack(stack, settings, create=False)
+    except auto.StackNotFoundError as err:
+        raise OperationFailed("status", stack, f"error: no stack named {stack!r}") from err
+    outputs = {k: v.value for k, v in st.outputs().items()}
+    config = {k: v.value for k, v in st.get_all_config().items()}
+    last = next((u for u in st.history(page_size=20, show_secrets=False)
+                 if u.kind == "update"), None)
+    last_update = None if last is None else {
+        "time": status_mod.iso(last.end_time or last.start_time), "result": last.result}
+    return status_mod.collect(stack, outputs, config, min_cert_days=min_cert_days,
+                              clients=clients, last_update=last_update)

@@ -49,7 +49,8 @@ RELEASE_BY_KIND = [
     "threshold. A deploy that dies in between is undone by a guard process. `rolling` "
     "restarts the instances in place, one at a time, gated on readiness.",
     "- `ecs` and `kubernetes`: not read yet - ecs uses its own `blueGreen`/`bakeMinutes` "
-    "(ECS rolls back on its circuit breaker), kubernetes its static `canary` weight.",
+    "(ECS rolls back on its circuit breaker and its 5xx/unhealthy-task alarms, "
+    "`rollbackErrorPercent`), kubernetes its static `canary` weight.",
 ]
 
 

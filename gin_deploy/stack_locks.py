@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import yaml
+
+from gin_deploy.agent.processes import pid_alive
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,8 @@ class StackLock:
 
 
 def _pulumi_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:

@@ -17,9 +17,10 @@
 # and symlinked into .tools/bin, so later runs (also from a fresh clone) are instant; that a
 # piece could not be obtained officially is cached too (see --retry).
 #
-# Usage: scripts/install-pulumi.sh [--force | --retry]
+# Usage: scripts/install-pulumi.sh [--force | --retry | --print-cache-dir]
 #   --force  rebuild everything for this version key
 #   --retry  try the official sources again for pieces that now use a stand-in
+#   --print-cache-dir  print this version key's cache directory and exit (no network)
 # Then:  export PATH="$PWD/.tools/bin:$PATH"
 set -euo pipefail
 
@@ -34,11 +35,13 @@ die() { printf 'install-pulumi: error: %s\n' "$*" >&2; exit 1; }
 
 FORCE=0
 RETRY=0
+PRINT=0
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     --retry) RETRY=1 ;;
-    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --print-cache-dir) PRINT=1 ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $arg" ;;
   esac
 done
@@ -74,7 +77,8 @@ sha() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; 
 KEY_HASH="$(
   {
     echo "recipe=$RECIPE"
-    grep -E '^[A-Z_]+=' "$VERSIONS_FILE" | tr -d '\r'
+    # Only this script's pins: a new Kubernetes pin must not rebuild the Pulumi CLI.
+    grep -E '^PULUMI(_COMMAND)?_VERSION=' "$VERSIONS_FILE" | tr -d '\r'
     cat "$ROOT/tools/pulumi/go.mod" "$ROOT/tools/command/go.mod"
   } | sha
 )"
@@ -83,6 +87,7 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/gin-deploy/tools/$KEY"
 BIN="$CACHE/bin"
 BUILD="$CACHE/build"
 OUT="$ROOT/.tools/bin"
+if [ "$PRINT" = 1 ]; then printf '%s\n' "$CACHE"; exit 0; fi
 
 if [ "$FORCE" = 1 ]; then rm -rf "$CACHE"; fi
 if [ "$RETRY" = 1 ]; then rm -f "$CACHE"/unavailable.*; fi

@@ -5,7 +5,9 @@
 #   - a Go toolchain >= GO_MIN (the machine's, or one from the Go module proxy);
 #   - the Python virtualenv .venv with the project and its test extras;
 #   - the Go modules of app/;
-#   - the Pulumi CLI, language host and command provider (scripts/install-pulumi.sh).
+#   - the Pulumi CLI, language host and command provider (scripts/install-pulumi.sh);
+#   - the tests' Kubernetes control plane, kwok and the Pulumi Kubernetes provider
+#     (scripts/install-kubernetes.sh: built from the Go module proxy, about an hour the first time).
 # A second run does no work beyond checks.
 set -euo pipefail
 
@@ -104,6 +106,7 @@ main() {
   "$ROOT/scripts/checkov.sh" --install-only
   "$ROOT/scripts/sslyze.sh" --install-only
   "$ROOT/scripts/install-pulumi.sh"
+  "$ROOT/scripts/install-kubernetes.sh"
   log "set-up complete"
 }
 

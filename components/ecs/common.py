@@ -35,6 +35,18 @@ class Scope:
         return pulumi.InvokeOutputOptions(parent=self.parent, provider=self.provider)
 
 
+@dataclass(frozen=True)
+class Account:
+    """The AWS account and region a target's resources live in: for ARNs, trust
+    conditions and service names."""
+
+    id: pulumi.Output[str]
+    partition: pulumi.Output[str]
+    region: str
+    # The partition's reverse DNS prefix ("com.amazonaws"): VPC endpoint service names.
+    service_prefix: pulumi.Output[str]
+
+
 def to_json(document: Any) -> str:
     """Compact, key-sorted JSON: the same document always gives the same input."""
     return json.dumps(document, sort_keys=True, separators=(",", ":"))

@@ -9,7 +9,9 @@
 * behind a CDN the origin lock: the HTTPS listener answers 403 unless the request
   carries CloudFront's secret header (or asks for the health check path);
 * blue/green: a second target group and the listener rule ECS shifts, with the
-  role ECS does it with.
+  role ECS does it with;
+* access logs (on by default), deletion protection (on), a WAF web ACL (opt-in):
+  see audit.py.
 """
 
 from __future__ import annotations
@@ -19,8 +21,18 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.certificate import DnsValidatedCertificate, DnsValidatedCertificateArgs
-from components.ecs.common import Scope, to_json
+from components.certificate import (
+    DnsValidatedCertificate,
+    DnsValidatedCertificateArgs,
+    ZoneValidationRecords,
+)
+from components.ecs.audit import (
+    AccessLogs,
+    access_logs_prefix,
+    build_access_log_bucket,
+    build_web_acl,
+)
+from components.ecs.common import Account, Scope, to_json
 from components.ecs.network import EcsNetwork
 from components.endpoint import EdgeOrigin
 from gin_deploy.render import ecs as render
@@ -45,10 +57,24 @@ class EcsLoadBalancerArgs:
     certificate_arn: str | None = None
     # More names on a new certificate (`*.` wildcards allowed).
     sans: tuple[str, ...] = ()
-    idle_timeout: int = 60
-    # An existing S3 bucket (with the ELB log delivery policy); None: no access logs.
+    # Below the app's IDLE_TIMEOUT, above its WRITE_TIMEOUT (docs/ecs.md#timeouts).
+    idle_timeout: int = 55
+    # Access logs: to `access_logs_bucket` (an existing bucket with the ELB log delivery
+    # policy), else to a bucket made for them.
+    access_logs: bool = True
     access_logs_bucket: str | None = None
+    # The ALB cannot be deleted (nor replaced) until this is turned off.
+    deletion_protection: bool = True
+    # A WAF web ACL: per-IP rate limit (requests per 5 minutes) and AWS's common rules.
+    waf: bool = False
+    waf_rate_limit: int = 2000
     hsts: HstsPolicy = field(default_factory=HstsPolicy)
+    # The stack's ACM validation records in the zone (one writer per record).
+    validation_records: ZoneValidationRecords | None = None
+
+    def __post_init__(self) -> None:
+        if self.access_logs_bucket is not None and not self.access_logs:
+            raise ValueError("access_logs_bucket: only applies with access_logs")
 
 
 @dataclass(frozen=True)
@@ -74,23 +100,30 @@ class Backend:
 
     port: int
     ready_path: str
-    # In-flight requests get the app's own drain budget on deregistration.
-    drain_s: int
+    # How long a deregistered task keeps its in-flight requests: the longest request
+    # (the app's write timeout) plus its drain.
+    deregistration_delay_s: int
 
 
 def build_load_balancer(scope: Scope, args: EcsLoadBalancerArgs, *, domain: str,
                         zone_id: pulumi.Output[str] | None, network: EcsNetwork,
                         backend: Backend, blue_green: bool, edge: EdgeOrigin | None,
-                        partition: pulumi.Output[str]) -> EcsLoadBalancer:
+                        account: Account, log_retention_days: int = 30) -> EcsLoadBalancer:
     name = scope.name
     locked = edge is not None and edge.locked
     certificate_arn = _certificate(scope, args, domain, zone_id, edge)
+    logs = None
+    if args.access_logs_bucket is not None:
+        logs = AccessLogs(bucket=pulumi.Output.from_input(args.access_logs_bucket),
+                          prefix=access_logs_prefix(scope), ready=[])
+    elif args.access_logs:
+        logs = build_access_log_bucket(scope, account, log_retention_days)
     alb = aws.lb.LoadBalancer(
         f"{name}-alb",
         load_balancer_type="application",
         internal=False,
         ip_address_type="ipv4",
-        security_groups=[network.alb_security_group.id],
+        security_groups=network.alb_security_group_ids,
         subnets=network.public_subnet_ids,
         idle_timeout=args.idle_timeout,
         enable_http2=True,
@@ -102,11 +135,14 @@ def build_load_balancer(scope: Scope, args: EcsLoadBalancerArgs, *, domain: str,
         enable_xff_client_port=False,
         preserve_host_header=False,
         access_logs=aws.lb.LoadBalancerAccessLogsArgs(
-            bucket=args.access_logs_bucket, enabled=True,
-            prefix=f"{scope.app}/{scope.stack}/{name}",
-        ) if args.access_logs_bucket else None,
-        opts=scope.opts(),
+            bucket=logs.bucket, enabled=True, prefix=logs.prefix,
+        ) if logs is not None else None,
+        enable_deletion_protection=args.deletion_protection,
+        # ELB checks that it may write to the bucket when logs are turned on.
+        opts=scope.opts(depends_on=logs.ready if logs is not None else None),
     )
+    if args.waf:
+        build_web_acl(scope, alb.arn, args.waf_rate_limit)
     target_group = _target_group(scope, "tg", network, backend)
     green = _target_group(scope, "tg-green", network, backend) if blue_green else None
     https = aws.lb.Listener(
@@ -144,7 +180,8 @@ def build_load_balancer(scope: Scope, args: EcsLoadBalancerArgs, *, domain: str,
     ready: list[pulumi.Resource] = [https, http, *origin_rules]
     advanced = None
     if green is not None:
-        rule, attachment, advanced = _blue_green(scope, https, target_group, green, partition)
+        rule, attachment, advanced = _blue_green(scope, https, target_group, green,
+                                                 account.partition)
         ready += [rule, attachment]
     return EcsLoadBalancer(
         certificate_arn=certificate_arn, load_balancer=alb, target_group=target_group,
@@ -164,7 +201,8 @@ def _certificate(scope: Scope, args: EcsLoadBalancerArgs, domain: str,
     sans = (*args.sans, *(edge.names if edge is not None else ()))
     cert = DnsValidatedCertificate(
         f"{scope.name}-cert",
-        DnsValidatedCertificateArgs(domain=domain, zone_id=zone_id, sans=sans),
+        DnsValidatedCertificateArgs(domain=domain, zone_id=zone_id, sans=sans,
+                                    shared_records=args.validation_records),
         opts=scope.opts(),
         # Its resources were the target's own children before the component existed.
         moved_from=scope.parent,
@@ -189,7 +227,7 @@ def _target_group(scope: Scope, role: str, network: EcsNetwork,
         port=backend.port,
         vpc_id=network.vpc_id,
         load_balancing_algorithm_type="least_outstanding_requests",
-        deregistration_delay=backend.drain_s,
+        deregistration_delay=backend.deregistration_delay_s,
         health_check=aws.lb.TargetGroupHealthCheckArgs(
             enabled=True,
             protocol="HTTP",

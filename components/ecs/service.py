@@ -1,8 +1,9 @@
-"""The service part of an EcsTarget: cluster, Fargate service, autoscaling.
+"""The service part of an EcsTarget: cluster, Fargate service, alarms, autoscaling.
 
 The service rolls 100/200 with the circuit breaker rolling back (or uses native
-ECS blue/green with a bake time) and waits for steady state; target tracking
-scales it on CPU and, for rolling deployments, on requests per task.
+ECS blue/green with a bake time), rolls back on its alarms in both cases, and
+waits for steady state; target tracking scales it on CPU and, for rolling
+deployments, on requests per task.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.ecs.alarms import build_alarms
 from components.ecs.common import Scope
 from components.ecs.load_balancer import EcsLoadBalancer
 from components.ecs.network import EcsNetwork
@@ -41,6 +43,9 @@ class EcsServiceArgs:
     # Native ECS blue/green instead of rolling; bake_minutes both versions stay.
     blue_green: bool = False
     bake_minutes: int = 5
+    # Deployments roll back when more than this percent of requests get a 5xx from the
+    # tasks, or when tasks fail the load balancer's health check (alarms.py).
+    rollback_error_percent: int = 5
     # Autoscaling targets: average CPU percent; load balancer requests per task per minute.
     cpu_target: int = 60
     requests_per_target: int = 1000
@@ -53,6 +58,9 @@ class EcsServiceArgs:
         if not self.min_count <= self.desired_count <= self.max_count:
             raise ValueError(f"desired_count {self.desired_count} must lie within min_count.."
                              f"max_count ({self.min_count}..{self.max_count})")
+        if not 1 <= self.rollback_error_percent <= 100:
+            raise ValueError(f"rollback_error_percent must be 1..100, got "
+                             f"{self.rollback_error_percent}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {' | '.join(ARCHITECTURES)}, "
                              f"got {self.arch!r}")
@@ -62,11 +70,15 @@ class EcsServiceArgs:
 class EcsService:
     cluster: aws.ecs.Cluster
     service: aws.ecs.Service
+    # What the deployments roll back on: the 5xx rate and unhealthy tasks.
+    alarms: list[aws.cloudwatch.MetricAlarm]
 
 
 def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
                   container_port: int, task_definition: aws.ecs.TaskDefinition,
-                  network: EcsNetwork, balancer: EcsLoadBalancer) -> EcsService:
+                  network: EcsNetwork, balancer: EcsLoadBalancer,
+                  secret_versions: pulumi.Output[str] | None = None) -> EcsService:
+    """`secret_versions` changes whenever a secret's value does: a new deployment."""
     name = scope.name
     cluster = aws.ecs.Cluster(
         f"{name}-cluster",
@@ -80,6 +92,12 @@ def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
             aws.ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs(
                 capacity_provider="FARGATE", base=0, weight=1)],
         opts=scope.opts())
+    target_groups = [balancer.target_group]
+    if balancer.green_target_group is not None:
+        target_groups.append(balancer.green_target_group)
+    alarms = build_alarms(scope, load_balancer=balancer.load_balancer.arn_suffix,
+                          target_groups=[tg.arn_suffix for tg in target_groups],
+                          error_percent=args.rollback_error_percent)
     service = aws.ecs.Service(
         f"{name}-service",
         cluster=cluster.arn,
@@ -106,10 +124,20 @@ def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
         deployment_maximum_percent=200,
         deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
             enable=True, rollback=True),
+        # For both strategies: the circuit breaker sees tasks that never get healthy,
+        # the alarms a release that serves errors.
+        alarms=aws.ecs.ServiceAlarmsArgs(
+            alarm_names=[a.name for a in alarms], enable=True, rollback=True),
         deployment_configuration=aws.ecs.ServiceDeploymentConfigurationArgs(
             strategy="BLUE_GREEN", bake_time_in_minutes=str(args.bake_minutes),
         ) if args.blue_green else aws.ecs.ServiceDeploymentConfigurationArgs(
             strategy="ROLLING"),
+        # ECS applies some changes only with a new deployment (a capacity provider
+        # strategy, i.e. `spot`, is refused without one); every update of the service
+        # starts one, and a secret's new version is such an update.
+        force_new_deployment=True,
+        triggers={"secretVersions": secret_versions} if secret_versions is not None
+        else None,
         availability_zone_rebalancing="ENABLED",
         enable_ecs_managed_tags=True,
         propagate_tags="SERVICE",
@@ -120,7 +148,7 @@ def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
                         ignore_changes=["desiredCount"]),
     )
     _autoscaling(scope, args, cluster, service, balancer)
-    return EcsService(cluster=cluster, service=service)
+    return EcsService(cluster=cluster, service=service, alarms=alarms)
 
 
 def _autoscaling(scope: Scope, args: EcsServiceArgs, cluster: aws.ecs.Cluster,

@@ -13,6 +13,8 @@ creates its resources as the component's children (see docs/ecs.md):
   origin lock behind a CDN, the blue/green rule;
 * task.py - logs, secrets, IAM roles, the task definition;
 * service.py - the cluster, the Fargate service and its autoscaling;
+* alarms.py - the alarms the service's deployments roll back on;
+* audit.py - access logs, flow logs, the optional WAF (for network and load balancer);
 
 and, unless edge routing owns the domain, the alias record pointing it at the ALB.
 """
@@ -26,9 +28,9 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws_provider import regional_provider
-from components.ecs.common import Scope
+from components.ecs.common import Account, Scope
 from components.ecs.load_balancer import Backend, EcsLoadBalancerArgs, build_load_balancer
-from components.ecs.network import EcsNetworkArgs, build_network
+from components.ecs.network import DEFAULT_INGRESS, EcsNetworkArgs, build_network
 from components.ecs.registry import ImagePusher, build_registry
 from components.ecs.service import EcsServiceArgs, build_service
 from components.ecs.task import EcsContainerArgs, TaskSettings, build_task
@@ -57,7 +59,16 @@ class EcsTargetArgs:
     def __post_init__(self) -> None:
         if not self.region:
             raise ValueError("region is required for an ECS target")
-        if self.edge is not None and self.edge.locked and self.service.blue_green:
+        locked = self.edge is not None and self.edge.locked
+        if locked and self.network.ingress_cidrs != DEFAULT_INGRESS:
+            raise ValueError("network.ingress_cidrs cannot be combined with a locked edge "
+                             "origin: only CloudFront (and Route 53's health checkers) may "
+                             "reach the load balancer")
+        if locked and self.load_balancer.waf:
+            raise ValueError("load_balancer.waf cannot be combined with a locked edge origin: "
+                             "the ALB sees only CloudFront's addresses, so a per-IP rate "
+                             "limit would throttle whole edge locations")
+        if locked and self.service.blue_green:
             raise ValueError("service.blue_green cannot be combined with a locked edge "
                              "origin: ECS's traffic shifting would not move the lock's "
                              "listener rules along")
@@ -72,6 +83,8 @@ class EcsTarget(pulumi.ComponentResource):
     public_subnet_ids: list[pulumi.Output[str]]
     task_subnet_ids: list[pulumi.Output[str]]
     alb_security_group: aws.ec2.SecurityGroup
+    # Behind a CDN: the load balancer's second group, for Route 53's health checkers.
+    health_check_security_group: aws.ec2.SecurityGroup | None
     task_security_group: aws.ec2.SecurityGroup
     certificate_arn: pulumi.Output[str]
     log_group: aws.cloudwatch.LogGroup
@@ -86,6 +99,8 @@ class EcsTarget(pulumi.ComponentResource):
     cluster: aws.ecs.Cluster
     task_definition: aws.ecs.TaskDefinition
     service: aws.ecs.Service
+    # The 5xx-rate and unhealthy-task alarms deployments roll back on.
+    alarms: list[aws.cloudwatch.MetricAlarm]
     alias_record: aws.route53.Record | None
     image: pulumi.Output[str]
     url: pulumi.Output[str]
@@ -105,7 +120,10 @@ class EcsTarget(pulumi.ComponentResource):
         scope = Scope(name=name, app=c.name, stack=args.stack, parent=self,
                       provider=self.provider)
         identity = aws.get_caller_identity_output(opts=scope.invoke)
-        partition = aws.get_partition_output(opts=scope.invoke).partition
+        partition_info = aws.get_partition_output(opts=scope.invoke)
+        partition = partition_info.partition
+        account = Account(id=identity.account_id, partition=partition, region=args.region,
+                          service_prefix=partition_info.reverse_dns_prefix)
         zone_id = None
         if args.manage_dns or args.load_balancer.certificate_arn is None:
             zone_id = aws.route53.get_zone_output(name=args.zone_name, private_zone=False,
@@ -113,11 +131,15 @@ class EcsTarget(pulumi.ComponentResource):
 
         registry = build_registry(scope, keep_images=s.keep_images, arch=s.arch,
                                   push_image=args.push_image)
-        network = build_network(scope, args.network, args.region, c.port)
+        network = build_network(scope, args.network, account, c.port,
+                                cdn_only=args.edge is not None and args.edge.locked,
+                                log_retention_days=s.log_retention_days)
         balancer = build_load_balancer(
             scope, args.load_balancer, domain=args.domain, zone_id=zone_id, network=network,
-            backend=Backend(port=c.port, ready_path=c.ready_path, drain_s=c.shutdown_timeout),
-            blue_green=s.blue_green, edge=args.edge, partition=partition)
+            backend=Backend(port=c.port, ready_path=c.ready_path,
+                            deregistration_delay_s=c.write_timeout + c.shutdown_timeout),
+            blue_green=s.blue_green, edge=args.edge, account=account,
+            log_retention_days=s.log_retention_days)
         task = build_task(
             scope, c, TaskSettings(cpu=s.cpu, memory=s.memory, arch=s.arch,
                                    log_retention_days=s.log_retention_days,
@@ -126,7 +148,7 @@ class EcsTarget(pulumi.ComponentResource):
             alb_cidrs=network.alb_cidrs, account_id=identity.account_id, partition=partition)
         service = build_service(scope, s, container_name=c.name, container_port=c.port,
                                 task_definition=task.task_definition, network=network,
-                                balancer=balancer)
+                                balancer=balancer, secret_versions=task.secret_versions)
 
         # DNS: the domain points at the ALB unless edge routing owns it.
         self.alias_record = None
@@ -150,6 +172,7 @@ class EcsTarget(pulumi.ComponentResource):
         self.public_subnet_ids = network.public_subnet_ids
         self.task_subnet_ids = network.task_subnet_ids
         self.alb_security_group = network.alb_security_group
+        self.health_check_security_group = network.health_check_security_group
         self.task_security_group = network.task_security_group
         self.certificate_arn = balancer.certificate_arn
         self.load_balancer, self.target_group = balancer.load_balancer, balancer.target_group
@@ -158,6 +181,7 @@ class EcsTarget(pulumi.ComponentResource):
         self.log_group, self.task_definition = task.log_group, task.task_definition
         self.execution_role, self.task_role = task.execution_role, task.task_role
         self.cluster, self.service = service.cluster, service.service
+        self.alarms = service.alarms
 
         url = f"https://{args.domain}"
         ready: list[pulumi.Input[Any]] = [self.service.id]

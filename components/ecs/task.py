@@ -29,12 +29,30 @@ class EcsContainerArgs:
     # The app's name: the container's, and the prefix of descriptions and log paths.
     name: str
     port: int = 8080
+    # Liveness (the container health check) and readiness (the load balancer's).
+    health_path: str = "/healthz"
     ready_path: str = "/readyz"
     env: Mapping[str, str] = field(default_factory=dict)
     # Secret values by env name; stored only as SSM SecureStrings.
     secret_env: Mapping[str, str] = field(default_factory=dict)
+    # Secrets that already exist, by env name: a Secrets Manager secret (ARN, optionally
+    # `:json-key::`) or an SSM parameter ARN; and the customer-managed KMS keys they
+    # are encrypted with. The execution role may read (decrypt) exactly these.
+    secret_arns: Mapping[str, str] = field(default_factory=dict)
+    kms_key_arns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        both = sorted(set(self.secret_env) & set(self.secret_arns))
+        if both:
+            raise ValueError(f"secret_arns: {both} are also in secret_env")
+        if self.kms_key_arns and not self.secret_arns:
+            raise ValueError("kms_key_arns: only applies with secret_arns")
     # Seconds the app drains in-flight requests on SIGTERM.
     shutdown_timeout: int = 10
+    # The app's IDLE_TIMEOUT (above the load balancer's) and WRITE_TIMEOUT (its longest
+    # request, which deregistration and the stop timeout cover), seconds.
+    idle_timeout: int = 60
+    write_timeout: int = 30
     # CIDRs whose X-Forwarded-For the app trusts, besides the load balancer's subnets.
     trusted_proxies: tuple[str, ...] = ()
 
@@ -55,6 +73,9 @@ class EcsTask:
     execution_role: aws.iam.Role
     task_role: aws.iam.Role | None
     task_definition: aws.ecs.TaskDefinition
+    # `NAME=version,...` of the SSM parameters (None without any): tasks read secret
+    # values only when they start, so a new version must start new tasks.
+    secret_versions: pulumi.Output[str] | None
 
 
 def task_family(app: str, stack: str, target: str) -> str:
@@ -87,13 +108,22 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
         f"{name}-execution-role", assume_role_policy=tasks_trust,
         description=f"ECS agent for {scope.label}: pull, logs, secrets",
         opts=scope.opts())
+    existing = [render.secret_resource_arn(a) for a in container.secret_arns.values()]
+
+    def execution_policy_json(v: list[Any]) -> str:
+        own = list(v[2:])
+        return to_json(render.execution_role_policy(
+            repository_arn=v[0], log_group_arn=v[1],
+            parameter_arns=sorted({*own, *(a for a in existing if ":ssm:" in a)}),
+            secret_arns=sorted({a for a in existing if ":secretsmanager:" in a}),
+            kms_key_arns=container.kms_key_arns))
+
     execution_policy = aws.iam.RolePolicy(
         f"{name}-execution-policy",
         role=execution_role.id,
         policy=pulumi.Output.all(repository.arn, log_group.arn,
                                  *(p.arn for p in parameters.values())).apply(
-            lambda v: to_json(render.execution_role_policy(
-                repository_arn=v[0], log_group_arn=v[1], parameter_arns=v[2:]))),
+            execution_policy_json),
         opts=scope.opts())
     task_role = None
     if settings.task_policy_arns:
@@ -113,13 +143,17 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
             log_group=v["logGroup"],
             log_region=region,
             drain_s=container.shutdown_timeout,
+            write_timeout_s=container.write_timeout,
             environment=render.app_environment(
                 port=container.port, ready_path=container.ready_path,
                 drain_s=container.shutdown_timeout,
+                idle_timeout_s=container.idle_timeout,
+                write_timeout_s=container.write_timeout,
                 trusted_proxies=[*v["albCidrs"], *container.trusted_proxies],
                 extra=container.env),
             secrets=v["secrets"],
             log_stream_prefix=name,
+            health_path=container.health_path,
         )
         return to_json(render.container_definitions(spec))
 
@@ -127,7 +161,7 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
         "image": image,
         "logGroup": log_group.name,
         "albCidrs": alb_cidrs,
-        "secrets": {env: p.arn for env, p in parameters.items()},
+        "secrets": {**container.secret_arns, **{env: p.arn for env, p in parameters.items()}},
     }).apply(container_json)
     platform = render.runtime_platform(settings.arch)
     task_definition = aws.ecs.TaskDefinition(
@@ -146,5 +180,10 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
         # The agent needs its permissions before the first task starts.
         opts=scope.opts(depends_on=[execution_policy]),
     )
+    secret_versions = None
+    if parameters:
+        names = list(parameters)
+        secret_versions = pulumi.Output.all(*(p.version for p in parameters.values())).apply(
+            lambda versions: ",".join(f"{n}={v}" for n, v in zip(names, versions, strict=True)))
     return EcsTask(log_group=log_group, execution_role=execution_role, task_role=task_role,
-                   task_definition=task_definition)
+                   task_definition=task_definition, secret_versions=secret_versions)

@@ -3,8 +3,10 @@ the edge and the origin lock) and EdgeRouting (after them: health checks, record
 CloudFront)."""
 
 from components.edge.cdn import CdnArgs
+from components.edge.logs import AccessLogsArgs
 from components.edge.origins import EdgeOrigins, EdgeOriginsArgs
 from components.edge.routing import EdgeRouting, EdgeRoutingArgs, HealthCheckArgs
+from components.edge.waf import WafArgs
 
-__all__ = ["CdnArgs", "EdgeOrigins", "EdgeOriginsArgs", "EdgeRouting", "EdgeRoutingArgs",
-           "HealthCheckArgs"]
+__all__ = ["AccessLogsArgs", "CdnArgs", "EdgeOrigins", "EdgeOriginsArgs", "EdgeRouting",
+           "EdgeRoutingArgs", "HealthCheckArgs", "WafArgs"]

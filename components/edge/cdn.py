@@ -6,6 +6,7 @@ cacheable paths (GET/HEAD) go to an origin group that fails over from the routin
 name to the target the policy would pick next. CloudFront adds the origin lock's
 secret header to every origin request. The viewer certificate is a
 DnsValidatedCertificate in us-east-1 (CloudFront takes certificates from there only).
+Access logs go to S3 (logs.py) unless turned off; a WAF web ACL (waf.py) is optional.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.certificate import DnsValidatedCertificate, DnsValidatedCertificateArgs
+from components.certificate import (
+    DnsValidatedCertificate,
+    DnsValidatedCertificateArgs,
+    ZoneValidationRecords,
+)
+from components.edge.logs import AccessLogs, AccessLogsArgs, build_access_logs
+from components.edge.origins import CDN_REGION
+from components.edge.waf import WafArgs, build_waf
 from gin_deploy.render.headers import HstsPolicy
 
 # AWS managed cache policy "CachingDisabled": the API is never cached.
@@ -54,6 +62,14 @@ class CdnArgs:
     cacheable_paths: tuple[str, ...] = ()
     # Seconds they are cached when the app sends no Cache-Control max-age.
     cache_ttl: int = 300
+    # How long CloudFront waits for an origin's answer: the app's write timeout.
+    origin_read_timeout: int = ORIGIN_READ_TIMEOUT_S
+    # The stack's ACM validation records in the zone (one writer per record).
+    validation_records: ZoneValidationRecords | None = None
+    # Standard logging (v2) to S3; None: no access logs.
+    access_logs: AccessLogsArgs | None = field(default_factory=AccessLogsArgs)
+    # A WAF web ACL on the distribution; None: none.
+    waf: WafArgs | None = None
 
     def __post_init__(self) -> None:
         if self.price_class not in PRICE_CLASSES:
@@ -79,6 +95,8 @@ class Cdn:
     distribution: aws.cloudfront.Distribution
     # `domain` -> the distribution, IPv4 and IPv6.
     records: list[aws.route53.Record]
+    web_acl: aws.wafv2.WebAcl | None = None
+    access_logs: AccessLogs | None = None
 
 
 def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
@@ -87,7 +105,9 @@ def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
     """The distribution, its policies and certificate, and the records for `domain`."""
     name = site.name
     certificate = DnsValidatedCertificate(
-        f"{name}-cert", DnsValidatedCertificateArgs(domain=site.domain, zone_id=site.zone_id),
+        f"{name}-cert",
+        DnsValidatedCertificateArgs(domain=site.domain, zone_id=site.zone_id,
+                                    shared_records=args.validation_records),
         opts=child(),
         # Its resources were EdgeRouting's own children before the component existed.
         moved_from=parent,
@@ -107,7 +127,7 @@ def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
                 https_port=443,
                 origin_protocol_policy="https-only",
                 origin_ssl_protocols=["TLSv1.2"],
-                origin_read_timeout=ORIGIN_READ_TIMEOUT_S,
+                origin_read_timeout=args.origin_read_timeout,
                 origin_keepalive_timeout=ORIGIN_KEEPALIVE_TIMEOUT_S,
                 ip_address_type="ipv4",
             ),
@@ -167,6 +187,12 @@ def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
             origin_request_policy_id=cacheable_requests.id,
             **behavior,
         ) for pattern in args.cacheable_paths]
+    web_acl = None
+    if args.waf is not None:
+        web_acl = build_waf(name, args.waf, metric_prefix=f"{site.app}-{site.stack}-edge",
+                            # WAF refuses parentheses in descriptions.
+                            description=f"{site.app} {site.project}/{site.stack}: CloudFront",
+                            child=child)
     distribution = aws.cloudfront.Distribution(
         f"{name}-cdn",
         enabled=True,
@@ -187,8 +213,16 @@ def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
         restrictions=aws.cloudfront.DistributionRestrictionsArgs(
             geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(
                 restriction_type="none")),
+        web_acl_id=web_acl.arn if web_acl is not None else None,
         opts=child(depends_on=list(routing_records)),
     )
+    access_logs = None
+    if args.access_logs is not None:
+        opts = child()
+        access_logs = build_access_logs(
+            name, args.access_logs, distribution.arn, region=CDN_REGION,
+            invoke=pulumi.InvokeOutputOptions(parent=opts.parent, provider=opts.provider),
+            child=child)
     records = [aws.route53.Record(
         f"{name}-cdn-{kind.lower()}",
         zone_id=site.zone_id,
@@ -201,7 +235,7 @@ def build_cdn(site: Site, args: CdnArgs, *, secondary_name: str,
         opts=child(),
     ) for kind in ("A", "AAAA")]
     return Cdn(certificate_arn=certificate.certificate_arn, distribution=distribution,
-               records=records)
+               records=records, web_acl=web_acl, access_logs=access_logs)
 
 
 def _security_headers(site: Site, hsts: HstsPolicy,

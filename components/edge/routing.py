@@ -146,6 +146,9 @@ class EdgeRouting(pulumi.ComponentResource):
     health_check_ids: pulumi.Output[dict[str, str]]
     distribution_id: pulumi.Output[str] | None
     distribution_domain: pulumi.Output[str] | None
+    # With the CDN: the bucket its access logs go to, the WAF web ACL's ARN (if any).
+    access_logs_bucket: pulumi.Output[str] | None
+    web_acl_arn: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: EdgeRoutingArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -180,6 +183,7 @@ class EdgeRouting(pulumi.ComponentResource):
 
         self.certificate_arn = self.distribution = None
         self.distribution_id = self.distribution_domain = None
+        self.access_logs_bucket = self.web_acl_arn = None
         if args.cdn is not None:
             secondary = rotation[1] if len(rotation) > 1 else rotation[0]
             cdn = build_cdn(
@@ -191,6 +195,10 @@ class EdgeRouting(pulumi.ComponentResource):
             self.certificate_arn, self.distribution = cdn.certificate_arn, cdn.distribution
             self.distribution_id = cdn.distribution.id
             self.distribution_domain = cdn.distribution.domain_name
+            if cdn.access_logs is not None:
+                self.access_logs_bucket = cdn.access_logs.bucket
+            if cdn.web_acl is not None:
+                self.web_acl_arn = cdn.web_acl.arn
             ready += [r.fqdn for r in cdn.records]
 
         url = f"https://{args.domain}"
@@ -204,6 +212,10 @@ class EdgeRouting(pulumi.ComponentResource):
         if self.distribution is not None:
             outputs.update(distributionId=self.distribution_id,
                            distributionDomain=self.distribution_domain)
+        if self.access_logs_bucket is not None:
+            outputs["accessLogsBucket"] = self.access_logs_bucket
+        if self.web_acl_arn is not None:
+            outputs["webAclArn"] = self.web_acl_arn
         self.register_outputs(outputs)
 
     @staticmethod

@@ -68,7 +68,8 @@ def release_beside(target: Target, payload: DeployPayload, new: str, prev: str,
                              instances=payload.instances),
         candidates=candidates, ready_path=target.ready_path,
         ready_timeout_seconds=target.ready_timeout, nginx_conf_dir=conf_dirs[0],
-        supervisor_conf_dir=conf_dirs[1], share_dir=payload.rollout.share_dir or "")
+        supervisor_conf_dir=conf_dirs[1], share_dir=payload.rollout.share_dir or "",
+        system_name=payload.name)
     save_record(layout, record)
     guard = Guard(layout, record.token)
     try:

@@ -17,8 +17,10 @@ Commands
     guard         --state DIR: until stdin closes, then undo a release its deploy left
                   half done (started by deploy; see gin_deploy.agent.guard)
     reload-nginx  --state DIR: validate and reload this target's nginx (certbot deploy hook)
-    renew         --state DIR [--force]: certbot renew (ACME targets); --force renews now
-                  (certbot --force-renewal) even when the certificate is not due
+    renew         --state DIR [--force] [--min-days N]: certbot renew (ACME targets); --force
+                  renews now (certbot --force-renewal) even when the certificate is not due.
+                  Records the run in renewal.json and logs/renew.log; fails when certbot
+                  fails or the served certificate has fewer than N (14) days left
     renew-loop    --state DIR --interval-seconds N: renew forever, every N seconds
 """
 
@@ -37,7 +39,7 @@ from gin_deploy.agent.nginx import nginx_for_state
 from gin_deploy.agent.output import HostError, emit, log, set_secrets
 from gin_deploy.agent.payload import DeployPayload, PayloadError, TargetPayload, parse
 from gin_deploy.agent.releases import RELEASE_LINKS, run_instance
-from gin_deploy.agent.tls import renew, renew_loop
+from gin_deploy.agent.tls import RENEW_MIN_DAYS, renew, renew_loop
 
 P = TypeVar("P", bound=TargetPayload)
 
@@ -53,7 +55,8 @@ def read_payload(cls: type[P], stream: IO[str]) -> P:
         raise HostError(str(exc)) from None
     payload = dataclasses.replace(payload, state_dir=os.path.normpath(payload.state_dir))
     if isinstance(payload, DeployPayload):
-        set_secrets([payload.env[k] for k in payload.secret_env_keys if k in payload.env])
+        set_secrets([*(payload.env[k] for k in payload.secret_env_keys if k in payload.env),
+                     *payload.secret_values])
         # A relative binary path starts at the working directory (over SSH: the login
         # user's home, where files are staged).
         release = dataclasses.replace(payload.release,
@@ -84,11 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     loop = sub.add_parser("renew-loop")
     loop.add_argument("--state", required=True)
     loop.add_argument("--interval-seconds", type=float, default=43200.0)
+    for p in (rn, loop):
+        p.add_argument("--min-days", type=float, default=RENEW_MIN_DAYS,
+                       help="fail when the certificate is left with fewer days than this")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Whatever the caller's umask, nothing the agent creates is group/world-writable;
+    # files holding secrets get 0600 explicitly. `run` keeps its supervisor's (077 for the
+    # app in system mode).
+    if args.command != "run":
+        os.umask(0o022)
     try:
         if args.command == "run":
             run_instance(args.state, args.port, args.name, args.release)
@@ -98,9 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             nginx_for_state(args.state).reload()
             emit({"reloaded": True})
         elif args.command == "renew":
-            emit(renew(args.state, force=args.force))
+            emit(renew(args.state, force=args.force, min_days=args.min_days))
         elif args.command == "renew-loop":
-            renew_loop(args.state, args.interval_seconds)
+            renew_loop(args.state, args.interval_seconds, args.min_days)
         elif args.command == "status":
             emit(status(status_from_state(args.state) if args.state
                         else read_payload(TargetPayload, sys.stdin)))

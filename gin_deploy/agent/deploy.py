@@ -18,7 +18,7 @@ from typing import Any
 
 from gin_deploy.agent.bundle import agent_bytes
 from gin_deploy.agent.canary import release_beside, stray_candidates
-from gin_deploy.agent.files import write_file
+from gin_deploy.agent.files import read_text, write_file
 from gin_deploy.agent.guard import recover
 from gin_deploy.agent.layout import (
     MARKER,
@@ -32,13 +32,16 @@ from gin_deploy.agent.output import HostError, log
 from gin_deploy.agent.payload import AcmeTls, DeployPayload, Instance, TargetPayload
 from gin_deploy.agent.preflight import check_ports, ensure_tools
 from gin_deploy.agent.processes import kill_processes, target_processes
+from gin_deploy.agent.records import last_deploy, record_deploy, renewal
 from gin_deploy.agent.releases import (
     current_release,
     install_release,
+    keyed_release,
     prune_releases,
     switch_current,
 )
 from gin_deploy.agent.rollout import Target, rollout
+from gin_deploy.agent.system_files import ensure_account
 from gin_deploy.agent.tls import finish_acme, prepare_tls
 from gin_deploy.agent.wire import WireError, load
 
@@ -64,17 +67,31 @@ def install_agent(layout: Layout) -> None:
 
 
 def deploy(payload: DeployPayload) -> dict[str, Any]:
-    target = Target.create(payload)
-    layout = target.layout
-    rel, tls, nginx = payload.release, payload.tls, payload.nginx
-    main = nginx.main or ""  # system mode: the host's nginx.conf
+    """One deploy, its outcome recorded for `status` (<stateDir>/last-deploy.json)."""
+    try:
+        result = _deploy(payload)
+    except HostError as exc:
+        record_deploy(Layout(payload.state_dir), "failed", payload.release.id, str(exc))
+        raise
+    record_deploy(Layout(payload.state_dir), "ok", str(result["release"]))
+    return result
+
+
+def _deploy(payload: DeployPayload) -> dict[str, Any]:
+    layout = Layout(payload.state_dir)
     ensure_state_dir(layout)
     with state_lock(layout):
         # A release an earlier deploy left half done (its guard could not undo it).
         recover(layout)
+        payload = keyed_release(payload, layout)
+        target = Target.create(payload)
+        rel, tls, nginx = payload.release, payload.tls, payload.nginx
+        main = nginx.main or ""  # system mode: the host's nginx.conf
         preflight(target, payload)
         install_agent(layout)
-        content_changed = install_release(payload, layout)
+        account = payload.supervisord.user if payload.supervisord else None
+        env_gid = ensure_account(account) if account and payload.mode == "system" else None
+        content_changed = install_release(payload, layout, env_gid)
         prior = load_state(layout)
         prev = current_release(layout)
         tls_changed, acme_pending = prepare_tls(layout, payload.app, tls)
@@ -111,6 +128,7 @@ def deploy(payload: DeployPayload) -> dict[str, Any]:
             "nginxConfDir": nginx.conf_dir,
             # destroy and status find the system files where this deploy put them
             "supervisorConfDir": target.supervisor.conf_dir,
+            "systemName": payload.name,
         })
         save_state(layout, state)
         prune_releases(layout, payload.keep_releases, (rel.id, previous))
@@ -168,10 +186,23 @@ def status_from_state(state_dir: str) -> TargetPayload:
 
 
 def status(payload: TargetPayload) -> dict[str, Any]:
+    """What runs now, and what the last deploy and certificate renewal did."""
     target = Target.from_state(payload)
+    layout = target.layout
+    instances = [{"name": i.name, "port": i.port, "ready": target.ready(i)}
+                 for i in payload.instances]
+    state = load_state(layout)
+    ca = read_text(layout.ca_crt) if state.get("tlsMode") == "self-signed" else None
     return {
-        "current": current_release(target.layout),
-        "instances": [{"name": i.name, "port": i.port, "ready": target.ready(i)}
-                      for i in payload.instances],
+        "current": current_release(layout),
+        "instances": instances,
+        "ready": sum(1 for i in instances if i["ready"]),
+        "wanted": len(instances),
         "nginxRunning": target.nginx.running(),
+        "tlsMode": state.get("tlsMode"),
+        "lastDeploy": last_deploy(layout),
+        "renewal": renewal(layout),
+        # Self-signed targets: the CA that the served certificate chains to, so a status
+        # taken from elsewhere can verify it.
+        "caCert": ca,
     }

@@ -1,10 +1,19 @@
-"""Files the agent writes: atomically, idempotently, with the mode they must have."""
+"""Files the agent writes: atomically, idempotently, with the mode they must have.
+
+The agent often runs as root in directories others may share, so a write never opens a
+path it did not just create: every file is written to a fresh temp file (mkstemp:
+O_CREAT|O_EXCL|O_NOFOLLOW, unpredictable name) in the same directory and renamed over the
+target, which replaces a planted symlink instead of following it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import secrets
+import stat
+import tempfile
 
 from gin_deploy.agent.output import HostError
 
@@ -14,28 +23,35 @@ LOG_TAIL_LINES = 20
 def write_file(path: str, data: str | bytes, mode: int = 0o644) -> bool:
     """Atomically write `data` with `mode`; return False when it was already so."""
     raw = data.encode() if isinstance(data, str) else data
-    try:
-        st = os.stat(path)
-        with open(path, "rb") as fh:
-            if fh.read() == raw and (st.st_mode & 0o7777) == mode:
-                return False
-    except OSError:
-        pass
+    if read_regular(path) == raw and stat.S_IMODE(os.lstat(path).st_mode) == mode:
+        return False
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=os.path.dirname(path))
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    os.replace(tmp, path)
     return True
+
+
+def read_regular(path: str) -> bytes | None:
+    """The content of `path` if it is a regular file (never through a symlink), else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        return fh.read()
 
 
 def read_text(path: str) -> str | None:
@@ -48,9 +64,8 @@ def read_text(path: str) -> str | None:
 
 def atomic_symlink(target: str, link: str) -> None:
     """Point `link` at `target` in one rename, so readers never see it missing."""
-    tmp = f"{link}.tmp-{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
+    # symlink() never follows or reuses an existing name; the suffix is unpredictable.
+    tmp = f"{link}.tmp-{secrets.token_hex(8)}"
     os.symlink(target, tmp)
     try:
         os.replace(tmp, link)

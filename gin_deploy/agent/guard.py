@@ -25,7 +25,7 @@ import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Optional
 
 from gin_deploy.agent.candidates import drop_link, move_share, start_ready, stop_all
 from gin_deploy.agent.files import write_file
@@ -59,6 +59,8 @@ class RolloutRecord:
     nginx_conf_dir: str
     supervisor_conf_dir: str
     share_dir: str
+    # System mode: the stem of the target's system files (DeployPayload.name).
+    system_name: Optional[str] = None
 
 
 def record_path(layout: Layout) -> str:
@@ -96,10 +98,10 @@ def new_token() -> str:
 def record_target(record: RolloutRecord, layout: Layout) -> Target:
     """The target as the record's deploy saw it."""
     sup = make_supervisor(record.target, layout, record.supervisor_conf_dir,
-                          candidates=record.candidates)
+                          record.system_name, record.candidates)
     return Target(record.target, layout, sup,
                   make_nginx(layout, record.target.mode, record.target.app,
-                             record.nginx_conf_dir),
+                             record.nginx_conf_dir, record.system_name),
                   Pacer(layout.p(".settle-until"), 0.0), record.ready_path,
                   record.ready_timeout_seconds)
 

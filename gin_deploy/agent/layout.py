@@ -4,7 +4,8 @@ Layout under ``stateDir`` (the program renders configs with these paths):
 
     .gin-deploy                  marker: this directory belongs to gin-deploy
     .lock                        flock held by deploy/destroy/renew (0600; holds the pid)
-    state.json                   what the last deploy did (mode, releases, instances, ...)
+    state.json                   what the last deploy did (mode, releases, instances, ...; 0600)
+    release.key                  HMAC key for release ids of releases with secrets (0600)
     bin/hostctl.py               the agent (one zip archive; supervisord programs run it)
     releases/<id>/app            the release binary (0755)
     releases/<id>/env.json       the app environment, secrets included (0600)
@@ -28,10 +29,12 @@ Layout under ``stateDir`` (the program renders configs with these paths):
     supervisor/programs.conf     payload supervisord.programs: one [program:<instance name>]
                                  per instance (optionally in a [group:...])
 
-System mode puts the site in ``/etc/nginx/conf.d/gin-deploy-<app>.conf``, the programs in
-``/etc/supervisor/conf.d/gin-deploy-<app>.conf`` and the unit in
-``/etc/systemd/system/<app>@.service`` (overridable: nginx.confDir, supervisord.confDir,
-systemd.unitDir; state.json remembers them for destroy).
+System mode puts the site in ``/etc/nginx/conf.d/<name>.conf``, the programs in
+``/etc/supervisor/conf.d/<name>.conf`` and the units in ``/etc/systemd/system/<name>@.service``
+(and ``<name>-renew.service``/``.timer``), <name> being the payload's
+``gin-deploy-<project>-<stack>-<app>`` (gin_deploy.agent.system_files). The directories
+can be overridden (nginx.confDir, supervisord.confDir, systemd.unitDir); state.json
+remembers them and the name for destroy.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,6 +67,7 @@ class Layout:
     marker = property(lambda self: self.p(MARKER))
     lock = property(lambda self: self.p(".lock"))
     state_file = property(lambda self: self.p("state.json"))
+    release_key = property(lambda self: self.p("release.key"))
     bin_dir = property(lambda self: self.p("bin"))
     agent = property(lambda self: self.p("bin", "hostctl.py"))
     releases = property(lambda self: self.p("releases"))
@@ -114,7 +119,7 @@ def load_state(layout: Layout) -> dict[str, Any]:
 
 
 def save_state(layout: Layout, state: dict[str, Any]) -> None:
-    write_file(layout.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644)
+    write_file(layout.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600)
 
 
 
@@ -168,18 +173,56 @@ def state_lock(layout: Layout) -> Iterator[None]:
         os.close(fd)
 
 
+def check_trusted_path(path: str) -> None:
+    """Refuse a state dir others could swap under us: the dir and each parent must be a real
+    directory (checked with lstat) owned by us or root and writable by nobody else; a
+    sticky parent such as /tmp is fine (others cannot rename what we own in it)."""
+    me = os.geteuid()
+    parts = os.path.normpath(path).split(os.sep)[1:]
+    current = os.sep
+    for i, part in enumerate(["", *parts]):
+        current = os.path.join(current, part) if part else current
+        last = i == len(parts)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return  # created by us next, below a directory that passed
+        if stat.S_ISLNK(st.st_mode) and not last:
+            # The link sits in a directory that passed; where it points must pass too.
+            check_trusted_path(os.path.join(os.path.realpath(current), *parts[i:]))
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise HostError(f"stateDir {path}: {current} is not a directory (a symlink or "
+                            "file there could redirect the agent); remove it or choose "
+                            "another stateDir")
+        if st.st_uid not in (me, 0) or (last and st.st_uid != me):
+            raise HostError(f"stateDir {path}: {current} is owned by uid {st.st_uid}, not by "
+                            f"the deploying user (uid {me}){'' if last else ' or root'}; "
+                            "another user could replace what the agent runs as "
+                            f"uid {me}: fix its owner or choose another stateDir")
+        writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if writable and (last or not st.st_mode & stat.S_ISVTX):
+            raise HostError(f"stateDir {path}: {current} is writable by group or others "
+                            f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod go-w it or choose "
+                            "another stateDir")
+
+
 def ensure_state_dir(layout: Layout) -> None:
-    """Create the state dir, refusing to take over a non-empty directory that is not ours."""
+    """Create the state dir, refusing to take over a non-empty directory that is not ours
+    or one another user could tamper with."""
     d = layout.state_dir
+    check_trusted_path(d)
     if os.path.isdir(d) and os.listdir(d) and not os.path.exists(layout.marker):
         raise HostError(
             f"stateDir {d} exists, is not empty and has no {MARKER} marker; "
             "choose an empty or new directory"
         )
     os.makedirs(d, mode=0o755, exist_ok=True)
+    check_trusted_path(d)  # makedirs may have raced with someone else creating it
     if not os.path.exists(layout.marker):
         write_file(layout.marker, "gin-deploy state directory; destroy removes it\n")
-    for sub in (layout.bin_dir, layout.releases, layout.logs, layout.tls):
+    for sub in (layout.bin_dir, layout.releases, layout.tls):
         os.makedirs(sub, mode=0o755, exist_ok=True)
-
-
+    # Logs may quote requests and app output: readable by the deploying user only.
+    os.makedirs(layout.logs, mode=0o700, exist_ok=True)
+    os.chmod(layout.logs, 0o700)

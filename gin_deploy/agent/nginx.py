@@ -10,11 +10,14 @@ could be marked failed at once and nginx would answer 502.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
+import shutil
 import signal
 from collections.abc import Iterator
 
+from gin_deploy.agent import system_files
 from gin_deploy.agent.files import read_text, write_file
 from gin_deploy.agent.layout import Layout, load_state
 from gin_deploy.agent.output import HostError, log
@@ -31,6 +34,10 @@ from gin_deploy.agent.processes import (
     wait_until,
     which,
 )
+from gin_deploy.agent.system_files import legacy_name
+
+# A site may hold the origin lock's secret; nginx's master reads it as its owner.
+SITE_MODE = 0o600
 
 
 class Nginx:
@@ -129,7 +136,7 @@ class UserNginx(Nginx):
         staged_site = lay.nginx_site + ".staged"
         staged_conf = lay.nginx_conf + ".staged"
         try:
-            write_file(staged_site, site)
+            write_file(staged_site, site, SITE_MODE)
             write_file(staged_conf, self.staged_main(main, staged_site))
             self.test(staged_conf)
             yield
@@ -146,7 +153,7 @@ class UserNginx(Nginx):
         lay = self.layout
         with self.staged(site, main):
             changed = read_text(lay.nginx_site) != site or read_text(lay.nginx_conf) != main
-            write_file(lay.nginx_site, site)
+            write_file(lay.nginx_site, site, SITE_MODE)
             write_file(lay.nginx_conf, main)
         if not self.running():
             log("starting nginx")
@@ -184,14 +191,22 @@ class SystemNginx(Nginx):
     """The host's nginx; our site is one file in its conf.d."""
 
     PID_FILE = "/run/nginx.pid"
+    MAIN_CONF = "/etc/nginx/nginx.conf"
+
+    def __init__(self, layout: Layout, conf_dir: str, app: str, name: str | None) -> None:
+        super().__init__(layout, conf_dir)
+        self.app = app
+        self.name = name or legacy_name(app)
 
     @property
     def site_path(self) -> str:
-        return os.path.join(self.conf_dir, f"gin-deploy-{self.app}.conf")
+        return os.path.join(self.conf_dir, f"{self.name}.conf")
 
-    def __init__(self, layout: Layout, conf_dir: str, app: str) -> None:
-        super().__init__(layout, conf_dir)
-        self.app = app
+    @property
+    def legacy_path(self) -> str | None:
+        """Where a deploy from before names carried project and stack put the site."""
+        old = os.path.join(self.conf_dir, f"{legacy_name(self.app)}.conf")
+        return old if old != self.site_path else None
 
     def running(self) -> bool:
         return pid_alive(read_pid(self.PID_FILE))
@@ -200,39 +215,62 @@ class SystemNginx(Nginx):
         pid = read_pid(self.PID_FILE)
         return pid if pid_alive(pid) else None
 
-    def test(self) -> None:
-        proc = run_cmd([self.binary(), "-t"], "nginx -t", check=False)
+    def test(self, conf: str | None = None) -> None:
+        proc = run_cmd([self.binary(), "-t", *(["-c", conf] if conf else [])], "nginx -t",
+                       check=False)
         if proc.returncode != 0:
             output = (proc.stdout + proc.stderr).strip()
             raise HostError(f"nginx rejected the new configuration (nginx -t): {output}; "
                             "the running nginx keeps its previous configuration")
 
-    def _try(self, site: str, keep: bool) -> None:
-        # The system nginx.conf includes conf.d/*.conf, so the site is validated in place
-        # (under our lock); the previous file is back before anything could load a bad one.
-        path = self.site_path
-        old = read_text(path)
-        write_file(path, site)
+    def staged_test(self, site: str) -> None:
+        """Validate the host's configuration as it will be with `site`, without putting the
+        site where the running nginx could load it: a copy of nginx.conf whose include of
+        conf.d reads a staged directory (the other sites linked, ours written)."""
+        main = read_text(self.MAIN_CONF)
+        if main is None:
+            raise HostError(f"cannot read {self.MAIN_CONF}; is nginx installed?")
+        stage = self.layout.p("nginx", "staged")
+        pattern = re.compile(r"(\binclude\s+)" + re.escape(self.conf_dir.rstrip("/")) +
+                             r"/\*\.conf(\s*;)")
+        staged_main, count = pattern.subn(
+            lambda m: m.group(1) + stage + "/*.conf" + m.group(2), main)
+        if count == 0:
+            raise HostError(f"{self.MAIN_CONF} has no 'include {self.conf_dir}/*.conf;': "
+                            "the site would never be loaded; set nginx.confDir to the "
+                            "directory it includes")
+        # Relative includes in nginx.conf resolve against its directory: stage it there.
+        staged_conf = os.path.join(os.path.dirname(self.MAIN_CONF),
+                                   f".{self.name}.staged.conf")
+        skip = {self.site_path, self.legacy_path}
+        shutil.rmtree(stage, ignore_errors=True)
+        os.makedirs(stage, mode=0o700)
         try:
-            self.test()
-        except HostError:
-            keep = False
-            raise
+            for other in sorted(glob.glob(os.path.join(glob.escape(self.conf_dir), "*.conf"))):
+                if other not in skip:
+                    os.symlink(other, os.path.join(stage, os.path.basename(other)))
+            write_file(os.path.join(stage, f"{self.name}.conf"), site, SITE_MODE)
+            write_file(staged_conf, staged_main, 0o600)
+            self.test(staged_conf)
         finally:
-            if not keep:
-                if old is None:
-                    os.unlink(path)
-                else:
-                    write_file(path, old)
+            shutil.rmtree(stage, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(staged_conf)
+
+    def current(self) -> bool:
+        return self.legacy_path is None or not os.path.lexists(self.legacy_path)
 
     def check(self, site: str, main: str) -> None:
-        if read_text(self.site_path) != site:
-            self._try(site, keep=False)
+        if read_text(self.site_path) != site or not self.current():
+            self.staged_test(site)
 
     def apply(self, site: str, main: str) -> bool:
-        if read_text(self.site_path) == site and self.running():
+        if read_text(self.site_path) == site and self.current() and self.running():
             return False
-        self._try(site, keep=True)
+        self.staged_test(site)
+        system_files.install(self.site_path, site, self.layout, SITE_MODE)
+        if self.legacy_path:
+            system_files.remove(self.legacy_path, self.layout)
         self.reload_or_start()
         return True
 
@@ -253,18 +291,19 @@ class SystemNginx(Nginx):
             self.signal_reload([self.binary(), "-s", "reload"])
 
     def remove(self) -> None:
-        if os.path.exists(self.site_path):
-            os.unlink(self.site_path)
-            log(f"removed {self.site_path}")
-            if self.running():
-                try:
-                    self.reload()
-                except HostError as exc:
-                    log(f"warning: could not reload nginx after removing the site: {exc}")
+        removed = [system_files.remove(p, self.layout)
+                   for p in (self.site_path, self.legacy_path) if p]
+        if any(removed) and self.running():
+            try:
+                self.reload()
+            except HostError as exc:
+                log(f"warning: could not reload nginx after removing the site: {exc}")
 
 
-def make_nginx(layout: Layout, mode: str, app: str, conf_dir: str = NGINX_CONF_DIR) -> Nginx:
-    return UserNginx(layout, conf_dir) if mode == "user" else SystemNginx(layout, conf_dir, app)
+def make_nginx(layout: Layout, mode: str, app: str, conf_dir: str = NGINX_CONF_DIR,
+               name: str | None = None) -> Nginx:
+    return (UserNginx(layout, conf_dir) if mode == "user"
+            else SystemNginx(layout, conf_dir, app, name))
 
 
 def nginx_for_state(state_dir: str) -> Nginx:
@@ -272,7 +311,7 @@ def nginx_for_state(state_dir: str) -> Nginx:
     layout = Layout(os.path.normpath(state_dir))
     state = load_state(layout)
     return make_nginx(layout, state.get("mode", "user"), str(state.get("app", "")),
-                      state.get("nginxConfDir") or NGINX_CONF_DIR)
+                      state.get("nginxConfDir") or NGINX_CONF_DIR, state.get("systemName"))
 
 
 def _nginx_seconds(value: str) -> float:

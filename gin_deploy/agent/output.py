@@ -22,9 +22,18 @@ class HostError(Exception):
 _secrets: list[str] = []
 
 
+def secret_forms(value: str) -> set[str]:
+    """`value` as it may appear in a message: as is, JSON-escaped (with and without
+    ensure_ascii, as json.dumps writes it into a result) and as repr() quotes it."""
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+             repr(value)[1:-1], repr(value.encode())[2:-1]}
+    return {f for f in forms if f}
+
+
 def set_secrets(values: Sequence[str]) -> None:
     """Remember secret values so every message we print has them masked."""
-    _secrets[:] = sorted({v for v in values if v}, key=len, reverse=True)
+    forms = set().union(*(secret_forms(v) for v in values if v))
+    _secrets[:] = sorted(forms, key=len, reverse=True)
 
 
 def redact(text: str) -> str:
@@ -37,6 +46,16 @@ def log(message: str) -> None:
     print(f"{PREFIX} {redact(message)}", file=sys.stderr, flush=True)
 
 
-def emit(result: dict[str, Any]) -> None:
-    print(redact(json.dumps(result, sort_keys=True)), flush=True)
+def _redact_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_values(v) for v in value]
+    return value
 
+
+def emit(result: dict[str, Any]) -> None:
+    # Strings are masked before JSON escapes them, the text after (belt and braces).
+    print(redact(json.dumps(_redact_values(result), sort_keys=True)), flush=True)

@@ -77,6 +77,15 @@ def _state_dir(value: str) -> Optional[str]:
     return problem
 
 
+_ACCOUNT = re.compile("[a-z_][a-z0-9_-]{0,31}")
+
+
+def _account(value: Optional[str]) -> Optional[str]:
+    if value is None or (_ACCOUNT.fullmatch(value) and value != "root"):
+        return None
+    return f"must be a system account name other than root (got {value!r})"
+
+
 def _in(lo: float, hi: float) -> Any:
     def check(value: float) -> Optional[str]:
         return None if lo <= value <= hi else f"must be in {lo:g}..{hi:g} (got {value!r})"
@@ -145,13 +154,16 @@ class SelfSignedTls:
 
 @dataclass(frozen=True)
 class AcmeTls:
-    """certbot (HTTP-01 through nginx's webroot) gets the certificate from an ACME CA."""
+    """certbot gets the certificate from an ACME CA: HTTP-01 through nginx's webroot, or
+    DNS-01 through Route 53 (certbot's dns-route53 plugin, the host's AWS credentials) when
+    several targets or a CDN answer the domain and HTTP-01 would land anywhere."""
 
     domains: tuple[str, ...] = field(metadata=meta(_domains))
     email: str = field(metadata=meta(_text))
     server: str = field(metadata=meta(_text))
     webroot: str = field(metadata=meta(_abs_path))
     ca_bundle: Optional[str] = field(default=None, metadata=meta(_pem))  # trust for the CA
+    challenge: Literal["http-01", "dns-01-route53"] = "http-01"
     mode: Literal["acme"] = "acme"
 
 
@@ -181,6 +193,9 @@ class NginxFiles:
 class SupervisordFiles:
     programs: str = field(metadata=meta(_text))  # one [program:<instance>] per instance
     main: Optional[str] = None  # user mode: our own supervisord.conf
+    # System mode: the unprivileged account the programs run as (their user=); the agent
+    # creates it. None: as the supervisord (user mode: the deploying user).
+    user: Optional[str] = field(default=None, metadata=meta(_account, omit_default=True))
     conf_dir: str = field(default=SUPERVISOR_CONF_DIR,
                           metadata=meta(_abs_path, omit_default=True))
 
@@ -194,6 +209,9 @@ class SystemdFiles:
     env_file: Optional[str] = field(default=None, metadata=meta(omit_default=True))
     unit_dir: str = field(default=SYSTEMD_UNIT_DIR,
                           metadata=meta(_abs_path, omit_default=True))
+    # ACME: <name>-renew.service and .timer, which run `hostctl.py renew` twice a day.
+    renew_service: Optional[str] = field(default=None, metadata=meta(omit_default=True))
+    renew_timer: Optional[str] = field(default=None, metadata=meta(omit_default=True))
 
 
 @dataclass(frozen=True)
@@ -269,12 +287,17 @@ class DeployPayload(TargetPayload):
     tls: Tls
     env: dict[str, str] = field(default_factory=dict, metadata=meta(_env))
     secret_env_keys: tuple[str, ...] = ()  # env keys whose values are never printed
+    # Other secrets in the payload, never printed either (the origin lock in the nginx site).
+    secret_values: tuple[str, ...] = field(default=(), metadata=meta(omit_default=True))
     ready_path: str = field(default="/readyz", metadata=meta(_http_path))
     ready_timeout_seconds: float = field(default=30.0, metadata=meta(_in(0.5, 3600)))
     keep_releases: int = field(default=5, metadata=meta(_in(1, 1000)))
     supervisord: Optional[SupervisordFiles] = None
     systemd: Optional[SystemdFiles] = None
     install: bool = False  # apt-get install missing tools (root only)
+    # System mode: the stem of every file outside the state dir (project + stack + app);
+    # None: the names of deploys before it existed (gin-deploy-<app>.conf, <app>@.service).
+    name: Optional[str] = field(default=None, metadata=meta(_name, omit_default=True))
     # Left out while rolling (the default), so such payloads read as before.
     rollout: Rollout = field(default_factory=Rollout, metadata=meta(omit_default=True))
 

@@ -2,16 +2,24 @@
 
 A release id changes whenever the binary or any env value does, so a release dir never
 changes meaning; switching `current` (symlink + rename) is atomic, and the newest
-releases are kept for an instant rollback.
+releases are kept for an instant rollback. The program's id covers the binary and the
+plain env; with secrets the agent appends an HMAC of their values keyed with a random
+per-target key that never leaves the host (<stateDir>/release.key, 0600): anyone may read
+the id, nobody can test guesses of a secret against it, and the same release deployed
+again gets the same id.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from gin_deploy.agent.files import atomic_symlink, sha256_file, write_file
@@ -20,6 +28,31 @@ from gin_deploy.agent.output import HostError, log
 from gin_deploy.agent.payload import DeployPayload
 
 UNIT_OWNED_ENV = frozenset({"PORT", "BIND_ADDR"})
+
+
+def release_key(layout: Layout) -> bytes:
+    """The target's HMAC key, created on first use."""
+    try:
+        with open(layout.release_key, "rb") as fh:
+            key = fh.read().strip()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    key = os.urandom(32).hex().encode()
+    write_file(layout.release_key, key + b"\n", 0o600)
+    return key
+
+
+def keyed_release(payload: DeployPayload, layout: Layout) -> DeployPayload:
+    """The payload with its release id extended by a keyed HMAC of the secret values."""
+    secrets = sorted((k, payload.env[k]) for k in payload.secret_env_keys if k in payload.env)
+    if not secrets:
+        return payload
+    mac = hmac.new(release_key(layout), json.dumps(secrets).encode(), hashlib.sha256)
+    release = dataclasses.replace(payload.release,
+                                  id=f"{payload.release.id}-{mac.hexdigest()[:10]}")
+    return dataclasses.replace(payload, release=release)
 
 
 def current_release(layout: Layout) -> str | None:
@@ -37,8 +70,10 @@ def switch_current(layout: Layout, rid: str) -> None:
     log(f"current -> releases/{rid}")
 
 
-def install_release(payload: DeployPayload, layout: Layout) -> bool:
-    """Put the binary and env files in releases/<id>; True when any file changed."""
+def install_release(payload: DeployPayload, layout: Layout, env_gid: int | None = None) -> bool:
+    """Put the binary and env files in releases/<id>; True when any file changed. With
+    `env_gid` (the app's own account in system mode) env.json is root:<gid> 0640, so the
+    app can read its secrets and no other local user can."""
     rel = payload.release
     rdir = layout.release_dir(rel.id)
     app = layout.release_app(rel.id)
@@ -56,9 +91,10 @@ def install_release(payload: DeployPayload, layout: Layout) -> bool:
             raise HostError(f"staged binary {rel.binary} has sha256 {actual}, expected "
                             f"{rel.sha256}; upload it again")
         os.makedirs(rdir, mode=0o755, exist_ok=True)
-        tmp = f"{app}.tmp-{os.getpid()}"
-        shutil.copyfile(rel.binary, tmp)
-        os.chmod(tmp, 0o755)  # noqa: S103 - an executable
+        fd, tmp = tempfile.mkstemp(prefix=".app.", suffix=".tmp", dir=rdir)
+        with os.fdopen(fd, "wb") as out, open(rel.binary, "rb") as src:
+            shutil.copyfileobj(src, out)
+            os.fchmod(out.fileno(), 0o755)  # an executable
         if sha256_file(tmp) != rel.sha256:
             os.unlink(tmp)
             raise HostError(f"copy of {rel.binary} to {app} is corrupt; check the disk")
@@ -66,7 +102,10 @@ def install_release(payload: DeployPayload, layout: Layout) -> bool:
         log(f"installed release {rel.id}")
         changed = True
     env_json = json.dumps(payload.env, indent=2, sort_keys=True) + "\n"
-    changed |= write_file(layout.release_env(rel.id), env_json, 0o600)
+    env_path = layout.release_env(rel.id)
+    changed |= write_file(env_path, env_json, 0o600 if env_gid is None else 0o640)
+    if env_gid is not None and os.lstat(env_path).st_gid != env_gid:
+        os.chown(env_path, 0, env_gid, follow_symlinks=False)
     if payload.systemd is not None:
         env_file = payload.systemd.env_file
         if env_file is None:

@@ -71,7 +71,7 @@ class Target:
         settle = (spec.settle_seconds if spec.settle_seconds is not None
                   else nginx_settle_seconds(spec.site))
         return cls(payload, layout, make_supervisor(payload, layout),
-                   make_nginx(layout, payload.mode, payload.app, spec.conf_dir),
+                   make_nginx(layout, payload.mode, payload.app, spec.conf_dir, payload.name),
                    Pacer(layout.p(".settle-until"), settle),
                    payload.ready_path, payload.ready_timeout_seconds)
 
@@ -80,15 +80,16 @@ class Target:
         """The target as the last deploy left it (for destroy and status)."""
         layout = Layout(payload.state_dir)
         state = load_state(layout)
+        name = state.get("systemName")
         candidates = []
         for c in state.get("candidates") or []:
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 candidates.append(Instance(str(c["name"]), int(c["port"])))
         return cls(payload, layout,
-                   make_supervisor(payload, layout, state.get("supervisorConfDir"),
-                                   candidates=candidates),
+                   make_supervisor(payload, layout, state.get("supervisorConfDir"), name,
+                                   candidates),
                    make_nginx(layout, payload.mode, payload.app,
-                              state.get("nginxConfDir") or NGINX_CONF_DIR),
+                              state.get("nginxConfDir") or NGINX_CONF_DIR, name),
                    Pacer(layout.p(".settle-until"), 0.0),
                    str(state.get("readyPath") or "/readyz"))
 

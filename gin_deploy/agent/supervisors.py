@@ -22,6 +22,7 @@ import xmlrpc.client
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from gin_deploy.agent import system_files
 from gin_deploy.agent.files import LOG_TAIL_LINES, read_text, tail_lines, write_file
 from gin_deploy.agent.layout import Layout, load_state
 from gin_deploy.agent.output import HostError, log
@@ -44,6 +45,7 @@ from gin_deploy.agent.processes import (
     wait_until,
     which,
 )
+from gin_deploy.agent.system_files import legacy_name
 
 STOP_TIMEOUT = 60.0
 
@@ -84,10 +86,12 @@ class Supervisor:
 
     kind = ""
 
-    def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str) -> None:
+    def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str,
+                 name: str | None = None) -> None:
         self.target = target
         self.layout = layout
         self.conf_dir = conf_dir  # system mode: where the programs file / unit goes
+        self.name = name  # system mode: the files' stem (None: the names of old deploys)
 
     def daemon_running(self) -> bool:
         return True
@@ -160,8 +164,8 @@ class SupervisordBase(Supervisor):
     UP = ("RUNNING", "STARTING")
 
     def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str,
-                 files: SupervisordFiles | None) -> None:
-        super().__init__(target, layout, conf_dir)
+                 files: SupervisordFiles | None, name: str | None = None) -> None:
+        super().__init__(target, layout, conf_dir, name)
         self.files = files  # None for destroy and status
 
     def ctl(self) -> list[str]:
@@ -329,13 +333,18 @@ class UserSupervisord(SupervisordBase):
 
 
 class SystemSupervisord(SupervisordBase):
-    """The host's supervisord; our programs are one file in its conf.d."""
+    """The host's supervisord; our programs are one file in its conf.d, run as an
+    unprivileged account of their own (SupervisordFiles.user)."""
 
     def ctl(self) -> list[str]:
         return [tool("supervisorctl")]
 
     def programs_path(self) -> str:
-        return os.path.join(self.conf_dir, f"gin-deploy-{self.target.app}.conf")
+        return os.path.join(self.conf_dir, f"{self.name or legacy_name(self.target.app)}.conf")
+
+    def legacy_path(self) -> str | None:
+        old = os.path.join(self.conf_dir, f"{legacy_name(self.target.app)}.conf")
+        return old if old != self.programs_path() else None
 
     def daemon_running(self) -> bool:
         proc = run_cmd([*self.ctl(), "pid"], "supervisorctl pid", check=False, timeout=10)
@@ -345,38 +354,55 @@ class SystemSupervisord(SupervisordBase):
         if not self.daemon_running():
             raise HostError("the system supervisord is not running (supervisorctl cannot reach "
                             "it); start it, e.g. systemctl start supervisor")
-        write_file(self.programs_path(), self.programs_text())
+        changed = system_files.install(self.programs_path(), self.programs_text(), self.layout)
+        legacy = self.legacy_path()
+        # The old file defines the same programs: it goes in the same reread.
+        moved = bool(legacy) and system_files.remove(str(legacy), self.layout)
         self.reread_update()
-        return False
+        return changed or moved
 
     def destroy(self, instances: Sequence[Instance]) -> None:
-        path = self.programs_path()
-        if os.path.exists(path):
-            os.unlink(path)
-            log(f"removed {path}")
-            if self.daemon_running():
-                self.reread_update()
+        removed = [system_files.remove(p, self.layout)
+                   for p in (self.programs_path(), self.legacy_path()) if p]
+        if any(removed) and self.daemon_running():
+            self.reread_update()
 
 
 class Systemd(Supervisor):
-    """A template unit <app>@.service; the instance is the port. A release's candidates
-    (canary, blueGreen) run <app>-candidate@.service, never enabled."""
+    """A template unit <name>@.service; the instance is the port. A release's candidates
+    (canary, blueGreen) run <name>-candidate@.service, never enabled."""
 
     kind = "systemd"
 
     def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str,
-                 files: SystemdFiles | None, candidates: Sequence[Instance] = ()) -> None:
-        super().__init__(target, layout, conf_dir)
+                 files: SystemdFiles | None, name: str | None = None,
+                 candidates: Sequence[Instance] = ()) -> None:
+        super().__init__(target, layout, conf_dir, name)
         self.files = files  # None for destroy and status
         self.candidates = tuple(candidates)
 
-    def unit_path(self, template: str | None = None) -> str:
-        return os.path.join(self.conf_dir, f"{template or self.target.app}@.service")
+    @property
+    def stem(self) -> str:
+        return self.name or self.target.app
 
-    def unit(self, inst: Instance) -> str:
-        if any(c.port == inst.port for c in self.candidates):
-            return f"{self.target.app}-candidate@{inst.port}.service"
-        return f"{self.target.app}@{inst.port}.service"
+    @property
+    def candidate_stem(self) -> str:
+        return f"{self.stem}-candidate"
+
+    def unit_path(self, stem: str | None = None) -> str:
+        return os.path.join(self.conf_dir, f"{stem or self.stem}@.service")
+
+    def unit(self, inst: Instance, stem: str | None = None) -> str:
+        if stem is None and any(c.port == inst.port for c in self.candidates):
+            stem = self.candidate_stem
+        return f"{stem or self.stem}@{inst.port}.service"
+
+    def legacy_stem(self) -> str | None:
+        """The unit of a deploy from before names carried project and stack, if ours."""
+        app = self.target.app
+        if app == self.stem or not system_files.owned(self.unit_path(app), self.layout):
+            return None
+        return app
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run_cmd([tool("systemctl"), *args], f"systemctl {' '.join(args)}", check=check,
@@ -393,12 +419,21 @@ class Systemd(Supervisor):
     def apply(self) -> bool:
         spec = self.files
         assert spec is not None
-        changed = write_file(self.unit_path(), spec.unit)
+        changed = system_files.install(self.unit_path(), spec.unit, self.layout)
         if changed:
             log(f"wrote {self.unit_path()}")
-        candidate_unit = self.unit_path(f"{self.target.app}-candidate")
-        if spec.candidate_unit is not None and write_file(candidate_unit, spec.candidate_unit):
+        candidate_unit = self.unit_path(self.candidate_stem)
+        if spec.candidate_unit is not None and system_files.install(
+                candidate_unit, spec.candidate_unit, self.layout):
             log(f"wrote {candidate_unit}")
+        legacy = self.legacy_stem()
+        if legacy:
+            # Same ports: the old instances stop before the new ones start (one short gap).
+            log(f"moving {legacy}@.service to {self.stem}@.service")
+            for inst in self.target.instances:
+                self.systemctl("disable", "--now", self.unit(inst, legacy), check=False)
+            system_files.remove(self.unit_path(legacy), self.layout)
+            changed = True
         self.systemctl("daemon-reload")
         previous = load_state(self.layout).get("instances") or []
         wanted = {i.port for i in self.target.instances}
@@ -412,7 +447,34 @@ class Systemd(Supervisor):
                 self.systemctl("disable", "--now", self.unit(inst), check=False)
         for inst in self.target.instances:
             self.systemctl("enable", self.unit(inst))
+        self.apply_renew_timer(spec)
         return changed
+
+    def renew_paths(self) -> tuple[str, str]:
+        base = os.path.join(self.conf_dir, f"{self.stem}-renew")
+        return f"{base}.service", f"{base}.timer"
+
+    def apply_renew_timer(self, spec: SystemdFiles) -> None:
+        """ACME: the timer that runs `hostctl.py renew` (certbot's own timer never sees our
+        private --config-dir)."""
+        service, timer = self.renew_paths()
+        timer_unit = os.path.basename(timer)
+        if spec.renew_service and spec.renew_timer:
+            changed = system_files.install(service, spec.renew_service, self.layout)
+            changed |= system_files.install(timer, spec.renew_timer, self.layout)
+            if changed:
+                self.systemctl("daemon-reload")
+            self.systemctl("enable", "--now", timer_unit)
+        elif system_files.owned(timer, self.layout):
+            self.remove_renew_timer()
+            self.systemctl("daemon-reload")
+
+    def remove_renew_timer(self) -> None:
+        service, timer = self.renew_paths()
+        if system_files.owned(timer, self.layout):
+            self.systemctl("disable", "--now", os.path.basename(timer), check=False)
+        for path in (timer, service):
+            system_files.remove(path, self.layout)
 
     def start(self, inst: Instance) -> None:
         self.systemctl("start", self.unit(inst))
@@ -426,12 +488,15 @@ class Systemd(Supervisor):
     def destroy(self, instances: Sequence[Instance]) -> None:
         if not which("systemctl"):
             return
-        for inst in instances:
+        self.remove_renew_timer()
+        legacy = self.legacy_stem()
+        for inst in instances:  # candidates (from the state) included: unit() tells apart
             self.systemctl("disable", "--now", self.unit(inst), check=False)
-        for path in (self.unit_path(), self.unit_path(f"{self.target.app}-candidate")):
-            if os.path.exists(path):
-                os.unlink(path)
-                log(f"removed {path}")
+            if legacy:
+                self.systemctl("disable", "--now", self.unit(inst, legacy), check=False)
+        for stem in (self.stem, self.candidate_stem, legacy):
+            if stem:
+                system_files.remove(self.unit_path(stem), self.layout)
         self.systemctl("daemon-reload", check=False)
 
     def log_tail(self, inst: Instance) -> str:
@@ -445,19 +510,23 @@ class Systemd(Supervisor):
 
 
 def make_supervisor(payload: TargetPayload, layout: Layout, conf_dir: str | None = None,
+                    name: str | None = None,
                     candidates: Sequence[Instance] | None = None) -> Supervisor:
-    """deploy passes its DeployPayload (the files and their directory); destroy and status
-    a TargetPayload and the directory the last deploy used (`conf_dir`). `candidates`: a
-    release's candidates when not the DeployPayload's (systemd names their units apart)."""
+    """deploy passes its DeployPayload (the files, their directory and name); destroy and
+    status a TargetPayload and the directory and name the last deploy used. `candidates`:
+    a release's candidates when not the DeployPayload's (systemd names their units apart)."""
     deploy = payload if isinstance(payload, DeployPayload) else None
+    if deploy:
+        name = deploy.name
     if payload.supervisor == "systemd":
         unit = deploy.systemd if deploy else None
         if candidates is None:
             candidates = deploy.rollout.candidates if deploy else ()
         return Systemd(payload, layout, conf_dir or (unit.unit_dir if unit else
-                                                     SYSTEMD_UNIT_DIR), unit, candidates)
+                                                     SYSTEMD_UNIT_DIR), unit, name,
+                      candidates)
     programs = deploy.supervisord if deploy else None
     directory = conf_dir or (programs.conf_dir if programs else SUPERVISOR_CONF_DIR)
     if payload.mode == "user":
         return UserSupervisord(payload, layout, directory, programs)
-    return SystemSupervisord(payload, layout, directory, programs)
+    return SystemSupervisord(payload, layout, directory, programs, name)

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import datetime
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -23,9 +24,13 @@ from gin_deploy.agent.layout import Layout, load_state, save_state, state_lock
 from gin_deploy.agent.output import HostError, log
 from gin_deploy.agent.payload import AcmeTls, SelfSignedTls, Tls
 from gin_deploy.agent.processes import run_cmd, tool
+from gin_deploy.agent.records import cert_days_left, record_renewal
 
 LEAF_DAYS = 365
 RENEW_BEFORE_DAYS = 30
+# A renewal that leaves fewer days than this failed, whatever certbot said (certbot renews
+# ACME certificates 30 days ahead, so a healthy renewal never comes near it).
+RENEW_MIN_DAYS = 14
 
 
 def wanted_sans(domains: Sequence[str]) -> frozenset[str]:
@@ -96,9 +101,14 @@ def certbot_common(layout: Layout) -> list[str]:
         "--work-dir", layout.acme_dir("work"),
         "--logs-dir", layout.acme_dir("logs"),
         "--non-interactive",
-        "--deploy-hook", f"{sys.executable} {layout.agent} reload-nginx --state "
-                         f"{layout.state_dir}",
+        "--deploy-hook", deploy_hook(layout),
     ]
+
+
+def deploy_hook(layout: Layout) -> str:
+    """certbot stores the hook and runs it through a shell: every word is quoted."""
+    return shlex.join([sys.executable, layout.agent, "reload-nginx", "--state",
+                       layout.state_dir])
 
 
 def certbot_env(layout: Layout) -> dict[str, str]:
@@ -112,7 +122,16 @@ def acme_obtain(layout: Layout, tls: AcmeTls) -> None:
     certbot = tool("certbot")
     for kind in ("config", "work", "logs"):
         os.makedirs(layout.acme_dir(kind), mode=0o700, exist_ok=True)
-    args = [certbot, "certonly", "--webroot", "-w", tls.webroot]
+    if tls.challenge == "dns-01-route53":
+        plugins = run_cmd([certbot, "plugins", "--non-interactive"], "certbot plugins",
+                          timeout=120)
+        if "dns-route53" not in plugins.stdout:
+            raise HostError("tls.challenge dns-01-route53 needs certbot's Route 53 plugin on "
+                            "the host: install python3-certbot-dns-route53 (and give the "
+                            "host AWS credentials for the zone)")
+        args = [certbot, "certonly", "--dns-route53"]
+    else:
+        args = [certbot, "certonly", "--webroot", "-w", tls.webroot]
     for d in tls.domains:
         args += ["-d", d]
     args += ["--cert-name", tls.domains[0], "--server", tls.server, "--email", tls.email,
@@ -121,7 +140,11 @@ def acme_obtain(layout: Layout, tls: AcmeTls) -> None:
     run_cmd(args, "certbot certonly", env=certbot_env(layout), timeout=600)
 
 
-def renew(state_dir: str, force: bool = False) -> dict[str, Any]:
+def renew(state_dir: str, force: bool = False,
+          min_days: float = RENEW_MIN_DAYS) -> dict[str, Any]:
+    """certbot renew, recorded in <stateDir>/renewal.json and logs/renew.log. Fails (and
+    records the failure) when certbot fails or the served certificate is left with fewer
+    than `min_days` days: a renewal that does not renew must not look like one."""
     layout = Layout(os.path.normpath(state_dir))
     if not os.path.isdir(layout.acme_dir("config")):
         log("no ACME certificates here; nothing to renew")
@@ -132,19 +155,36 @@ def renew(state_dir: str, force: bool = False) -> dict[str, Any]:
     args = [tool("certbot"), "renew", *certbot_common(layout), "--no-random-sleep-on-renew"]
     if force:
         args.append("--force-renewal")
-    with state_lock(layout):
-        run_cmd(args, "certbot renew", env=certbot_env(layout), timeout=900)
-    return {"renewed": True}
+    started = utcnow()
+    cert: tuple[float, datetime.datetime] | None = None
+    try:
+        with state_lock(layout):
+            run_cmd(args, "certbot renew", env=certbot_env(layout), timeout=900)
+        cert = cert_days_left(layout.server_crt)
+        if cert[0] < min_days:
+            raise HostError(
+                f"after renewal the served certificate {layout.server_crt} expires in "
+                f"{cert[0]:.1f} days (< {min_days:g}): certbot did not renew it; see "
+                f"{layout.acme_dir('logs')}/letsencrypt.log")
+    except HostError as exc:
+        with contextlib.suppress(HostError):
+            cert = cert or cert_days_left(layout.server_crt)
+        record_renewal(layout, started, str(exc), cert)
+        raise HostError(f"certificate renewal failed: {exc}") from None
+    record = record_renewal(layout, started, None, cert)
+    log(f"renewed; the certificate is valid for {cert[0]:.1f} more days")
+    return {"renewed": True, "daysLeft": record.get("daysLeft"),
+            "notAfter": record.get("notAfter")}
 
 
-def renew_loop(state_dir: str, interval: float) -> None:
+def renew_loop(state_dir: str, interval: float, min_days: float = RENEW_MIN_DAYS) -> None:
     log(f"renewing certificates every {interval:g}s")
     while True:
         time.sleep(interval)
         try:
-            renew(state_dir)
+            renew(state_dir, min_days=min_days)
         except HostError as exc:
-            log(f"renew failed (will retry): {exc}")
+            log(f"error: {exc} (will retry in {interval:g}s)")
 
 
 

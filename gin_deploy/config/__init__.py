@@ -16,13 +16,20 @@ from gin_deploy.config.ecs import (
 from gin_deploy.config.edge import (
     CLOUDFRONT_MAX_CACHE_BEHAVIORS,
     ORIGIN_LABEL,
+    AccessLogsConfig,
     EdgeConfig,
     HealthCheckConfig,
+    WafConfig,
     routed_origin_name,
     target_origin_name,
 )
 from gin_deploy.config.host import HostTargetConfig
-from gin_deploy.config.kubernetes import CanaryConfig, KubernetesTargetConfig, RegistryConfig
+from gin_deploy.config.kubernetes import (
+    CanaryConfig,
+    KubernetesTargetConfig,
+    RegistryConfig,
+    Route53Config,
+)
 from gin_deploy.config.load import load_stack_config, read_raw_config
 from gin_deploy.config.release import ReleaseConfig, ReleasePolicy
 from gin_deploy.config.schema import NAMESPACE, ConfigError
@@ -35,12 +42,14 @@ from gin_deploy.config.stack import (
     parse_stack_config,
 )
 from gin_deploy.config.target import TARGET_KINDS, TargetBase
-from gin_deploy.config.tls import AcmeConfig, HstsConfig, TlsConfig
+from gin_deploy.config.tls import DNS_01_ROUTE53, HTTP_01, AcmeConfig, HstsConfig, TlsConfig
 
 __all__ = [
     "CLOUDFRONT_MAX_CACHE_BEHAVIORS",
+    "DNS_01_ROUTE53",
     "FARGATE_MAX_DRAIN_S",
     "FARGATE_SIZES",
+    "HTTP_01",
     "NAMESPACE",
     "ORIGIN_LABEL",
     "RESERVED_ENV",
@@ -48,6 +57,7 @@ __all__ = [
     "TARGET_CLASSES",
     "TARGET_KINDS",
     "TOP_LEVEL_KEYS",
+    "AccessLogsConfig",
     "AcmeConfig",
     "AppConfig",
     "CanaryConfig",
@@ -62,10 +72,12 @@ __all__ = [
     "RegistryConfig",
     "ReleaseConfig",
     "ReleasePolicy",
+    "Route53Config",
     "StackConfig",
     "TargetBase",
     "TargetConfig",
     "TlsConfig",
+    "WafConfig",
     "is_dns_name",
     "load_stack_config",
     "parse_stack_config",

@@ -5,11 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gin_deploy.agent.names import ENV_NAME_PATTERN, is_env_name
-from gin_deploy.config.checks import abs_http_path, cidrs, resource_name
+from gin_deploy.config.checks import abs_http_path, cidrs, resource_name, trusted_cidrs
 from gin_deploy.config.schema import ParseContext, Problems, spec_field
 
 # Env vars the deploy tooling sets itself; users must not override them.
 RESERVED_ENV = frozenset({"PORT", "BIND_ADDR", "INSTANCE_ID"})
+# Set from app.idleTimeout / app.writeTimeout, whose values the proxies in front are
+# checked against (docs/ecs.md#timeouts): an env override would bypass that.
+TIMEOUT_ENV = {"IDLE_TIMEOUT": "idleTimeout", "WRITE_TIMEOUT": "writeTimeout"}
+# CloudFront waits at most this long for an origin's answer without a quota increase.
+CLOUDFRONT_MAX_READ_TIMEOUT_S = 60
+# Set by every target from vetted config: an override in app.env would bypass the checks
+# (debug mode in production, or trusting forged client addresses).
+TRUST_ENV = {"GIN_MODE": "gin-deploy always runs the service with GIN_MODE=release",
+             "TRUSTED_PROXIES": "set app.trustedProxies (or the target's trustedProxies), "
+                                "which are checked"}
 
 
 def _env_map(value: dict[str, str]) -> str | None:
@@ -19,6 +29,11 @@ def _env_map(value: dict[str, str]) -> str | None:
     reserved = sorted(RESERVED_ENV & set(value))
     if reserved:
         return f"{reserved} are set by gin-deploy per instance and cannot be overridden"
+    timeouts = sorted(set(TIMEOUT_ENV) & set(value))
+    if timeouts:
+        keys = ", ".join(f"app.{TIMEOUT_ENV[k]}" for k in timeouts)
+        return f"{timeouts} are set from {keys} (seconds), which the proxies in front are " \
+               "checked against; set those instead"
     return None
 
 
@@ -51,6 +66,15 @@ class AppConfig:
     shutdown_timeout: int = spec_field("shutdownTimeout", "Seconds the service drains "
                                        "in-flight requests on SIGTERM; stop timeouts exceed it.",
                                        10, min=1, max=300)
+    idle_timeout: int = spec_field(
+        "idleTimeout", "Seconds a keep-alive connection may wait for its next request "
+        "(`IDLE_TIMEOUT`); above the idle timeout of every proxy in front, so the proxy, "
+        "not the service, closes idle connections (docs/ecs.md#timeouts).", 60, min=2,
+        max=4000)
+    write_timeout: int = spec_field(
+        "writeTimeout", "Longest time in seconds the service takes to answer a request "
+        "(`WRITE_TIMEOUT`); proxies in front wait as long, deregistration and stop "
+        "timeouts cover it.", 30, min=1, max=3600)
     trusted_proxies: tuple[str, ...] = spec_field(
         "trustedProxies", "CIDRs whose X-Forwarded-For the service trusts (hosts: set to the "
         "loopback nginx automatically).", (), check=cidrs)
@@ -63,3 +87,16 @@ class AppConfig:
             if name in self.env:
                 problems.add(f"{path}.secretEnv[{i}]", f"{name!r} is also a plain env var in "
                              "app.env; keep it in one place")
+        for name in sorted(TRUST_ENV.keys() & {*self.env, *self.secret_env}):
+            key = "env" if name in self.env else "secretEnv"
+            problems.add(f"{path}.{key}", f"{name} cannot be overridden: {TRUST_ENV[name]}")
+        problem = trusted_cidrs(self.trusted_proxies)
+        if problem:
+            problems.add(f"{path}.trustedProxies", problem)
+
+    def check_edge(self, path: str, cdn: bool, problems: Problems) -> None:
+        """What edge routing needs of the service (called by the stack parse)."""
+        if cdn and self.write_timeout > CLOUDFRONT_MAX_READ_TIMEOUT_S:
+            problems.add(f"{path}.writeTimeout", f"{self.write_timeout}s exceeds CloudFront's "
+                         f"origin response timeout ({CLOUDFRONT_MAX_READ_TIMEOUT_S} s without a "
+                         "quota increase): CloudFront would answer 504 first")

@@ -45,5 +45,19 @@ def cidrs(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def trusted_cidrs(value: tuple[str, ...]) -> str | None:
+    """Proxies whose X-Forwarded-For is believed: a /0 would let any client pick its own
+    address, and host bits set are a typo the renderers would reject later."""
+    for item in value:
+        try:
+            net = ipaddress.ip_network(item, strict=True)
+        except ValueError as exc:
+            return f"must be a list of IP addresses or CIDRs, got {item!r} ({exc})"
+        if net.prefixlen == 0:
+            return (f"{item!r} would trust every client's X-Forwarded-For; list the "
+                    "proxies' own ranges")
+    return None
+
+
 def region_name(value: str) -> str | None:
     return None if _REGION.match(value) else f"must be a region name like us-east-1, got {value!r}"

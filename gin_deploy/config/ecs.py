@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Self
 
+from gin_deploy.agent.names import is_env_name
+from gin_deploy.config.app import RESERVED_ENV
 from gin_deploy.config.checks import cidrs, dns_name, is_dns_name
 from gin_deploy.config.schema import NAMESPACE, ParseContext, Problems, fill, spec_field
 from gin_deploy.config.target import TargetBase
@@ -27,9 +29,43 @@ FARGATE_SIZES: Mapping[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 # Fargate stops a task at most 120 s after SIGTERM; the container's stop timeout
-# must exceed the drain by a margin, so the drain must fit below it.
+# covers the longest request (app.writeTimeout) and the drain plus a margin, so
+# those two must fit below it.
 FARGATE_MAX_DRAIN_S = 115
+# The load balancer's idle timeout defaults to this much below the app's, so the
+# load balancer, not the app, closes idle connections.
+ALB_IDLE_MARGIN_S = 5
 SSM_MAX_SECRET_BYTES = 8192  # an Advanced-tier SSM parameter
+
+
+# What secretArns may name: a Secrets Manager secret by its full ARN (with the 6-character
+# suffix AWS adds), optionally with `:json-key:version-stage:version-id`, or an SSM parameter.
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:"
+                         r"[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}(:[^:]*:[^:]*:[^:]*)?$")
+_PARAMETER_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter/[A-Za-z0-9_.\-/]+$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+# Env vars the ECS target sets itself (app_environment): a secret may not shadow them.
+ECS_SET_ENV = frozenset({"GIN_MODE", "PORT", "READY_PATH", "SHUTDOWN_TIMEOUT", "IDLE_TIMEOUT",
+                         "WRITE_TIMEOUT", "TRUSTED_PROXIES"})
+
+
+def _secret_arns(value: dict[str, str]) -> str | None:
+    bad_names = sorted(k for k in value if not is_env_name(k))
+    if bad_names:
+        return f"keys must be env var names, got {bad_names}"
+    bad = sorted(v for v in value.values()
+                 if not (_SECRET_ARN.match(v) or _PARAMETER_ARN.match(v)))
+    if bad:
+        return ("values must be full Secrets Manager secret ARNs (…:secret:<name>-AbCdEf, "
+                f"optionally :<json-key>::) or SSM parameter ARNs, got {bad}")
+    return None
+
+
+def _kms_key_arns(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if not _KMS_KEY_ARN.match(v)]
+    if bad:
+        return f"must be KMS key ARNs (…:key/<id>; aliases do not authorize Decrypt), got {bad}"
+    return None
 
 
 def parent_zone(domain: str) -> str:
@@ -52,10 +88,12 @@ class EcsTargetConfig(TargetBase):
     spot: int = spec_field("spot", "Percent of tasks on FARGATE_SPOT (0 = none; below 100 "
                            "one task always stays on FARGATE).", 0, min=0, max=100)
     # Network: a new VPC, or your own (vpcId + subnet ids).
-    nat: str = spec_field("nat", "Egress for tasks: `none` runs them in public subnets with "
-                          "public IPs (cheap dev), `single` one NAT gateway, `perAz` one per "
-                          "AZ. With vpcId: `none` uses publicSubnetIds, else "
-                          "privateSubnetIds.", "single", choices=("none", "single", "perAz"))
+    nat: str = spec_field("nat", "Egress for tasks: `perAz` one NAT gateway per AZ (an AZ "
+                          "outage cuts only that AZ's egress), `single` one (cheaper; if its "
+                          "AZ fails, no task can pull images, send logs or read secrets), "
+                          "`none` tasks in public subnets with public IPs (cheap dev). With "
+                          "vpcId: `none` uses publicSubnetIds, else privateSubnetIds.", "perAz",
+                          choices=("none", "single", "perAz"))
     az_count: int = spec_field("azCount", "Availability zones of the new VPC.", 3, min=2, max=3)
     vpc_cidr: str = spec_field("vpcCidr", "IPv4 CIDR of the new VPC (/16 to /20).",
                                "10.0.0.0/16", check=lambda v: cidrs((v,)))
@@ -70,9 +108,12 @@ class EcsTargetConfig(TargetBase):
         "privateSubnetIds", "With vpcId: subnets with NAT egress for the tasks.", (),
         check=lambda v: None if all(s.startswith("subnet-") for s in v)
         else f"must be subnet ids (subnet-...), got {list(v)}")
+    flow_logs: bool = spec_field(
+        "flowLogs", "VPC flow logs (all traffic) to CloudWatch Logs, kept logRetentionDays "
+        "(default: true for a new VPC, false with vpcId).", None)
     ingress_cidrs: tuple[str, ...] = spec_field(
-        "ingressCidrs", "Who may reach the load balancer on 80/443.", ("0.0.0.0/0",),
-        check=cidrs)
+        "ingressCidrs", "Who may reach the load balancer on 80/443 (with edge.cdn: only "
+        "CloudFront and Route 53's health checkers, on 443).", ("0.0.0.0/0",), check=cidrs)
     # TLS and DNS.
     certificate_arn: str | None = spec_field(
         "certificateArn", "Existing ACM certificate (same region) instead of a new one.", None,
@@ -86,12 +127,26 @@ class EcsTargetConfig(TargetBase):
         "hostedZone", "Route 53 public zone for certificate validation and the alias record "
         "(default: edge.zone, else the domain's parent).", None, check=dns_name)
     # Load balancer.
-    idle_timeout: int = spec_field("idleTimeout", "Load balancer idle timeout, seconds.", 60,
-                                   min=1, max=4000)
+    idle_timeout: int = spec_field(
+        "idleTimeout", "Load balancer idle timeout, seconds (default app.idleTimeout - 5); "
+        "between app.writeTimeout and app.idleTimeout.", None, min=1, max=4000)
+    access_logs: bool = spec_field(
+        "accessLogs", "Load balancer access logs to S3: to accessLogsBucket, else to a bucket "
+        "made for them (private, SSE-S3, TLS only, kept logRetentionDays).", True)
     access_logs_bucket: str | None = spec_field(
-        "accessLogsBucket", "Existing S3 bucket (with the ELB log delivery policy) for access "
-        "logs.", None, check=lambda v: None if re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v)
+        "accessLogsBucket", "Existing S3 bucket in the target's region (with the ELB log "
+        "delivery policy) for access logs, instead of a new one.", None,
+        check=lambda v: None if re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v)
         else f"must be an S3 bucket name, got {v!r}")
+    deletion_protection: bool = spec_field(
+        "deletionProtection", "The load balancer cannot be deleted or replaced until this is "
+        "set to false (and applied) first.", True)
+    waf: bool = spec_field(
+        "waf", "A WAF web ACL on the load balancer: a per-IP rate limit and AWS's managed "
+        "common rule set (not with edge.cdn: put it on CloudFront).", False)
+    waf_rate_limit: int = spec_field(
+        "wafRateLimit", "WAF: requests per client IP per 5 minutes before it is blocked.",
+        2000, min=10, max=2000000000)
     # Deployments and scaling.
     health_check_grace_seconds: int = spec_field(
         "healthCheckGraceSeconds", "Seconds new tasks may fail load balancer health checks.",
@@ -101,6 +156,11 @@ class EcsTargetConfig(TargetBase):
     bake_minutes: int = spec_field("bakeMinutes", "Blue/green: minutes both versions stay "
                                    "before the old one is dropped (rollback window).", 5,
                                    min=0, max=1440)
+    rollback_error_percent: int = spec_field(
+        "rollbackErrorPercent", "Deployments (rolling and blue/green) roll back when more "
+        "than this percent of requests get a 5xx from the tasks in 2 of 3 minutes (minutes "
+        "with 10+ requests), or when tasks fail the load balancer's health check.", 5,
+        min=1, max=100)
     cpu_target: int = spec_field("cpuTarget", "Autoscaling: target average CPU percent.", 60,
                                  min=10, max=95)
     requests_per_target: int = spec_field("requestsPerTarget", "Autoscaling: target load "
@@ -113,6 +173,15 @@ class EcsTargetConfig(TargetBase):
         "logRetentionDays", "CloudWatch Logs retention.", 30,
         choices=(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                  2192, 2557, 2922, 3288, 3653))
+    secret_arns: dict[str, str] = spec_field(
+        "secretArns", "Env vars from secrets that already exist, by name: a Secrets Manager "
+        "secret's full ARN (`:json-key::` appended picks one key) or an SSM parameter's ARN. "
+        "The execution role may read exactly these.", default_factory=dict,
+        check=_secret_arns)
+    kms_key_arns: tuple[str, ...] = spec_field(
+        "kmsKeyArns", "Customer-managed KMS keys the secretArns are encrypted with; the "
+        "execution role may decrypt with them only through SSM or Secrets Manager.", (),
+        check=_kms_key_arns)
     task_policy_arns: tuple[str, ...] = spec_field(
         "taskPolicyArns", "IAM policies for a task role (default: no task role, so the app "
         "gets no AWS credentials).", (),
@@ -121,14 +190,18 @@ class EcsTargetConfig(TargetBase):
                              None))
 
     def __post_init__(self) -> None:
-        fill(self, min_count=self.desired_count, max_count=2 * self.desired_count)
+        fill(self, min_count=self.desired_count, max_count=2 * self.desired_count,
+             flow_logs=self.vpc_id is None)
 
     def resolve(self, cfg: StackConfig) -> Self:
-        if self.hosted_zone is not None:
-            return self
-        edge = cfg.edge
-        zone = edge.zone if edge is not None and edge.zone else parent_zone(cfg.domain)
-        return replace(self, hosted_zone=zone)
+        edge, resolved = cfg.edge, self
+        if resolved.hosted_zone is None:
+            zone = edge.zone if edge is not None and edge.zone else parent_zone(cfg.domain)
+            resolved = replace(resolved, hosted_zone=zone)
+        if resolved.idle_timeout is None:
+            resolved = replace(resolved,
+                               idle_timeout=max(1, cfg.app.idle_timeout - ALB_IDLE_MARGIN_S))
+        return resolved
 
     @property
     def scale(self) -> int:
@@ -148,6 +221,11 @@ class EcsTargetConfig(TargetBase):
             problems.add(f"{path}.desiredCount", f"{self.desired_count} is outside minCount.."
                          f"maxCount ({lo}..{hi})")
         self._check_network(path, problems)
+        if self.access_logs_bucket is not None and not self.access_logs:
+            problems.add(f"{path}.accessLogsBucket", "only applies with accessLogs: true")
+        if self.kms_key_arns and not self.secret_arns:
+            problems.add(f"{path}.kmsKeyArns", "only applies with secretArns (the keys those "
+                         "secrets are encrypted with)")
         if self.certificate_arn:
             if self.sans:
                 problems.add(f"{path}.sans", "only applies to a new certificate, not with "
@@ -184,10 +262,11 @@ class EcsTargetConfig(TargetBase):
         p = f"{NAMESPACE}:"
         app, domain = cfg.app, cfg.domain
         where = ", ".join(f"targets[{i}]" for i, _t in members)
-        if app.shutdown_timeout > FARGATE_MAX_DRAIN_S:
+        if app.shutdown_timeout + app.write_timeout > FARGATE_MAX_DRAIN_S:
             problems.add(f"{p}app.shutdownTimeout", f"{app.shutdown_timeout}s does not fit "
-                         f"Fargate's 120 s stop timeout; ecs targets ({where}) need <= "
-                         f"{FARGATE_MAX_DRAIN_S}")
+                         f"Fargate's 120 s stop timeout together with app.writeTimeout "
+                         f"({app.write_timeout}s, the longest request); ecs targets ({where}) "
+                         f"need shutdownTimeout + writeTimeout <= {FARGATE_MAX_DRAIN_S}")
         if "." not in domain:
             problems.add(f"{p}domain", f"ecs targets ({where}) need a public DNS name (a Route "
                          f"53 record and an ACM certificate), got {domain!r}")
@@ -197,6 +276,15 @@ class EcsTargetConfig(TargetBase):
                              "bytes an SSM parameter holds (ecs targets)")
         for i, target in members:
             assert isinstance(target, EcsTargetConfig)
+            target._check_timeouts(f"{p}targets[{i}]", cfg, problems)
+            for name in sorted(target.secret_arns):
+                if name in app.env or name in app.secret_env:
+                    problems.add(f"{p}targets[{i}].secretArns.{name}", "is also set by "
+                                 f"app.{'env' if name in app.env else 'secretEnv'}; keep it "
+                                 "in one place")
+                elif name in ECS_SET_ENV or name in RESERVED_ENV:
+                    problems.add(f"{p}targets[{i}].secretArns.{name}", "is set by gin-deploy "
+                                 "and cannot come from a secret")
             zone = target.hosted_zone
             for name in (domain, *(s.removeprefix("*.") for s in target.sans)):
                 if name != zone and not name.endswith("." + zone):
@@ -207,8 +295,31 @@ class EcsTargetConfig(TargetBase):
                          f"{domain!r} at their load balancer; add gin-deploy:edge to route "
                          "across them")
 
+    def _check_timeouts(self, path: str, cfg: StackConfig, problems: Problems) -> None:
+        """write timeout < load balancer idle timeout < app idle timeout (docs/ecs.md)."""
+        app, idle = cfg.app, self.idle_timeout
+        if idle >= app.idle_timeout:
+            problems.add(f"{path}.idleTimeout", f"{idle}s must be below app.idleTimeout "
+                         f"({app.idle_timeout}s): the load balancer, not the app, must close "
+                         "idle connections, or it sends requests on connections the app is "
+                         "closing (502)")
+        elif idle <= app.write_timeout:
+            problems.add(f"{path}.idleTimeout", f"{idle}s (default app.idleTimeout - "
+                         f"{ALB_IDLE_MARGIN_S}) must exceed app.writeTimeout "
+                         f"({app.write_timeout}s): the load balancer would close a connection "
+                         "still waiting for a response (504)")
+
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)
+        if edge.cdn and self.ingress_cidrs != ("0.0.0.0/0",):
+            problems.add(f"{path}.ingressCidrs", "does not apply with edge.cdn: the load "
+                         "balancer then takes 443 only from CloudFront's origin-facing "
+                         "servers and Route 53's health checkers (their prefix lists)")
+        if edge.cdn and self.waf:
+            problems.add(f"{path}.waf", "does not apply with edge.cdn: behind CloudFront the "
+                         "load balancer sees only CloudFront's addresses, so a per-IP rate "
+                         "limit would throttle whole edge locations; put the web ACL on "
+                         "CloudFront")
         if self.blue_green and edge.cdn:
             problems.add(f"{path}.blueGreen", "cannot be combined with edge.cdn: the origin "
                          "lock needs a second listener rule (for health checks) that ECS's "

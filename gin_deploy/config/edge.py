@@ -43,6 +43,9 @@ _RESERVED_HEADERS = frozenset({
     "range", "request-range", "te", "trailer", "transfer-encoding", "upgrade", "via",
     "x-real-ip", "x-request-id"})
 CLOUDFRONT_MAX_CACHE_BEHAVIORS = 25
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Rules of AWS's managed common rule set (AWSManagedRulesCommonRuleSet) are named so.
+_WAF_RULE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def _path_patterns(value: tuple[str, ...]) -> str | None:
@@ -63,6 +66,45 @@ def _origin_header(value: str) -> str | None:
     if lower in _RESERVED_HEADERS or lower.startswith(_RESERVED_HEADER_PREFIXES):
         return f"{value!r} is a header CloudFront or the proxies set themselves; pick another name"
     return None
+
+
+def _bucket(value: str) -> str | None:
+    if _BUCKET.match(value) and ".." not in value:
+        return None
+    return f"must be an S3 bucket name (3-63 chars of a-z, 0-9, '.', '-'), got {value!r}"
+
+
+def _waf_rule_names(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if not _WAF_RULE_NAME.match(v)]
+    if bad:
+        return f"must be rule names of the common rule set (e.g. SizeRestrictions_BODY), got {bad}"
+    return None
+
+
+@dataclass(frozen=True)
+class AccessLogsConfig:
+    enabled: bool = spec_field("enabled", "CloudFront access logs (standard logging v2) to S3.",
+                               True)
+    bucket: str | None = spec_field(
+        "bucket", "An existing S3 bucket for them (its policy must let "
+        "delivery.logs.amazonaws.com write); default: a bucket of the stack (encrypted, "
+        "private, ACLs off, TLS only) that outlives it.", None, check=_bucket)
+    retention_days: int = spec_field("retentionDays", "Days the stack's bucket keeps the "
+                                     "logs.", 90, min=1, max=3650)
+
+
+@dataclass(frozen=True)
+class WafConfig:
+    enabled: bool = spec_field("enabled", "A WAF web ACL on CloudFront: AWS's managed common "
+                               "rule set and a rate limit per client IP.", False)
+    rate_limit: int = spec_field("rateLimit", "Requests per client IP in 5 minutes before the "
+                                 "rate rule acts.", 2000, min=10, max=2000000000)
+    action: str = spec_field("action", "`count` only counts matches (to tune the rules on real "
+                             "traffic before they block).", "block", choices=("block", "count"))
+    count_only_rules: tuple[str, ...] = spec_field(
+        "countOnlyRules", "Rules of the common rule set that only count, e.g. "
+        "SizeRestrictions_BODY for an API taking bodies over 8 KB.", (),
+        check=_waf_rule_names)
 
 
 @dataclass(frozen=True)
@@ -103,6 +145,10 @@ class EdgeConfig:
     origin_verify_header: str = spec_field(
         "originVerifyHeader", "Header carrying the random secret CloudFront adds to every "
         "origin request (the origin lock).", "X-Origin-Verify", check=_origin_header)
+    access_logs: AccessLogsConfig = spec_field("accessLogs", "CloudFront access logs.",
+                                               default_factory=AccessLogsConfig)
+    waf: WafConfig = spec_field("waf", "AWS WAF in front of CloudFront.",
+                                default_factory=WafConfig)
 
     def resolve(self, app: AppConfig) -> EdgeConfig:
         """With the defaults that depend on other sections filled in."""
@@ -113,6 +159,13 @@ class EdgeConfig:
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         if self.cacheable_paths and not self.cdn:
             problems.add(f"{path}.cacheablePaths", "only applies with edge.cdn: true")
+        if self.access_logs.bucket and not self.cdn:
+            problems.add(f"{path}.accessLogs.bucket", "only applies with edge.cdn: true")
+        if self.waf.enabled and not self.cdn:
+            problems.add(f"{path}.waf.enabled", "only applies with edge.cdn: true (the web "
+                         "ACL sits on the CloudFront distribution)")
+        if self.access_logs.bucket and not self.access_logs.enabled:
+            problems.add(f"{path}.accessLogs.bucket", "is set but accessLogs.enabled is false")
 
     def check_stack(self, cfg: StackConfig, indexed: Sequence[tuple[int, TargetBase]],
                     problems: Problems) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
-from gin_deploy.config.checks import cidrs
+from gin_deploy.config.checks import trusted_cidrs
 from gin_deploy.config.schema import (
     NAMESPACE,
     ParseContext,
@@ -16,7 +16,15 @@ from gin_deploy.config.schema import (
     require_secret,
     spec_field,
 )
+from gin_deploy.config.ssh_keys import (
+    HostKey,
+    HostKeyError,
+    host_patterns,
+    known_host_keys,
+    parse_key,
+)
 from gin_deploy.config.target import TargetBase
+from gin_deploy.render.nginx import UPSTREAM_KEEPALIVE_TIMEOUT_S
 
 if TYPE_CHECKING:
     from gin_deploy.config.edge import EdgeConfig
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HostTargetConfig(TargetBase):
+    acme_certificates: ClassVar[bool] = True
     connection: str = spec_field("connection", "How to reach the host.", "local",
                                  choices=("local", "ssh"))
     host: str | None = spec_field("host", "SSH address (ssh only).", None)
@@ -33,6 +42,14 @@ class HostTargetConfig(TargetBase):
     private_key: str | None = spec_field("privateKey", "SSH private key (must be a secret).", None)
     private_key_path: str | None = spec_field("privateKeyPath", "SSH private key file on the "
                                               "deploying machine.", None)
+    host_key: str | None = spec_field(
+        "hostKey", "The host's SSH public key line (`ssh-ed25519 AAAA...`), verified before "
+        "anything is sent; get it with `ssh-keyscan -p <sshPort> <host>` and compare its "
+        "`ssh-keygen -lf` fingerprint with the host's console (ssh only).", None)
+    known_hosts_file: str | None = spec_field(
+        "knownHostsFile", "A known_hosts file on the deploying machine whose entries for "
+        "host (`[host]:port` unless port 22) are accepted (ssh only). hostKey or "
+        "knownHostsFile is required: unknown host keys are refused.", None)
     instances: int = spec_field("instances", "Instances of the service on the host.", 2,
                                 min=1, max=64)
     supervisor: str = spec_field("supervisor", "Process supervisor.", "supervisord",
@@ -60,7 +77,7 @@ class HostTargetConfig(TargetBase):
                                     "ready in a rolling update.", 30, min=1, max=600)
     trusted_proxies: tuple[str, ...] = spec_field(
         "trustedProxies", "CIDRs of proxies in front of nginx whose X-Forwarded-For is "
-        "trusted (e.g. a CDN).", (), check=cidrs)
+        "trusted (e.g. a CDN).", (), check=trusted_cidrs)
 
     def __post_init__(self) -> None:
         fill(self, mode="user" if self.connection == "local" else "system")
@@ -103,6 +120,12 @@ class HostTargetConfig(TargetBase):
     @classmethod
     def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
                    problems: Problems) -> None:
+        idle = cfg.app.idle_timeout
+        if idle <= UPSTREAM_KEEPALIVE_TIMEOUT_S:
+            where = ", ".join(f"targets[{i}]" for i, _t in members)
+            problems.add(f"{NAMESPACE}:app.idleTimeout", f"{idle}s must exceed nginx's "
+                         f"upstream keepalive_timeout ({UPSTREAM_KEEPALIVE_TIMEOUT_S}s) on host "
+                         f"targets ({where}): nginx, not the app, must close idle connections")
         for i, target in members:
             assert isinstance(target, HostTargetConfig)
             ports = target.candidate_ports
@@ -128,10 +151,14 @@ class HostTargetConfig(TargetBase):
             if not (self.private_key or self.private_key_path):
                 problems.add(f"{path}.privateKey", "an SSH key is required for ssh: privateKey "
                              "(secret) or privateKeyPath")
+            if self.host:
+                self._check_host_keys(path, problems)
         else:
             for name, value in (("host", self.host), ("user", self.user),
                                 ("privateKey", self.private_key),
-                                ("privateKeyPath", self.private_key_path)):
+                                ("privateKeyPath", self.private_key_path),
+                                ("hostKey", self.host_key),
+                                ("knownHostsFile", self.known_hosts_file)):
                 if value:
                     problems.add(f"{path}.{name}", "only applies to connection: ssh")
         if self.private_key:
@@ -157,6 +184,44 @@ class HostTargetConfig(TargetBase):
                              f"{instance_ports[0]}-{instance_ports[-1]} (basePort + instances)")
         if instance_ports[-1] > 65535:
             problems.add(f"{path}.basePort", "basePort + instances exceeds 65535")
+
+    def _check_host_keys(self, path: str, problems: Problems) -> None:
+        # A deploy sends the release and its secrets: a host whose key is not pinned is
+        # refused, never trusted on first use (first contact is where a MITM strikes).
+        assert self.host
+        scan = f"ssh-keyscan -p {self.ssh_port} {self.host}"
+        if not (self.host_key or self.known_hosts_file):
+            problems.add(f"{path}.hostKey", "the SSH host key must be pinned (hostKey or "
+                         f"knownHostsFile): get it with `{scan}`, check its fingerprint "
+                         "(`ssh-keygen -lf -` on that output) against the host's own "
+                         "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`, then set "
+                         "hostKey to the `ssh-ed25519 AAAA...` part")
+        if self.host_key:
+            try:
+                parse_key(self.host_key)
+            except HostKeyError as exc:
+                problems.add(f"{path}.hostKey", f"{exc} (get it with `{scan}`)")
+        if self.known_hosts_file:
+            file = Path(self.known_hosts_file).expanduser()
+            if not file.is_file():
+                problems.add(f"{path}.knownHostsFile",
+                             f"file {self.known_hosts_file!r} does not exist")
+            elif not known_host_keys(file, self.host, self.ssh_port):
+                problems.add(f"{path}.knownHostsFile", f"{self.known_hosts_file!r} has no "
+                             f"key for {host_patterns(self.host, self.ssh_port)} (add one: "
+                             f"`{scan} >> {self.known_hosts_file}`, after checking its "
+                             "fingerprint)")
+
+    @property
+    def host_keys(self) -> tuple[HostKey, ...]:
+        """Every key the host may present (hostKey and knownHostsFile's entries)."""
+        keys: list[HostKey] = []
+        if self.host_key:
+            keys.append(parse_key(self.host_key))
+        if self.known_hosts_file and self.host:
+            keys += known_host_keys(Path(self.known_hosts_file).expanduser(), self.host,
+                                    self.ssh_port)
+        return tuple(dict.fromkeys(keys))
 
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)

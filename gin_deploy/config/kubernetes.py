@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from gin_deploy.config.checks import cidrs, dns_name
 from gin_deploy.config.schema import (
+    NAMESPACE,
     Check,
     ParseContext,
     Problems,
@@ -17,6 +19,7 @@ from gin_deploy.config.schema import (
     spec_field,
 )
 from gin_deploy.config.target import TargetBase
+from gin_deploy.config.tls import DNS_01_ROUTE53, shared_domain
 
 if TYPE_CHECKING:
     from gin_deploy.config.edge import EdgeConfig
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
 
 _IMAGE_VERSION = re.compile(r"sha256:[0-9a-f]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
+_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
 _SCALE = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
           "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
 
@@ -64,6 +70,42 @@ def _image_version(value: str) -> str | None:
             f"sha256:<64 hex>, got {value!r}")
 
 
+def _matches(pattern: re.Pattern[str], what: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if pattern.fullmatch(value) else f"must be {what}, got {value!r}"
+    return check
+
+
+@dataclass(frozen=True)
+class Route53Config:
+    role_arn: str | None = spec_field(
+        "roleArn", "IAM role cert-manager assumes. Alone: by web identity with a token of "
+        "a ServiceAccount the target makes (IRSA; the role trusts the cluster's OIDC "
+        "provider for system:serviceaccount:cert-manager:<gatewayNamespace>-route53, "
+        "audience sts.amazonaws.com); with an access key: assumed with that key.", None,
+        check=_matches(_ROLE_ARN, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"))
+    access_key_id: str | None = spec_field(
+        "accessKeyId", "Access key id of an IAM user that may change the zone's records "
+        "(with secretAccessKey).", None,
+        check=_matches(_ACCESS_KEY_ID, "an AWS access key id (AKIA...)"))
+    secret_access_key: str | None = spec_field("secretAccessKey", "Its secret access key "
+                                               "(must be a secret).", None)
+    hosted_zone_id: str | None = spec_field(
+        "hostedZoneId", "The Route 53 zone's id: cert-manager then changes only that zone "
+        "and needs no route53:ListHostedZonesByName.", None,
+        check=_matches(_ZONE_ID, "a Route 53 hosted zone id (Z...)"))
+
+    def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
+        if bool(self.access_key_id) != bool(self.secret_access_key):
+            problems.add(f"{path}.{'secretAccessKey' if self.access_key_id else 'accessKeyId'}",
+                         "accessKeyId and secretAccessKey go together")
+        if not (self.role_arn or self.access_key_id):
+            problems.add(path, "set roleArn (a role cert-manager assumes by web identity, "
+                         "IRSA) or accessKeyId with secretAccessKey")
+        if self.secret_access_key:
+            require_secret(ctx, path, "secretAccessKey", problems)
+
+
 @dataclass(frozen=True)
 class CanaryConfig:
     version: str = spec_field("version", "Version (image tag) of the canary release.",
@@ -80,6 +122,7 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class KubernetesTargetConfig(TargetBase):
+    acme_certificates: ClassVar[bool] = True
     context: str | None = spec_field("context", "kubeconfig context of the cluster.", None)
     kubeconfig: str | None = spec_field("kubeconfig", "kubeconfig contents (must be a "
                                         "secret).", None)
@@ -138,9 +181,16 @@ class KubernetesTargetConfig(TargetBase):
     wait_for_address: bool = spec_field("waitForAddress", "Wait until the gateway's load "
                                         "balancer has an address (false on clusters without "
                                         "one).", True)
+    route53: Route53Config | None = spec_field(
+        "route53", "AWS credentials cert-manager answers DNS-01 challenges in Route 53 with "
+        "(required with tls.acme.challenge dns-01-route53).", None)
 
     def __post_init__(self) -> None:
         fill(self, max_replicas=3 * self.replicas)
+
+    @property
+    def dns01_credentials(self) -> bool:
+        return self.route53 is not None
 
     @property
     def canary_weight(self) -> int:
@@ -194,6 +244,25 @@ class KubernetesTargetConfig(TargetBase):
             problems.add(f"{path}.registry", "is required for kubernetes targets (the image "
                          "repository the cluster pulls from, e.g. {server: "
                          "ghcr.io/acme/hello-gin})")
+
+    @classmethod
+    def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
+                   problems: Problems) -> None:
+        if f"{NAMESPACE}:tls" in problems.incomplete:
+            return  # the challenge is not known: tls itself was rejected
+        acme = cfg.tls.acme if cfg.tls.mode == "acme" else None
+        dns01 = acme is not None and acme.challenge == DNS_01_ROUTE53
+        for i, target in members:
+            assert isinstance(target, KubernetesTargetConfig)
+            path = f"{NAMESPACE}:targets[{i}].route53"
+            if dns01 and target.route53 is None:
+                problems.add(path, "is required with tls.acme.challenge dns-01-route53 (the "
+                             "stack's default with several targets or edge.cdn): roleArn, or "
+                             "accessKeyId with secretAccessKey, for cert-manager's Route 53 "
+                             "solver")
+            elif target.route53 is not None and not dns01 and not shared_domain(cfg):
+                # (Where the domain is shared, tls.acme.challenge is the problem.)
+                problems.add(path, "only applies with tls.acme.challenge dns-01-route53")
 
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)

@@ -103,6 +103,8 @@ def parse_stack_config(
                       secret_env)
     indexed = [(i, _resolve_target(t, cfg)) for i, t in indexed]
     cfg = replace(cfg, targets=tuple(t for _i, t in indexed))
+    # The ACME challenge depends on the targets and the edge.
+    cfg = replace(cfg, tls=cfg.tls.resolve(cfg))
     _check_stack(cfg, indexed, problems)
     if problems:
         raise ConfigError(problems.items)
@@ -176,9 +178,11 @@ def _check_stack(cfg: StackConfig, indexed: Sequence[tuple[int, TargetConfig]],
     if cfg.targets and all(t.weight == 0 for t in cfg.targets):
         problems.add(f"{NAMESPACE}:targets", "all weights are 0: at least one target must take "
                      "traffic")
+    cfg.tls.check_stack(cfg, indexed, problems)
     for kind, cls in TARGET_CLASSES.items():
         members = [(i, t) for i, t in indexed if t.kind == kind]
         if members:
             cls.check_kind(cfg, members, problems)
     if cfg.edge is not None:
+        cfg.app.check_edge(f"{NAMESPACE}:app", cfg.edge.cdn, problems)
         cfg.edge.check_stack(cfg, indexed, problems)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from gin_deploy.config.checks import is_dns_name, region_name, resource_name
 from gin_deploy.config.edge import target_origin_name
@@ -31,6 +31,9 @@ def cast_none() -> Any:
 
 @dataclass(frozen=True)
 class TargetBase:
+    # The kind gets its certificate for the domain from tls.acme (with tls.mode acme).
+    acme_certificates: ClassVar[bool] = False
+
     name: str = spec_field("name", "Unique target name; prefixes its resources.",
                            check=resource_name)
     kind: str = spec_field("kind", "Target kind.", choices=TARGET_KINDS)
@@ -48,6 +51,11 @@ class TargetBase:
     def scale(self) -> int:
         """Instances/tasks/replicas: a target of 2 or more defaults to a canary release."""
         return 1
+
+    @property
+    def dns01_credentials(self) -> bool:
+        """The target brings credentials for DNS-01 (then the stack's default challenge)."""
+        return False
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         """Rules across this target's own fields (run once they all parsed)."""

@@ -1,12 +1,27 @@
-"""`gin-deploy:tls`: how host certificates are issued, and the HSTS policy of every target."""
+"""`gin-deploy:tls`: how host certificates are issued, and the HSTS policy of every target.
+
+The ACME challenge is decided per stack: HTTP-01 proves a name by a request to it,
+which reaches the target asking only when that target alone answers the name. With
+more than one target behind the domain (weighted records, a standby) or CloudFront
+in front, the CA's request lands on any of them, so such stacks prove names by
+DNS-01 in the Route 53 zone instead - the default there, and HTTP-01 a config error.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from gin_deploy.config.schema import ParseContext, Problems, fill, spec_field
+from gin_deploy.config.schema import NAMESPACE, ParseContext, Problems, fill, spec_field
+
+if TYPE_CHECKING:
+    from gin_deploy.config.stack import StackConfig
+    from gin_deploy.config.target import TargetBase
+
+HTTP_01, DNS_01_ROUTE53 = "http-01", "dns-01-route53"
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -34,6 +49,14 @@ class AcmeConfig:
                              check=_acme_server)
     ca_bundle: str | None = spec_field("caBundle", "PEM file trusted for the ACME server "
                                        "itself (test servers such as Pebble).", None)
+    # Resolved by the stack parse (it depends on the targets and the edge).
+    challenge: str = spec_field(
+        "challenge", "How the CA checks the names: `http-01` (a request to each name, which "
+        "must reach the target asking) or `dns-01-route53` (a TXT record in the Route 53 "
+        "zone; kubernetes targets need `route53` credentials). Default: dns-01-route53 when "
+        "more than one target serves the domain, edge.cdn is on or a target has route53 "
+        "credentials, else http-01.", None,
+        choices=(HTTP_01, DNS_01_ROUTE53))
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,28 @@ class TlsConfig:
     def __post_init__(self) -> None:
         fill(self, mode="acme" if self.acme else "self-signed")
 
+    def resolve(self, cfg: StackConfig) -> TlsConfig:
+        """With the ACME challenge decided (`cfg` has every section)."""
+        if self.acme is None or self.acme.challenge is not None:
+            return self
+        wanted = shared_domain(cfg) or any(t.dns01_credentials for t in cfg.targets)
+        challenge = DNS_01_ROUTE53 if wanted else HTTP_01
+        return replace(self, acme=replace(self.acme, challenge=challenge))
+
+    def check_stack(self, cfg: StackConfig, indexed: Sequence[tuple[int, TargetBase]],
+                    problems: Problems) -> None:
+        """HTTP-01 cannot prove a name several targets (or CloudFront) answer."""
+        if self.mode != "acme" or self.acme is None or self.acme.challenge != HTTP_01:
+            return
+        issuing = [t.name for _i, t in indexed if t.acme_certificates]
+        if issuing and shared_domain(cfg):
+            front = "CloudFront" if cfg.edge is not None and cfg.edge.cdn else \
+                f"{len(cfg.targets)} targets"
+            problems.add(f"{NAMESPACE}:tls.acme.challenge", f"http-01 cannot issue "
+                         f"{cfg.domain!r} for {', '.join(issuing)}: {front} answer(s) it, so "
+                         "the CA's request lands on any target; use dns-01-route53 (the "
+                         "default for this stack)")
+
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         # Resolved `acme` without an account can only be the user's explicit choice.
         if self.mode == "acme" and self.acme is None:
@@ -63,3 +108,8 @@ class TlsConfig:
         if self.acme and self.acme.ca_bundle and \
                 not (ctx.project_dir / self.acme.ca_bundle).is_file():
             problems.add(f"{path}.acme.caBundle", f"file {self.acme.ca_bundle!r} does not exist")
+
+
+def shared_domain(cfg: StackConfig) -> bool:
+    """More than one target serves the domain, or CloudFront does in front of them."""
+    return len(cfg.targets) > 1 or (cfg.edge is not None and cfg.edge.cdn)

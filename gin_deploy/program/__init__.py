@@ -17,6 +17,7 @@ from typing import Protocol
 import pulumi
 
 from components.build import GinBuild, GinBuildArgs
+from components.certificate import ValidationRecords
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from gin_deploy.config import (
     NAMESPACE,
@@ -32,8 +33,12 @@ from gin_deploy.program.kubernetes import build_kubernetes
 
 
 class TargetBuilder(Protocol):
+    """`validation`: the stack's ACM validation records (a kind that makes ACM
+    certificates validates through them: one writer per record)."""
+
     def __call__(self, target: TargetConfig, cfg: StackConfig, build: GinBuild,
-                 edge: EdgeOrigin | None = None) -> TargetEndpoint: ...
+                 edge: EdgeOrigin | None = None, *,
+                 validation: ValidationRecords | None = None) -> TargetEndpoint: ...
 
 
 # One builder per implemented target kind.
@@ -71,23 +76,32 @@ def main() -> None:
         ),
     )
     origins = build_edge_origins(cfg, cfg.edge) if cfg.edge is not None else None
+    # Certificates for the same name share one validation record (targets first, in
+    # order, then the CDN's): the first to need a name writes its record.
+    validation = ValidationRecords()
     endpoints = [
         TARGET_BUILDERS[t.kind](t, cfg, build,
-                                None if origins is None else origins.origin_for(t.name))
+                                None if origins is None else origins.origin_for(t.name),
+                                validation=validation)
         for t in cfg.targets
     ]
     edge = None
     if cfg.edge is not None and origins is not None:
-        edge = build_edge_routing(cfg, cfg.edge, origins, endpoints)
+        edge = build_edge_routing(cfg, cfg.edge, origins, endpoints, validation)
 
     pulumi.export("version", build.version)
     pulumi.export("endpoints", {e.name: e.url for e in endpoints})
+    # What `python -m gin_deploy status` asks each live target by (gin_deploy/status).
+    pulumi.export("targets", [{"name": e.name, "kind": e.kind, "url": e.url,
+                               "caCert": e.ca_cert, **e.status} for e in endpoints])
     pulumi.export("url", edge.url if edge is not None else endpoints[0].url)
     if edge is not None:
         pulumi.export("healthChecks", edge.health_check_ids)
         if edge.distribution is not None:
             pulumi.export("distributionId", edge.distribution_id)
             pulumi.export("distributionDomain", edge.distribution_domain)
+        if edge.access_logs_bucket is not None:
+            pulumi.export("accessLogsBucket", edge.access_logs_bucket)
     ca_certs = [e.ca_cert for e in endpoints if e.ca_cert]
     if ca_certs:
         pulumi.export("caCert", ca_certs[0])

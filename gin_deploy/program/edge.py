@@ -6,13 +6,17 @@ from collections.abc import Sequence
 
 import pulumi
 
+from components.certificate import ValidationRecords
+from components.certificate_alarm import days_to_expiry_alarm
 from components.edge import (
+    AccessLogsArgs,
     CdnArgs,
     EdgeOrigins,
     EdgeOriginsArgs,
     EdgeRouting,
     EdgeRoutingArgs,
     HealthCheckArgs,
+    WafArgs,
 )
 from components.endpoint import TargetEndpoint
 from gin_deploy.config import EdgeConfig, StackConfig, routed_origin_name, target_origin_name
@@ -36,19 +40,27 @@ def edge_origins_args(cfg: StackConfig, edge: EdgeConfig) -> EdgeOriginsArgs:
 
 
 def edge_routing_args(cfg: StackConfig, edge: EdgeConfig, endpoints: Sequence[TargetEndpoint],
-                      verify_value: pulumi.Input[str] | None) -> EdgeRoutingArgs:
-    """`verify_value`: the origin secret (EdgeOrigins'), which CloudFront sends."""
+                      verify_value: pulumi.Input[str] | None,
+                      validation: ValidationRecords | None = None) -> EdgeRoutingArgs:
+    """`verify_value`: the origin secret (EdgeOrigins'), which CloudFront sends;
+    `validation`: the stack's ACM validation records (the targets' certificates')."""
     assert edge.zone is not None, "config requires edge.zone"
     cdn = None
     if edge.cdn:
         assert verify_value is not None, "EdgeOrigins makes a secret with cdn"
-        hsts = cfg.tls.hsts
+        hsts, logs, waf = cfg.tls.hsts, edge.access_logs, edge.waf
         cdn = CdnArgs(
             routed_name=routed_origin_name(cfg.domain),
             verify_header=edge.origin_verify_header, verify_value=verify_value,
             hsts=HstsPolicy(hsts.max_age, hsts.include_subdomains, hsts.preload),
             price_class=edge.price_class, cacheable_paths=edge.cacheable_paths,
-            cache_ttl=edge.cache_ttl)
+            cache_ttl=edge.cache_ttl, origin_read_timeout=cfg.app.write_timeout,
+            validation_records=validation.in_zone(edge.zone) if validation is not None
+            else None,
+            access_logs=AccessLogsArgs(bucket=logs.bucket, retention_days=logs.retention_days)
+            if logs.enabled else None,
+            waf=WafArgs(rate_limit=waf.rate_limit, action=waf.action,
+                        count_only_rules=waf.count_only_rules) if waf.enabled else None)
     hc = edge.health_check
     return EdgeRoutingArgs(
         domain=cfg.domain, zone=edge.zone, endpoints=tuple(endpoints),
@@ -71,7 +83,13 @@ def build_edge_origins(cfg: StackConfig, edge: EdgeConfig) -> EdgeOrigins:
 
 
 def build_edge_routing(cfg: StackConfig, edge: EdgeConfig, origins: EdgeOrigins,
-                       endpoints: Sequence[TargetEndpoint]) -> EdgeRouting:
+                       endpoints: Sequence[TargetEndpoint],
+                       validation: ValidationRecords | None = None) -> EdgeRouting:
     """Health checks, records and CloudFront across the deployed targets."""
-    return EdgeRouting(routing_name(cfg),
-                       edge_routing_args(cfg, edge, endpoints, origins.verify_value))
+    name = routing_name(cfg)
+    routing = EdgeRouting(name, edge_routing_args(cfg, edge, endpoints, origins.verify_value,
+                                                  validation))
+    if routing.certificate_arn is not None:  # CloudFront's, in us-east-1
+        days_to_expiry_alarm(f"{name}-cdn", routing.certificate_arn, routing.provider,
+                             parent=routing)
+    return routing

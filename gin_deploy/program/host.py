@@ -14,17 +14,21 @@ from pathlib import Path
 import pulumi
 
 from components.build import GinBuild
+from components.certificate import ValidationRecords
 from components.connection import SshEndpoint
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.host import HostRelease, HostTarget, HostTargetArgs
 from gin_deploy.agent import bundle
 from gin_deploy.agent.payload import AcmeTls, SelfSignedTls, Tls
-from gin_deploy.config import AppConfig, HostTargetConfig, StackConfig, TargetConfig
+from gin_deploy.config import NAMESPACE, AppConfig, HostTargetConfig, StackConfig, TargetConfig
+from gin_deploy.config.ssh_keys import preferred
+from gin_deploy.program.host_keys import check_host_key
 from gin_deploy.render.host import HostService
 
 
 def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
-               edge: EdgeOrigin | None = None) -> TargetEndpoint:
+               edge: EdgeOrigin | None = None, *,
+               validation: ValidationRecords | None = None) -> TargetEndpoint:
     assert isinstance(target, HostTargetConfig)
     assert build.binary_path is not None and build.binary_sha256 is not None
     agent_path, agent_sha256 = build_agent(cfg.project_dir)
@@ -34,10 +38,16 @@ def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         edge=edge,
     ))
     origin = target.host if target.connection == "ssh" and target.host else "localhost"
+    args = host.args
+    ssh = args.ssh
+    status = {"stateDir": host.state_dir, "connection": target.connection,
+              "sudo": args.service.mode == "system" and ssh is not None and ssh.user != "root"}
+    if ssh is not None:
+        status.update(host=ssh.host, user=ssh.user, port=ssh.port, hostKey=ssh.host_key)
     return TargetEndpoint(
         name=target.name, kind="host", url=host.url,
         origin_host=pulumi.Output.from_input(origin), weight=target.weight,
-        region=target.region, ca_cert=host.ca_cert,
+        region=target.region, ca_cert=host.ca_cert, status=status,
     )
 
 
@@ -67,6 +77,7 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
             ca_bundle=(cfg.project_dir / acme.ca_bundle).read_text()
             if acme.ca_bundle else None,
             webroot=f"{state_dir}/acme/webroot",
+            challenge="dns-01-route53" if acme.challenge == "dns-01-route53" else "http-01",
         )
     else:
         tls = SelfSignedTls(domains=server_names(cfg.domain, edge_names))
@@ -75,10 +86,16 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
         assert target.host and target.user  # validated in config
         key = _private_key(target)
         assert key is not None  # validated in config
-        ssh = SshEndpoint(target.host, target.user, target.ssh_port, key)
+        pinned = list(target.host_keys)
+        assert pinned  # validated in config
+        index = cfg.targets.index(target)
+        check_host_key(f"{NAMESPACE}:targets[{index}]", target.host, target.ssh_port, pinned)
+        ssh = SshEndpoint(target.host, target.user, target.ssh_port, key,
+                          host_key=preferred(pinned).line)
     return HostTargetArgs(
         service=HostService(
             app=cfg.app.name, stack=cfg.stack, target=target.name, state_dir=state_dir,
+            project=cfg.project,
             mode="user" if mode == "user" else "system",
             supervisor="systemd" if target.supervisor == "systemd" else "supervisord",
             instance_ports=target.instance_ports,
@@ -91,6 +108,7 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
             hsts_preload=cfg.tls.hsts.preload,
             acme=tls_mode == "acme",
             shutdown_timeout=cfg.app.shutdown_timeout,
+            write_timeout=cfg.app.write_timeout,
         ),
         tls=tls, domain=cfg.domain, env=app_env(cfg.app), ready_path=cfg.app.ready_path,
         ready_timeout=target.ready_timeout, keep_releases=target.keep_releases,
@@ -118,6 +136,8 @@ def app_env(app: AppConfig) -> Mapping[str, str]:
     env = {
         "GIN_MODE": "release",
         "SHUTDOWN_TIMEOUT": f"{app.shutdown_timeout}s",
+        "IDLE_TIMEOUT": f"{app.idle_timeout}s",
+        "WRITE_TIMEOUT": f"{app.write_timeout}s",
         "TRUSTED_PROXIES": ",".join(app.trusted_proxies or ("127.0.0.1/32", "::1/128")),
     }
     env.update(app.env)

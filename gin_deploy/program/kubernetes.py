@@ -8,10 +8,19 @@ from pathlib import Path
 import pulumi
 
 from components.build import GinBuild
+from components.certificate import ValidationRecords
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.kubernetes import CanaryArgs, KubernetesTarget, KubernetesTargetArgs
-from gin_deploy.config import KubernetesTargetConfig, StackConfig, TargetConfig, TlsConfig
+from gin_deploy.config import (
+    DNS_01_ROUTE53,
+    KubernetesTargetConfig,
+    Route53Config,
+    StackConfig,
+    TargetConfig,
+    TlsConfig,
+)
 from gin_deploy.render import kubernetes as render
+from gin_deploy.render.cert_manager import Route53Solver
 from gin_deploy.render.headers import hsts_value
 
 
@@ -34,6 +43,8 @@ def kubernetes_app(target: KubernetesTargetConfig, cfg: StackConfig,
         ready_path=app.ready_path,
         env=dict(app.env),
         shutdown_timeout=app.shutdown_timeout,
+        idle_timeout=app.idle_timeout,
+        write_timeout=app.write_timeout,
         trusted_proxies=app.trusted_proxies,
         replicas=t.replicas,
         max_replicas=t.max_replicas,
@@ -52,12 +63,19 @@ def kubernetes_app(target: KubernetesTargetConfig, cfg: StackConfig,
     )
 
 
-def acme_of(tls: TlsConfig, project_dir: Path) -> render.Acme | None:
-    """cert-manager's ACME account, with the CA bundle read from the deploying machine."""
+def acme_of(tls: TlsConfig, project_dir: Path,
+            route53: Route53Config | None = None) -> render.Acme | None:
+    """cert-manager's ACME account, with the CA bundle read from the deploying machine;
+    with DNS-01, the Route 53 solver from the target's credentials."""
     if tls.mode != "acme" or tls.acme is None:
         return None
     bundle = (project_dir / tls.acme.ca_bundle).read_text() if tls.acme.ca_bundle else None
-    return render.Acme(tls.acme.email, tls.acme.server, bundle)
+    solver = None
+    if tls.acme.challenge == DNS_01_ROUTE53:
+        assert route53 is not None, "config requires route53 credentials with dns-01-route53"
+        solver = Route53Solver(role_arn=route53.role_arn, access_key_id=route53.access_key_id,
+                               hosted_zone_id=route53.hosted_zone_id)
+    return render.Acme(tls.acme.email, tls.acme.server, bundle, route53=solver)
 
 
 def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
@@ -81,7 +99,9 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
         else None,
         context=target.context,
         kubeconfig=kubeconfig,
-        acme=acme_of(cfg.tls, cfg.project_dir),
+        acme=acme_of(cfg.tls, cfg.project_dir, target.route53),
+        route53_secret_access_key=pulumi.Output.secret(target.route53.secret_access_key)
+        if target.route53 is not None and target.route53.secret_access_key else None,
         canary=CanaryArgs(canary.version, canary.weight) if canary is not None else None,
         install_gateway=target.install_gateway,
         install_cert_manager=target.install_cert_manager,
@@ -94,7 +114,8 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
 
 
 def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
-                     edge: EdgeOrigin | None = None) -> TargetEndpoint:
+                     edge: EdgeOrigin | None = None, *,
+                     validation: ValidationRecords | None = None) -> TargetEndpoint:
     """TARGET_BUILDERS entry: push the image to the target's registry, then deploy."""
     assert isinstance(target, KubernetesTargetConfig)
     assert target.registry is not None  # required by config validation
@@ -104,10 +125,17 @@ def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
     # Targets sharing a repository share one push.
     digest = build.image_digests.get(key) or build.push(
         key, registry.server, username=registry.username, password=password)
-    k8s_target = KubernetesTarget(target.name, kubernetes_target_args(
-        target, cfg, image=digest, version=build.version, edge=edge))
+    args = kubernetes_target_args(target, cfg, image=digest, version=build.version,
+                                  edge=edge)
+    k8s_target = KubernetesTarget(target.name, args)
+    app = args.app
     return TargetEndpoint(
         name=target.name, kind="kubernetes", url=k8s_target.url,
         origin_host=k8s_target.address.apply(lambda a: a or ""), weight=target.weight,
         region=target.region,
+        # cert-manager's gateway-shim names the Certificate after the Gateway's secret.
+        status={"context": target.context, "namespace": app.namespace,
+                "deployment": app.deployment_name("stable"),
+                "certificate": {"namespace": app.gateway_namespace,
+                                "name": app.tls_secret_name}},
     )

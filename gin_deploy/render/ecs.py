@@ -12,9 +12,12 @@ Choices, briefly:
 * The container runs as a numeric non-root user with a read-only root
   filesystem, no privileges, all Linux capabilities dropped, an init process
   (PID 1 reaps and forwards signals) and a health check that runs the binary's
-  own `healthcheck` subcommand (the image is `scratch`: no shell, no curl).
-* `stopTimeout` exceeds the app's drain (`SHUTDOWN_TIMEOUT`), and Fargate caps it
-  at 120 s, so a drain that does not fit is refused here, not cut short at run time.
+  own `healthcheck` subcommand (the image is `scratch`: no shell, no curl) on the
+  liveness path: ECS replaces a task that fails it, so it must not fail while the
+  app is merely not ready (draining, warming up); readiness is the load balancer's.
+* `stopTimeout` covers the longest request (`WRITE_TIMEOUT`) and the app's drain
+  (`SHUTDOWN_TIMEOUT`) plus a margin, and Fargate caps it at 120 s, so a drain that
+  does not fit is refused here, not cut short at run time.
 * Secrets only ever appear as `secrets[].valueFrom` ARNs; a name in both the
   plain environment and the secrets is an error.
 * awslogs runs in non-blocking mode with a bounded buffer: a CloudWatch Logs
@@ -40,10 +43,12 @@ FARGATE_MAX_STOP_TIMEOUT = 120
 # Seconds between the end of the app's drain and SIGKILL.
 STOP_MARGIN_S = 5
 NON_ROOT_USER = "65532:65532"  # the image's USER (distroless "nonroot")
+# The binary's own probe (app/README.md); `-url` points it at the liveness path.
 HEALTH_COMMAND = ("CMD", "/app", "healthcheck")
 IAM_VERSION = "2012-10-17"
 
 _CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+_URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
 _IMAGE_BY_DIGEST = re.compile(r"[a-z0-9.-]+(?::\d+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:\S+")
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
@@ -79,8 +84,10 @@ class ContainerSpec:
     log_region: str
     drain_s: int                         # the app's SHUTDOWN_TIMEOUT
     environment: Mapping[str, str] = field(default_factory=dict)
+    write_timeout_s: int = 30            # the app's WRITE_TIMEOUT: its longest request
     secrets: Mapping[str, str] = field(default_factory=dict)  # env name -> parameter ARN
     log_stream_prefix: str = "app"
+    health_path: str = "/healthz"        # liveness: the container health check probes it
     user: str = NON_ROOT_USER
     health: HealthCheck = field(default_factory=HealthCheck)
     nofile: int = 65536
@@ -92,8 +99,14 @@ class ContainerSpec:
             raise ValueError(f"image: {self.image!r} must be referenced by digest "
                              "(registry/repository@sha256:...)")
         check_int("port", self.port, minimum=1, maximum=65535)
-        check_int("drain_s", self.drain_s, minimum=1,
-                  maximum=FARGATE_MAX_STOP_TIMEOUT - STOP_MARGIN_S)
+        if not isinstance(self.health_path, str) or not _URL_PATH.fullmatch(self.health_path):
+            raise ValueError(f"health_path: {self.health_path!r} must be an absolute URL path")
+        check_int("drain_s", self.drain_s, minimum=1)
+        check_int("write_timeout_s", self.write_timeout_s, minimum=1)
+        if self.stop_timeout_s > FARGATE_MAX_STOP_TIMEOUT:
+            raise ValueError(f"drain_s + write_timeout_s: {self.drain_s} + "
+                             f"{self.write_timeout_s} s plus a {STOP_MARGIN_S} s margin exceed "
+                             f"Fargate's {FARGATE_MAX_STOP_TIMEOUT} s stop timeout")
         if not _REGION.fullmatch(self.log_region):
             raise ValueError(f"log_region: {self.log_region!r} is not a region")
         check_no_control("log_group", self.log_group)
@@ -116,8 +129,14 @@ class ContainerSpec:
             raise ValueError(f"{both} are both plain environment and secrets")
 
     @property
+    def health_command(self) -> list[str]:
+        return [*HEALTH_COMMAND, "-url", f"http://127.0.0.1:{self.port}{self.health_path}"]
+
+    @property
     def stop_timeout_s(self) -> int:
-        return self.drain_s + STOP_MARGIN_S
+        """A request that arrived just before SIGTERM may run for the write timeout, then
+        the drain; the margin lets the app exit on its own before SIGKILL."""
+        return self.write_timeout_s + self.drain_s + STOP_MARGIN_S
 
 
 def container_definitions(spec: ContainerSpec) -> list[dict[str, Any]]:
@@ -145,7 +164,7 @@ def container_definitions(spec: ContainerSpec) -> list[dict[str, Any]]:
         "secrets": [{"name": k, "valueFrom": spec.secrets[k]} for k in sorted(spec.secrets)],
         "stopTimeout": spec.stop_timeout_s,
         "healthCheck": {
-            "command": list(HEALTH_COMMAND),
+            "command": spec.health_command,
             "interval": spec.health.interval_s,
             "timeout": spec.health.timeout_s,
             "retries": spec.health.retries,
@@ -179,9 +198,13 @@ def app_environment(
     drain_s: int,
     trusted_proxies: Sequence[str],
     extra: Mapping[str, str],
+    idle_timeout_s: int = 60,
+    write_timeout_s: int = 30,
 ) -> dict[str, str]:
     """The container's plain env: the app's contract (app/README.md) plus app.env.
 
+    IDLE_TIMEOUT exceeds the load balancer's idle timeout and WRITE_TIMEOUT stays below
+    it (checked in config): the load balancer closes idle connections, never the app.
     TRUSTED_PROXIES lists the load balancer's subnets (and whatever proxies the
     user put in front), so `ClientIP()` is the address the ALB appended to
     X-Forwarded-For, never a header a client forged.
@@ -193,6 +216,8 @@ def app_environment(
         "PORT": str(port),
         "READY_PATH": ready_path,
         "SHUTDOWN_TIMEOUT": f"{drain_s}s",
+        "IDLE_TIMEOUT": f"{idle_timeout_s}s",
+        "WRITE_TIMEOUT": f"{write_timeout_s}s",
         "TRUSTED_PROXIES": ",".join(dict.fromkeys(trusted_proxies)),
     }
     env.update(extra)
@@ -239,6 +264,22 @@ def ecs_service_trust_policy() -> dict[str, Any]:
     }
 
 
+def secret_resource_arn(value_from: str) -> str:
+    """The ARN a policy grants for a `secrets[].valueFrom`: a Secrets Manager reference
+    may pick a JSON key and version (`<secret ARN>:<key>:<stage>:<id>`); IAM knows
+    only the secret itself."""
+    _check_arn("value_from", value_from)
+    parts = value_from.split(":")
+    return ":".join(parts[:7]) if parts[2] == "secretsmanager" else value_from
+
+
+def _via_service(arn: str) -> str:
+    """`kms:ViaService` of the service holding `arn` (SSM, Secrets Manager) in its region."""
+    partition, service, region = arn.split(":")[1:4]
+    suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"{service}.{region}.{suffix}"
+
+
 def execution_role_policy(
     *,
     repository_arn: str,
@@ -250,7 +291,9 @@ def execution_role_policy(
     """What the ECS agent needs to start the task, and nothing else.
 
     SSM SecureStrings under the AWS-managed `aws/ssm` key need no kms grant;
-    `kms_key_arns` is for parameters or secrets under customer-managed keys.
+    `kms_key_arns` is for parameters or secrets under customer-managed keys, and
+    decrypts only through SSM or Secrets Manager in the secrets' regions
+    (`kms:ViaService`), never directly.
     """
     _check_arn("repository_arn", repository_arn, "ecr")
     log_group_arn = log_group_arn.removesuffix(":*")
@@ -259,8 +302,16 @@ def execution_role_policy(
         _check_arn("parameter_arns", arn, "ssm")
     for arn in secret_arns:
         _check_arn("secret_arns", arn, "secretsmanager")
+        if arn != secret_resource_arn(arn):
+            raise ValueError(f"secret_arns: {arn!r} names a JSON key or version; grant the "
+                             "secret itself (secret_resource_arn)")
     for arn in kms_key_arns:
         _check_arn("kms_key_arns", arn, "kms")
+        if ":key/" not in arn:
+            raise ValueError(f"kms_key_arns: {arn!r} is not a key ARN (aliases do not "
+                             "authorize kms:Decrypt)")
+    if kms_key_arns and not (parameter_arns or secret_arns):
+        raise ValueError("kms_key_arns: no parameter or secret to decrypt")
     statements: list[dict[str, Any]] = [
         {
             "Sid": "EcrAuth",  # exists only on "*"
@@ -297,11 +348,13 @@ def execution_role_policy(
             "Resource": sorted(secret_arns),
         })
     if kms_key_arns:
+        via = sorted({_via_service(a) for a in (*parameter_arns, *secret_arns)})
         statements.append({
             "Sid": "DecryptWithTheseKeys",
             "Effect": "Allow",
             "Action": "kms:Decrypt",
             "Resource": sorted(kms_key_arns),
+            "Condition": {"StringEquals": {"kms:ViaService": via}},
         })
     return {"Version": IAM_VERSION, "Statement": statements}
 

@@ -19,11 +19,12 @@ Layout per target (see docs/kubernetes.md):
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from gin_deploy.render import cert_manager
 
 Manifest = dict[str, Any]
 
@@ -56,6 +57,9 @@ class KubernetesApp:
     ready_path: str = "/readyz"
     env: Mapping[str, str] = field(default_factory=dict)
     shutdown_timeout: int = 10
+    # The app's IDLE_TIMEOUT and WRITE_TIMEOUT, seconds (docs/ecs.md#timeouts).
+    idle_timeout: int = 60
+    write_timeout: int = 30
     trusted_proxies: tuple[str, ...] = ()   # of the app: who may set X-Forwarded-For
     replicas: int = 2
     max_replicas: int = 6
@@ -161,6 +165,8 @@ def app_env(app: KubernetesApp) -> dict[str, str]:
     env = {
         "GIN_MODE": "release",
         "SHUTDOWN_TIMEOUT": f"{app.shutdown_timeout}s",
+        "IDLE_TIMEOUT": f"{app.idle_timeout}s",
+        "WRITE_TIMEOUT": f"{app.write_timeout}s",
         "TRUSTED_PROXIES": ",".join(app.trusted_proxies or PRIVATE_NETWORKS),
     }
     env.update(app.env)
@@ -465,6 +471,7 @@ class Acme:
     email: str
     server: str
     ca_bundle_pem: str | None = None   # trust for a test ACME server (Pebble)
+    route53: cert_manager.Route53Solver | None = None   # DNS-01 instead of HTTP-01
 
 
 def issuer_name(app: KubernetesApp, acme: Acme | None) -> str:
@@ -473,7 +480,8 @@ def issuer_name(app: KubernetesApp, acme: Acme | None) -> str:
 
 
 def cluster_issuer(app: KubernetesApp, acme: Acme | None) -> Manifest:
-    """ACME solving HTTP-01 through this target's Gateway, or self-signed without ACME."""
+    """ACME solving HTTP-01 through this target's Gateway (DNS-01 in Route 53 with
+    `acme.route53`), or self-signed without ACME."""
     spec: dict[str, Any]
     if acme is None:
         spec = {"selfSigned": {}}
@@ -482,8 +490,9 @@ def cluster_issuer(app: KubernetesApp, acme: Acme | None) -> Manifest:
             "email": acme.email,
             "server": acme.server,
             "privateKeySecretRef": {"name": f"{issuer_name(app, acme)}-account"},
-            "solvers": [{"http01": {"gatewayHTTPRoute": {
-                "parentRefs": [_parent(app, name) for name in app.listener_names("http")]}}}],
+            "solvers": [cert_manager.route53_solver(issuer_name(app, acme), acme.route53)
+                        if acme.route53 else {"http01": {"gatewayHTTPRoute": {
+                            "parentRefs": [_parent(app, n) for n in app.listener_names("http")]}}}],
         }
         if acme.ca_bundle_pem:
             acme_spec["caBundle"] = base64.b64encode(acme.ca_bundle_pem.encode()).decode()
@@ -512,43 +521,6 @@ def certificate(app: KubernetesApp, acme: Acme | None) -> Manifest:
     }
 
 
-# --- Helm values ----------------------------------------------------------------------
-
-
-def gateway_fabric_values(class_name: str, trusted_proxies: tuple[str, ...],
-                          client_ip_mode: str) -> dict[str, Any]:
-    """NGINX Gateway Fabric chart values; real client IPs from the load balancer in front."""
-    nginx: dict[str, Any] = {
-        # Local keeps the client's address on the way in through the cloud load balancer.
-        "service": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"},
-    }
-    if trusted_proxies:
-        nginx["config"] = {"rewriteClientIP": {
-            "mode": client_ip_mode,
-            "setIPRecursively": True,
-            "trustedAddresses": [
-                {"type": "CIDR", "value": str(ipaddress.ip_network(c, strict=False))}
-                for c in trusted_proxies],
-        }}
-    return {
-        "nginxGateway": {"gatewayClassName": class_name,
-                         "productTelemetry": {"enable": False}},
-        "nginx": nginx,
-    }
-
-
-def cert_manager_values() -> dict[str, Any]:
-    """cert-manager chart values: its CRDs, and the Gateway API HTTP-01 solver enabled."""
-    return {
-        "crds": {"enabled": True, "keep": True},
-        "config": {
-            "apiVersion": "controller.config.cert-manager.io/v1alpha1",
-            "kind": "ControllerConfiguration",
-            "gatewayAPI": {"enabled": True},
-        },
-    }
-
-
 # --- everything, for tests and `render_manifests` ----------------------------------------
 
 
@@ -564,6 +536,7 @@ def render_manifests(
     pull_secret_config: str | None = None,
     network_policy_enabled: bool = True,
     origin_verify_value: str = "",
+    route53_secret_access_key: str = "",
 ) -> list[Manifest]:
     """Every object of one target in apply order, with the given plain values.
 
@@ -588,6 +561,9 @@ def render_manifests(
         objects.append(service(app, "canary"))
     if network_policy_enabled:
         objects.append(network_policy(app))
+    if acme is not None and acme.route53 is not None:
+        objects += cert_manager.credentials(issuer_name(app, acme), common_labels(app),
+                                            acme.route53, route53_secret_access_key)
     objects += [cluster_issuer(app, acme), certificate(app, acme), gateway(app),
                 https_route(app, canary_weight, origin_verify_value), redirect_route(app)]
     return objects

@@ -56,6 +56,9 @@ TLS_CURVES = "X25519:prime256v1:secp384r1"
 
 # hstspreload.org refuses shorter max-ages or a missing includeSubDomains.
 HSTS_PRELOAD_MIN_AGE = 31536000
+# How long nginx keeps an idle connection to an instance: below the app's IDLE_TIMEOUT
+# (checked in config), so nginx never reuses a connection the app just closed.
+UPSTREAM_KEEPALIVE_TIMEOUT_S = 30
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _SERVER_NAME = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?")
@@ -159,7 +162,7 @@ class NginxSite:
     http_redirect_code: int = 308  # 308 keeps the method and body, 301 for ancient clients
     upstream_keepalive_requests: int = 1000
     # Below the app's idle timeout, so nginx never reuses a connection the app just closed.
-    upstream_keepalive_timeout_s: int = 30
+    upstream_keepalive_timeout_s: int = UPSTREAM_KEEPALIVE_TIMEOUT_S
     client_timeout_s: int = 10  # client_header_timeout / client_body_timeout / send_timeout
     gzip_min_length: int = 1024  # smaller JSON bodies are not worth compressing
     # canary/blueGreen: where a new release starts beside `upstreams` (each pool is the

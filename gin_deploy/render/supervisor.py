@@ -85,6 +85,7 @@ class SupervisorProgram:
     log_max_bytes: str = "10MB"
     log_backups: int = 5
     user: str | None = None  # only meaningful when supervisord runs as root
+    umask: str | None = None  # e.g. "077": files the program creates stay private
     # Additions beyond the original interface:
     start_retries: int = 3
     autostart: bool = True
@@ -132,6 +133,8 @@ class SupervisorProgram:
             not isinstance(self.user, str) or not _USER.fullmatch(self.user)
         ):
             raise ValueError(f"user: {self.user!r} is not a valid user name")
+        if self.umask is not None and not re.fullmatch(r"0?[0-7]{3}", str(self.umask)):
+            raise ValueError(f"umask: {self.umask!r} must be an octal umask such as 077")
 
     @property
     def environment_value(self) -> str:

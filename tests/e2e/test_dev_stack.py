@@ -13,6 +13,8 @@ import http.client
 import json
 import re
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -142,11 +144,54 @@ def test_release_that_never_gets_ready_is_rolled_back_and_the_old_one_keeps_serv
     assert preview.summary.get("update", 0) >= 1, preview.summary
 
 
+def status_cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gin_deploy", "status", "--stack", STACK,
+                           *args], cwd=project.root, env=project.env(), capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_status_asks_the_live_target_and_fails_after_a_failed_deploy(
+        project: Project) -> None:
+    report = automation.status(STACK, settings=project.settings)
+    (target,) = report.as_json()["targets"]
+    # Asked of the live service: the rolled-back release, not what the config asks for.
+    assert (target["name"], target["kind"], target["version"]) == ("local", "host", "2.0.0")
+    assert (target["ready"], target["wanted"]) == (2, 2)
+    assert 364 < target["certDaysLeft"] <= 365
+    assert target["certIssuer"].startswith("gin-deploy hello-gin CA")
+    assert target["lastDeploy"]["result"] == "failed"
+    assert not target["healthy"] and not report.healthy
+    assert any("the last deploy" in p and "was not ready within 3s" in p
+               for p in target["problems"]), target["problems"]
+    cli = status_cli(project)
+    assert cli.returncode == 1, cli.stderr
+    assert "local" in cli.stdout and "2.0.0" in cli.stdout and "UNHEALTHY" in cli.stdout
+
+
 def restore(project: Project, **app: Any) -> dict[str, Any]:
     config = project.dev_config()
     config["gin-deploy:app"] = {**config["gin-deploy:app"], "version": "2.0.0", **app}
     project.write_stack_file(STACK, config)
     return config
+
+
+def test_status_is_healthy_after_a_good_deploy_and_checks_certificate_days(
+        project: Project) -> None:
+    restore(project)
+    automation.up(STACK, settings=project.settings)
+    cli = status_cli(project, "--json")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    data = json.loads(cli.stdout)
+    (target,) = data["targets"]
+    assert {"name", "kind", "version", "ready", "wanted", "certDaysLeft",
+            "healthy"} <= set(target)
+    assert target["healthy"] and target["version"] == "2.0.0"
+    assert target["lastDeploy"]["result"] == "ok" and target["problems"] == []
+    # The self-signed leaf lives 365 days: a 400-day threshold makes it fail.
+    short = status_cli(project, "--json", "--min-cert-days", "400")
+    assert short.returncode == 1
+    (target,) = json.loads(short.stdout)["targets"]
+    assert "expires in" in target["problems"][0] and "(< 400)" in target["problems"][0]
 
 
 def test_policy_pack_runs_in_the_engine_and_blocks_a_plain_secret(project: Project) -> None:

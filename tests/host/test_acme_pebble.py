@@ -45,6 +45,7 @@ from tests.host.conftest import (
     run_agent,
     wait_for,
 )
+from tests.unit.test_renewal_record import serve_cert
 
 pytestmark = [pytest.mark.host, pytest.mark.timeout(120)]
 
@@ -336,6 +337,7 @@ def test_renew_force_passes_force_renewal_to_certbot(
                         lambda args, what, **kw: calls.append(list(args)))
     monkeypatch.setattr(cli, "emit", lambda result: None)
     (tmp_path / "acme" / "config").mkdir(parents=True)
+    serve_cert(tmp_path, 80)  # renew checks what is served afterwards
     assert cli.main(["renew", "--state", str(tmp_path)]) == 0
     assert cli.main(["renew", "--state", str(tmp_path), "--force"]) == 0
     assert [c[:2] for c in calls] == [["/fake/certbot", "renew"]] * 2

@@ -96,10 +96,15 @@ def test_container_is_non_root_read_only_unprivileged_with_init() -> None:
     assert c["essential"] is True
 
 
-def test_stop_timeout_exceeds_the_drain_and_health_check_runs_the_binary() -> None:
-    [c] = ecs.container_definitions(make_spec(drain_s=30))
-    assert c["stopTimeout"] == 35
-    assert c["healthCheck"]["command"] == ["CMD", "/app", "healthcheck"]
+def test_stop_timeout_covers_the_longest_request_and_the_drain() -> None:
+    [c] = ecs.container_definitions(make_spec(drain_s=30, write_timeout_s=20))
+    assert c["stopTimeout"] == 55
+
+
+def test_health_check_runs_the_binary_against_the_liveness_path() -> None:
+    [c] = ecs.container_definitions(make_spec(health_path="/healthz"))
+    assert c["healthCheck"]["command"] == [
+        "CMD", "/app", "healthcheck", "-url", "http://127.0.0.1:8080/healthz"]
     assert c["healthCheck"]["startPeriod"] >= c["healthCheck"]["interval"]
 
 
@@ -117,7 +122,8 @@ def test_environment_carries_the_apps_contract() -> None:
     env = {e["name"]: e["value"] for e in c["environment"]}
     assert env == {
         "GIN_MODE": "release", "PORT": "8080", "READY_PATH": "/readyz",
-        "SHUTDOWN_TIMEOUT": "10s", "TRUSTED_PROXIES": "10.0.192.0/22,10.0.196.0/22",
+        "SHUTDOWN_TIMEOUT": "10s", "IDLE_TIMEOUT": "60s", "WRITE_TIMEOUT": "30s",
+        "TRUSTED_PROXIES": "10.0.192.0/22,10.0.196.0/22",
         "LOG_LEVEL": "info",
     }
 
@@ -135,11 +141,13 @@ def test_awslogs_never_blocks_the_app() -> None:
     ({"user": "root"}, "non-root"),
     ({"user": "app"}, "numeric"),
     ({"drain_s": 116}, "drain_s"),
+    ({"drain_s": 50, "write_timeout_s": 66}, "exceed Fargate's 120 s stop timeout"),
     ({"environment": {"DB_PASSWORD": "plain"}}, "both plain environment and secrets"),
     ({"secrets": {"X": f"arn:aws:s3:::{ACCOUNT}-bucket/x"}}, "not an ARN|SSM parameter"),
     ({"secrets": {"X": "plain-value"}}, "not an ARN"),
     ({"environment": {"BAD-NAME": "x"}}, "not a valid env var name"),
     ({"log_region": "mars"}, "not a region"),
+    ({"health_path": "healthz; rm -rf /"}, "health_path"),
 ])
 def test_unsafe_specs_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -171,6 +179,31 @@ def test_execution_policy_lints_clean_with_every_kind_of_secret() -> None:
     assert [s["Sid"] for s in document["Statement"] if s["Resource"] == "*"] == ["EcrAuth"]
 
 
+def test_keys_decrypt_only_through_the_services_holding_the_secrets() -> None:
+    eu_param = f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/hello-gin/TOKEN"
+    document = ecs.execution_role_policy(
+        repository_arn=REPO_ARN, log_group_arn=LOG_GROUP_ARN,
+        parameter_arns=[PARAM_ARN, eu_param], secret_arns=[SECRET_ARN],
+        kms_key_arns=[KMS_ARN])
+    assert findings(document) == []
+    [decrypt] = [s for s in document["Statement"] if s["Sid"] == "DecryptWithTheseKeys"]
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": [
+        "secretsmanager.us-east-1.amazonaws.com", "ssm.eu-west-1.amazonaws.com",
+        "ssm.us-east-1.amazonaws.com"]}}
+    # parliament knows the condition keys of each action: a typo would be a finding.
+    decrypt["Condition"] = {"StringEquals": {"kms:ViaServices": ["x"]}}
+    assert [f.split(":")[0] for f in findings(document)] == ["UNKNOWN_CONDITION_FOR_ACTION"]
+
+
+def test_a_json_key_reference_grants_the_secret_itself() -> None:
+    ref = f"{SECRET_ARN}:password::"
+    assert ecs.secret_resource_arn(ref) == SECRET_ARN
+    assert ecs.secret_resource_arn(f"{SECRET_ARN}:password:AWSCURRENT:") == SECRET_ARN
+    assert ecs.secret_resource_arn(PARAM_ARN) == PARAM_ARN
+    [c] = ecs.container_definitions(make_spec(secrets={"DB_PASSWORD": ref}))
+    assert c["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": ref}]
+
+
 def test_parliament_is_real() -> None:
     """The linter does flag a sloppy policy, so "no findings" above means something."""
     sloppy = {"Version": "2012-10-17", "Statement": [
@@ -195,6 +228,10 @@ def test_minimal_execution_policy_has_no_secret_statements() -> None:
     ({"repository_arn": LOG_GROUP_ARN}, "not an ecr ARN"),
     ({"parameter_arns": [SECRET_ARN]}, "not an ssm ARN"),
     ({"secret_arns": ["*"]}, "not an ARN"),
+    ({"secret_arns": [f"{SECRET_ARN}:password::"]}, "names a JSON key"),
+    ({"kms_key_arns": [f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/app"],
+      "parameter_arns": [PARAM_ARN]}, "aliases do not authorize"),
+    ({"kms_key_arns": [KMS_ARN]}, "no parameter or secret to decrypt"),
 ])
 def test_execution_policy_refuses_wrong_resources(kwargs: dict[str, Any], message: str) -> None:
     base: dict[str, Any] = {"repository_arn": REPO_ARN, "log_group_arn": LOG_GROUP_ARN}

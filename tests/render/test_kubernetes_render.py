@@ -28,6 +28,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gin_deploy.render import cert_manager, helm_values
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render import kubernetes_versions as versions
 from gin_deploy.render.headers import hsts_value
@@ -43,12 +44,18 @@ APP = render.KubernetesApp(
 LETS_ENCRYPT = render.Acme("ops@example.com", "https://acme-v02.api.letsencrypt.org/directory")
 PEBBLE = render.Acme("ops@example.com", "https://localhost:14000/dir",
                      "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+ROLE = "arn:aws:iam::111122223333:role/hello-gin-cert-manager-dns01"
+# DNS-01 in Route 53: by web identity (IRSA), or an access key assuming a role in one zone.
+DNS01 = dataclasses.replace(LETS_ENCRYPT, route53=cert_manager.Route53Solver(role_arn=ROLE))
+DNS01_KEY = dataclasses.replace(LETS_ENCRYPT, route53=cert_manager.Route53Solver(
+    role_arn=ROLE, access_key_id="AKIAIOSFODNN7EXAMPLE", hosted_zone_id="Z0EXAMPLEZONE"))
 
 
 def everything(**overrides: Any) -> list[render.Manifest]:
-    """Every object a target can have: canary by tag, secret env, registry credentials."""
+    """Every object a target can have: canary by tag, secret env, registry credentials,
+    DNS-01 by web identity."""
     kwargs: dict[str, Any] = {
-        "image": f"{REPO}@{DIGEST}", "acme": LETS_ENCRYPT,
+        "image": f"{REPO}@{DIGEST}", "acme": DNS01,
         "canary_image": f"{REPO}:v1.5.0-rc.1", "canary_version": "v1.5.0-rc.1",
         "canary_weight": 10, "secret_env": {"DB_PASSWORD": "not-a-real-password"},
         "pull_secret_config": render.dockerconfigjson("ghcr.io", "deploy", "not-a-token"),
@@ -63,6 +70,8 @@ SCENARIOS = {
                                        network_policy_enabled=False),
     "self-signed": everything(acme=None),
     "pebble": everything(acme=PEBBLE),
+    "http01": everything(acme=LETS_ENCRYPT),
+    "dns01-access-key": everything(acme=DNS01_KEY, route53_secret_access_key="not-a-real-key"),
     "canary-by-digest": everything(canary_image=f"{REPO}@sha256:{'cd' * 32}",
                                    canary_version="sha256:" + "cd" * 32, canary_weight=100),
     # Behind edge routing with a CDN: the target's own name and the origin lock.
@@ -72,7 +81,8 @@ SCENARIOS = {
         image=f"{REPO}@{DIGEST}", acme=LETS_ENCRYPT, origin_verify_value="Zq7" * 16),
 }
 CORE_KINDS = {"Namespace", "ServiceAccount", "Secret", "Deployment", "Service",
-              "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"}
+              "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Role",
+              "RoleBinding"}
 CUSTOM_KINDS = {"Gateway", "HTTPRoute", "ClusterIssuer", "Certificate"}
 
 
@@ -260,6 +270,26 @@ def test_the_crd_check_rejects_unknown_fields_and_bad_values(
     issuer = copy.deepcopy(render.cluster_issuer(APP, LETS_ENCRYPT))
     issuer["spec"]["acme"]["solvers"][0]["http01"]["gatewayHttpRoute"] = {}
     assert crd_errors(crd_schemas, issuer)
+    issuer = copy.deepcopy(render.cluster_issuer(APP, DNS01))
+    issuer["spec"]["acme"]["solvers"][0]["dns01"]["route53"]["roleArn"] = ROLE
+    assert any("roleArn" in e for e in crd_errors(crd_schemas, issuer))
+
+
+def test_dns01_solver_and_its_credentials() -> None:
+    [solver] = render.cluster_issuer(APP, DNS01)["spec"]["acme"]["solvers"]
+    assert solver == {"dns01": {"route53": {"role": ROLE, "auth": {"kubernetes": {
+        "serviceAccountRef": {"name": "hello-gin-gateway-acme-route53",
+                              "audiences": ["sts.amazonaws.com"]}}}}}}
+    kinds = [(m["kind"], m["metadata"]["namespace"]) for m in SCENARIOS["everything"]
+             if m["metadata"].get("namespace") == "cert-manager"]
+    assert kinds == [("ServiceAccount", "cert-manager"), ("Role", "cert-manager"),
+                     ("RoleBinding", "cert-manager")]
+    [secret] = [m for m in SCENARIOS["dns01-access-key"]
+                if m["metadata"].get("namespace") == "cert-manager"]
+    assert secret["stringData"] == {"access-key-id": "AKIAIOSFODNN7EXAMPLE",
+                                    "secret-access-key": "not-a-real-key"}
+    with pytest.raises(ValueError, match="role_arn or an access_key_id"):
+        cert_manager.Route53Solver()
 
 
 @pytest.mark.host
@@ -270,7 +300,7 @@ def test_cert_manager_values_match_the_charts_schema(tmp_path: Path) -> None:
     assert yaml.safe_load((chart / "Chart.yaml").read_text())["name"] == "cert-manager"
     schema = json.loads((chart / "values.schema.json").read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
-    assert list(validator.iter_errors(render.cert_manager_values())) == []
+    assert list(validator.iter_errors(helm_values.cert_manager_values())) == []
     assert list(validator.iter_errors({"crds": {"enable": True}})), "schema is not strict"
     # `config` is free-form in the chart: check our keys against the controller's own type.
     types = (module / "pkg" / "apis" / "config" / "controller" / "v1alpha1" / "types.go")

@@ -19,6 +19,8 @@ from pulumi.runtime import rpc
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SIG = rpc._special_sig_key
+# An SSH host key to pin (the one Pulumi.prod.yaml's example host carries).
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIMooMwM9tdRIGJxxgcSHAbmRpRaJefbad5TrM2GpKoE"
 
 
 def is_secret(value: Any) -> bool:

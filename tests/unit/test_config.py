@@ -15,7 +15,7 @@ from gin_deploy.config import (
     RawValue,
     parse_stack_config,
 )
-from tests.unit.harness import ROOT, RecordingMocks, run_program, stack_config
+from tests.unit.harness import HOST_KEY, ROOT, RecordingMocks, run_program, stack_config
 
 HOST = {"name": "local", "kind": "host"}
 ECS = {"name": "aws", "kind": "ecs", "region": "us-east-1", "cpu": 256, "memory": 512}
@@ -185,7 +185,7 @@ def test_domain_must_be_a_dns_name(domain: str) -> None:
 
 
 SSH = {"name": "edge", "kind": "host", "connection": "ssh", "host": "203.0.113.10",
-       "user": "deploy", "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
+       "user": "deploy", "hostKey": HOST_KEY, "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----"}
 
 
 def test_ssh_private_key_given_in_plain_text_is_rejected() -> None:
@@ -231,10 +231,15 @@ def test_kubernetes_targets_need_a_registry() -> None:
     assert msg.startswith("gin-deploy:targets[0].registry: is required for kubernetes targets")
 
 
-def test_ecs_drain_must_fit_fargates_stop_timeout() -> None:
-    msg = only_problem({**PUBLIC, "app": {"shutdownTimeout": 116}, "targets": [ECS]})
-    assert msg.startswith("gin-deploy:app.shutdownTimeout: 116s does not fit Fargate's")
-    assert parse({**PUBLIC, "app": {"shutdownTimeout": 115}, "targets": [ECS]})
+def test_ecs_drain_and_longest_request_must_fit_fargates_stop_timeout() -> None:
+    # The stop timeout covers a request that arrived just before SIGTERM, then the drain.
+    msg = only_problem({**PUBLIC, "app": {"shutdownTimeout": 86}, "targets": [ECS]})
+    assert msg.startswith("gin-deploy:app.shutdownTimeout: 86s does not fit Fargate's")
+    assert "app.writeTimeout (30s" in msg
+    assert parse({**PUBLIC, "app": {"shutdownTimeout": 85}, "targets": [ECS]})
+    msg = only_problem({**PUBLIC, "app": {"writeTimeout": 50, "shutdownTimeout": 66},
+                        "targets": [ECS]})
+    assert msg.startswith("gin-deploy:app.shutdownTimeout: 66s does not fit")
 
 
 def test_reserved_env_names() -> None:
@@ -403,3 +408,35 @@ def test_unimplemented_parts_fail_clearly_before_any_resource(
 def test_dev_stack_config_is_valid_under_the_program() -> None:
     mocks = run_program(stack_config("dev"))
     assert mocks.of_type("gin-deploy:build:GinBuild")
+
+
+# Issue 16.6: unsafe trust is a config error, named by its key path.
+@pytest.mark.parametrize(("config", "text"), [
+    ({"targets": [{**HOST, "trustedProxies": ["0.0.0.0/0"]}]},
+     "gin-deploy:targets[0].trustedProxies: '0.0.0.0/0' would trust every client's "
+     "X-Forwarded-For"),
+    ({"targets": [HOST], "app": {"trustedProxies": ["::/0"]}},
+     "gin-deploy:app.trustedProxies: '::/0' would trust every client's X-Forwarded-For"),
+    ({"targets": [{**HOST, "trustedProxies": ["10.0.0.1/8"]}]},
+     "gin-deploy:targets[0].trustedProxies: must be a list of IP addresses or CIDRs, got "
+     "'10.0.0.1/8' (10.0.0.1/8 has host bits set)"),
+    ({"targets": [HOST], "app": {"trustedProxies": ["192.168.1.7/24"]}},
+     "gin-deploy:app.trustedProxies: must be a list of IP addresses or CIDRs, got "
+     "'192.168.1.7/24' (192.168.1.7/24 has host bits set)"),
+    ({"targets": [HOST], "app": {"env": {"TRUSTED_PROXIES": "0.0.0.0/0"}}},
+     "gin-deploy:app.env: TRUSTED_PROXIES cannot be overridden: set app.trustedProxies"),
+    ({"targets": [HOST], "app": {"env": {"GIN_MODE": "debug"}}},
+     "gin-deploy:app.env: GIN_MODE cannot be overridden: gin-deploy always runs the service "
+     "with GIN_MODE=release"),
+    ({"targets": [HOST], "app": {"secretEnv": ["GIN_MODE"]}, "GIN_MODE": "debug"},
+     "gin-deploy:app.secretEnv: GIN_MODE cannot be overridden"),
+])
+def test_unsafe_trust_is_rejected_with_its_key_path(config: dict[str, Any], text: str) -> None:
+    secret = ("GIN_MODE",) if "GIN_MODE" in config else ()
+    assert only_problem(config, secret).startswith(text)
+
+
+def test_trusted_proxy_ranges_and_single_addresses_are_accepted() -> None:
+    cfg = parse({"targets": [{**HOST, "trustedProxies": ["10.0.0.0/8", "192.0.2.1"]}],
+                 "app": {"trustedProxies": ["2001:db8::/32"]}})
+    assert cfg.targets[0].trusted_proxies == ("10.0.0.0/8", "192.0.2.1")

@@ -8,6 +8,7 @@ prod stack, and what edge routing asks of this target, is in tests/unit/test_edg
 from __future__ import annotations
 
 import copy
+import hashlib
 import ipaddress
 import json
 from collections.abc import Callable
@@ -77,6 +78,13 @@ def _certificate(name: str, region: str, inputs: dict[str, Any]) -> dict[str, An
     }
 
 
+def _parameter(name: str, region: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    # SSM gives a parameter a new version whenever its value changes.
+    value = json.dumps(unsecret(inputs.get("value"))).encode()
+    return {"name": name, "arn": _arn("ssm", f"parameter/{name}", region),
+            "version": int(hashlib.sha256(value).hexdigest()[:6], 16)}
+
+
 MOCK_OUTPUTS = {
     "pulumi:providers:aws": _provider,
     "aws:ecr/repository:Repository": _outputs(lambda n, r, i: {
@@ -84,8 +92,7 @@ MOCK_OUTPUTS = {
         "repositoryUrl": f"{ACCOUNT}.dkr.ecr.{r}.amazonaws.com/{n}"}),
     "aws:cloudwatch/logGroup:LogGroup": _outputs(lambda n, r, i: {
         "name": n, "arn": _arn("logs", f"log-group:{n}", r)}),
-    "aws:ssm/parameter:Parameter": _outputs(lambda n, r, i: {
-        "name": n, "arn": _arn("ssm", f"parameter/{n}", r)}),
+    "aws:ssm/parameter:Parameter": _outputs(_parameter),
     "aws:iam/role:Role": _outputs(lambda n, r, i: {
         "name": n, "arn": f"arn:aws:iam::{ACCOUNT}:role/{n}"}),
     "aws:lb/loadBalancer:LoadBalancer": _outputs(lambda n, r, i: {
@@ -106,6 +113,14 @@ MOCK_OUTPUTS = {
     "aws:ecs/service:Service": _outputs(lambda n, r, i: {
         "name": n, "arn": _arn("ecs", f"service/cluster/{n}", r)}),
     "aws:acm/certificate:Certificate": _outputs(_certificate),
+    "aws:s3/bucket:Bucket": _outputs(lambda n, r, i: {
+        "bucket": f"{n}-0a1b2c3", "arn": f"arn:aws:s3:::{n}-0a1b2c3"}),
+    # A CloudFront web ACL lives in us-east-1's "global" scope, an ALB's in its region.
+    "aws:wafv2/webAcl:WebAcl": _outputs(lambda n, r, i: {
+        "arn": _arn("wafv2", f"global/webacl/{n}/a1b2c3", "us-east-1")
+        if i.get("scope") == "CLOUDFRONT" else _arn("wafv2", f"regional/webacl/{n}/a1b2c3d4", r)}),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _outputs(lambda n, r, i: {
+        "name": n, "arn": _arn("cloudwatch", f"alarm:{n}", r)}),
     "aws:route53/record:Record": _outputs(lambda n, r, i: {"fqdn": i["name"]}),
 }
 
@@ -130,6 +145,24 @@ CALLS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 harness.OUTPUT_FACTORIES.update(MOCK_OUTPUTS)
 harness.CALL_RESULTS.update(CALLS)
+
+
+# --- what AWS would accept: botocore's models of the APIs the provider calls ----------
+
+def _model(service: str) -> botocore.model.ServiceModel:
+    return botocore.model.ServiceModel(
+        botocore.loaders.Loader().load_service_model(service, "service-2"), service)
+
+
+ECS_MODEL = _model("ecs")
+EC2_MODEL = _model("ec2")
+CLOUDWATCH_MODEL = _model("cloudwatch")
+
+
+def validate(model: botocore.model.ServiceModel, operation: str, params: dict[str, Any]) -> None:
+    report = botocore.validate.ParamValidator().validate(
+        params, model.operation_model(operation).input_shape)
+    assert not report.has_errors(), report.generate_report()
 
 
 class ProviderRecordingMocks(RecordingMocks):
@@ -188,7 +221,7 @@ TASK_POLICY = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
 def variant() -> RecordingMocks:
     """One run with many non-default fields (each test below checks its own)."""
     return run_program(with_target(
-        arch="arm64", nat="perAz", azCount=2, spot=70, certificateArn=CERT_ARN,
+        arch="arm64", nat="single", azCount=2, spot=70, certificateArn=CERT_ARN,
         ingressCidrs=["198.51.100.0/24", "2001:db8::/32"], accessLogsBucket="acme-alb-logs",
         taskPolicyArns=[TASK_POLICY], logRetentionDays=90, keepImages=5), stack="prod")
 
@@ -250,7 +283,8 @@ def test_arm64_builds_and_runs_arm64(variant: RecordingMocks) -> None:
 # --- network ------------------------------------------------------------------------
 
 
-def test_vpc_spans_three_azs_with_private_task_subnets_and_one_nat(prod: RecordingMocks) -> None:
+def test_vpc_spans_three_azs_with_private_task_subnets_and_a_nat_per_az(
+        prod: RecordingMocks) -> None:
     vpc = one(prod, "aws:ec2/vpc:Vpc")
     assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
     assert vpc.inputs["enableDnsHostnames"] is True
@@ -264,12 +298,14 @@ def test_vpc_spans_three_azs_with_private_task_subnets_and_one_nat(prod: Recordi
     assert all(n.subnet_of(ipaddress.IPv4Network("10.0.0.0/16")) for n in nets)
     assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
     assert all(s["mapPublicIpOnLaunch"] is False for s in public + private)
-    [nat] = prod.of_type("aws:ec2/natGateway:NatGateway")
-    assert nat.inputs["subnetId"] == "aws-use1-public-0-id"
+    # Survive an AZ: each AZ's tasks leave through a NAT gateway in their own AZ.
+    nats = {n.name: n.inputs for n in prod.of_type("aws:ec2/natGateway:NatGateway")}
+    assert {n: i["subnetId"] for n, i in nats.items()} == {
+        f"aws-use1-nat-{i}": f"aws-use1-public-{i}-id" for i in range(3)}
     routes = {r.name: r.inputs for r in prod.of_type("aws:ec2/route:Route")}
     assert routes["aws-use1-public-default"]["gatewayId"] == "aws-use1-igw-id"
     for i in range(3):
-        assert routes[f"aws-use1-private-default-{i}"]["natGatewayId"] == "aws-use1-nat-0-id"
+        assert routes[f"aws-use1-private-default-{i}"]["natGatewayId"] == f"aws-use1-nat-{i}-id"
     # The default security group is emptied: nothing can fall back to it.
     default_sg = one(prod, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
     assert not default_sg.inputs.get("ingress") and not default_sg.inputs.get("egress")
@@ -278,11 +314,12 @@ def test_vpc_spans_three_azs_with_private_task_subnets_and_one_nat(prod: Recordi
     assert sorted(network["subnets"]) == [f"aws-use1-private-{i}-id" for i in range(3)]
 
 
-def test_nat_per_az_gives_each_private_subnet_its_own_gateway(variant: RecordingMocks) -> None:
+def test_nat_single_is_one_gateway_for_every_private_subnet(variant: RecordingMocks) -> None:
     mocks = variant
-    assert len(mocks.of_type("aws:ec2/natGateway:NatGateway")) == 2
+    [nat] = mocks.of_type("aws:ec2/natGateway:NatGateway")
+    assert nat.inputs["subnetId"] == "aws-use1-public-0-id"
     routes = {r.name: r.inputs for r in mocks.of_type("aws:ec2/route:Route")}
-    assert routes["aws-use1-private-default-1"]["natGatewayId"] == "aws-use1-nat-1-id"
+    assert routes["aws-use1-private-default-1"]["natGatewayId"] == "aws-use1-nat-0-id"
     assert len(mocks.of_type("aws:ec2/subnet:Subnet")) == 4
 
 
@@ -290,6 +327,7 @@ def test_nat_none_runs_public_ip_tasks_in_public_subnets_without_gateways() -> N
     mocks = run_program(with_target(nat="none"), stack="prod")
     assert mocks.of_type("aws:ec2/natGateway:NatGateway") == []
     assert mocks.of_type("aws:ec2/eip:Eip") == []
+    assert mocks.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") == []  # no private route tables
     assert all("public" in s.name for s in mocks.of_type("aws:ec2/subnet:Subnet"))
     network = one(mocks, "aws:ecs/service:Service").inputs["networkConfiguration"]
     assert network["assignPublicIp"] is True
@@ -300,8 +338,10 @@ def test_own_vpc_creates_no_network_and_trusts_the_alb_subnets() -> None:
     mocks = run_program(with_target(
         vpcId="vpc-0abc", publicSubnetIds=["subnet-a1", "subnet-a2"],
         privateSubnetIds=["subnet-b1", "subnet-b2"]), stack="prod")
+    # Your VPC keeps its own flow logs (flowLogs defaults to false with vpcId).
     for typ in ("aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway",
-                "aws:ec2/internetGateway:InternetGateway"):
+                "aws:ec2/internetGateway:InternetGateway", "aws:ec2/vpcEndpoint:VpcEndpoint",
+                "aws:ec2/flowLog:FlowLog"):
         assert mocks.of_type(typ) == [], typ
     assert one(mocks, "aws:lb/loadBalancer:LoadBalancer").inputs["subnets"] == [
         "subnet-a1", "subnet-a2"]
@@ -408,10 +448,10 @@ def test_load_balancer_drops_invalid_headers_and_appends_xff(prod: RecordingMock
     assert alb["dropInvalidHeaderFields"] is True
     assert alb["xffHeaderProcessingMode"] == "append"
     assert alb["enableXffClientPort"] is False
-    assert alb["idleTimeout"] == 60
+    assert alb["idleTimeout"] == 55  # below the app's IDLE_TIMEOUT (60 s)
     assert alb["securityGroups"] == ["aws-use1-alb-sg-id"]
     assert sorted(alb["subnets"]) == [f"aws-use1-public-{i}-id" for i in range(3)]
-    assert "accessLogs" not in alb
+    assert alb["enableDeletionProtection"] is True
 
 
 def test_access_logs_go_to_the_given_bucket(variant: RecordingMocks) -> None:
@@ -419,12 +459,14 @@ def test_access_logs_go_to_the_given_bucket(variant: RecordingMocks) -> None:
     logs = one(mocks, "aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]
     assert logs == {"bucket": "acme-alb-logs", "enabled": True,
                     "prefix": "hello-gin/prod/aws-use1"}
+    assert mocks.of_type("aws:s3/bucket:Bucket") == []
 
 
 def test_target_group_checks_readiness_and_drains_like_the_app(prod: RecordingMocks) -> None:
     tg = one(prod, "aws:lb/targetGroup:TargetGroup").inputs
     assert (tg["targetType"], tg["protocol"], tg["port"]) == ("ip", "HTTP", 8080)
-    assert tg["deregistrationDelay"] == 10  # app.shutdownTimeout
+    # The longest request (app.writeTimeout 30 s) plus the drain (app.shutdownTimeout 10 s).
+    assert tg["deregistrationDelay"] == 40
     health = tg["healthCheck"]
     assert health["path"] == "/readyz" and health["matcher"] == "200"
     assert (health["healthyThreshold"], health["unhealthyThreshold"]) == (2, 3)
@@ -441,9 +483,6 @@ def test_alias_record_points_the_domain_at_the_alb(prod: RecordingMocks) -> None
 
 # --- task definition -----------------------------------------------------------------------
 
-ECS_MODEL = botocore.model.ServiceModel(
-    botocore.loaders.Loader().load_service_model("ecs", "service-2"), "ecs")
-
 
 def register_task_definition_input(task: Registered) -> dict[str, Any]:
     """The RegisterTaskDefinition call the provider makes from the recorded inputs."""
@@ -458,6 +497,73 @@ def register_task_definition_input(task: Registered) -> dict[str, Any]:
     if "taskRoleArn" in i:
         params["taskRoleArn"] = i["taskRoleArn"]
     return params
+
+
+def put_metric_alarm_input(alarm: Registered) -> dict[str, Any]:
+    """The PutMetricAlarm call the provider makes from the recorded inputs."""
+    i = alarm.inputs
+    metrics = []
+    for q in i.get("metricQueries", []):
+        query: dict[str, Any] = {"Id": q["id"], "ReturnData": q["returnData"]}
+        query.update({api: q[key] for key, api in (("expression", "Expression"),
+                                                   ("label", "Label")) if key in q})
+        if "metric" in q:
+            m = q["metric"]
+            query["MetricStat"] = {
+                "Metric": {"Namespace": m["namespace"], "MetricName": m["metricName"],
+                           "Dimensions": [{"Name": k, "Value": v}
+                                         for k, v in sorted(m["dimensions"].items())]},
+                "Period": int(m["period"]), "Stat": m["stat"]}
+        metrics.append(query)
+    single: dict[str, Any] = {}
+    if "metricName" in i:   # one metric (e.g. ACM's DaysToExpiry), not a query set
+        single = {"MetricName": i["metricName"], "Namespace": i["namespace"],
+                  "Statistic": i["statistic"], "Period": int(i["period"]),
+                  "Dimensions": [{"Name": k, "Value": v}
+                                 for k, v in sorted(i.get("dimensions", {}).items())]}
+    return {"AlarmName": alarm.name, "AlarmDescription": i["alarmDescription"],
+            **({"Metrics": metrics} if metrics else single),
+            "ComparisonOperator": i["comparisonOperator"],
+            # The engine hands numbers over as floats; the provider sends integers.
+            "Threshold": i["threshold"], "EvaluationPeriods": int(i["evaluationPeriods"]),
+            **({"DatapointsToAlarm": int(i["datapointsToAlarm"])}
+               if "datapointsToAlarm" in i else {}),
+            "TreatMissingData": i["treatMissingData"]}
+
+
+def create_service_input(service: Registered) -> dict[str, Any]:
+    """The CreateService call the provider makes from the recorded inputs."""
+    i = service.inputs
+    network = i["networkConfiguration"]
+    config: dict[str, Any] = {
+        "deploymentCircuitBreaker": i["deploymentCircuitBreaker"],
+        "maximumPercent": int(i["deploymentMaximumPercent"]),
+        "minimumHealthyPercent": int(i["deploymentMinimumHealthyPercent"]),
+        "alarms": {"alarmNames": i["alarms"]["alarmNames"], "enable": i["alarms"]["enable"],
+                   "rollback": i["alarms"]["rollback"]},
+        "strategy": i["deploymentConfiguration"]["strategy"],
+    }
+    if "bakeTimeInMinutes" in i["deploymentConfiguration"]:
+        config["bakeTimeInMinutes"] = int(i["deploymentConfiguration"]["bakeTimeInMinutes"])
+    return {
+        "cluster": i["cluster"], "serviceName": service.name,
+        "taskDefinition": i["taskDefinition"], "desiredCount": int(i["desiredCount"]),
+        "capacityProviderStrategy": [
+            {"capacityProvider": c["capacityProvider"], "base": int(c["base"]),
+             "weight": int(c["weight"])} for c in i["capacityProviderStrategies"]],
+        "platformVersion": i["platformVersion"],
+        "networkConfiguration": {"awsvpcConfiguration": {
+            "subnets": network["subnets"], "securityGroups": network["securityGroups"],
+            "assignPublicIp": "ENABLED" if network["assignPublicIp"] else "DISABLED"}},
+        "loadBalancers": [{**lb, "containerPort": int(lb["containerPort"])}
+                          for lb in i["loadBalancers"]],
+        "healthCheckGracePeriodSeconds": int(i["healthCheckGracePeriodSeconds"]),
+        "deploymentController": i["deploymentController"],
+        "deploymentConfiguration": config,
+        "availabilityZoneRebalancing": i["availabilityZoneRebalancing"],
+        "enableECSManagedTags": i["enableEcsManagedTags"], "propagateTags": i["propagateTags"],
+        "enableExecuteCommand": i["enableExecuteCommand"],
+    }
 
 
 def test_task_definition_is_valid_for_the_ecs_api(prod_secret: RecordingMocks) -> None:
@@ -479,17 +585,17 @@ def test_container_is_hardened_and_logs_with_retention(prod: RecordingMocks) -> 
     assert c["readonlyRootFilesystem"] is True and c["privileged"] is False
     assert c["linuxParameters"]["initProcessEnabled"] is True
     assert c["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
-    assert c["stopTimeout"] > 10  # above app.shutdownTimeout
-    assert c["healthCheck"]["command"] == ["CMD", "/app", "healthcheck"]
+    assert c["stopTimeout"] == 45  # writeTimeout 30 + shutdownTimeout 10 + 5
     assert c["portMappings"][0]["containerPort"] == 8080
     log = c["logConfiguration"]
     assert log["logDriver"] == "awslogs"
     assert log["options"]["awslogs-group"] == "aws-use1-logs"
     assert log["options"]["awslogs-region"] == "us-east-1"
-    assert one(prod, "aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 30
+    assert prod.named("aws-use1-logs").inputs["retentionInDays"] == 30
     env = {e["name"]: e["value"] for e in c["environment"]}
     assert env["PORT"] == "8080" and env["READY_PATH"] == "/readyz"
     assert env["SHUTDOWN_TIMEOUT"] == "10s" and env["LOG_LEVEL"] == "info"
+    assert (env["IDLE_TIMEOUT"], env["WRITE_TIMEOUT"]) == ("60s", "30s")
     assert env["TRUSTED_PROXIES"] == "10.0.192.0/22,10.0.196.0/22,10.0.200.0/22"
     assert c["secrets"] == []
 
@@ -589,7 +695,7 @@ def test_service_rolls_safely_with_circuit_breaker_rollback(prod: RecordingMocks
 
 
 def test_retention_and_kept_images_follow_config(variant: RecordingMocks) -> None:
-    assert one(variant, "aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 90
+    assert variant.named("aws-use1-logs").inputs["retentionInDays"] == 90
     lifecycle = json.loads(one(variant, "aws:ecr/lifecyclePolicy:LifecyclePolicy")
                            .inputs["policy"])
     assert lifecycle["rules"][0]["selection"]["countNumber"] == 5
@@ -624,8 +730,13 @@ def test_autoscaling_tracks_cpu_and_requests_scaling_in_slower(prod: RecordingMo
                                      "targetgroup/aws-use1-tg/73e2d6bc24d8a067")
 
 
-def test_blue_green_uses_native_ecs_strategy_with_bake_time() -> None:
-    mocks = run_program(with_target(blueGreen=True, bakeMinutes=15), stack="prod")
+@pytest.fixture(scope="module")
+def blue_green() -> RecordingMocks:
+    return run_program(with_target(blueGreen=True, bakeMinutes=15), stack="prod")
+
+
+def test_blue_green_uses_native_ecs_strategy_with_bake_time(blue_green: RecordingMocks) -> None:
+    mocks = blue_green
     service = one(mocks, "aws:ecs/service:Service").inputs
     assert service["deploymentConfiguration"] == {"strategy": "BLUE_GREEN",
                                                   "bakeTimeInMinutes": "15"}
@@ -762,6 +873,9 @@ def test_two_regions_two_providers_and_no_name_collisions() -> None:
     ({"desiredCount": 9, "minCount": 2, "maxCount": 6}, r"desiredCount: 9 is outside"),
     ({"nat": "all"}, r"nat: must be one of none \| single \| perAz"),
     ({"logRetentionDays": 10}, r"logRetentionDays: must be one of"),
+    ({"accessLogs": False, "accessLogsBucket": "acme-logs"},
+     r"accessLogsBucket: only applies with accessLogs: true"),
+    ({"wafRateLimit": 5}, r"wafRateLimit: must be >= 10"),
 ])
 def test_invalid_ecs_config_fails_before_any_resource(fields: dict[str, Any],
                                                       message: str) -> None:

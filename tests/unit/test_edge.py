@@ -64,6 +64,13 @@ def install_mocks() -> None:
         "aws:cloudfront/distribution:Distribution": lambda a: {
             "domainName": "d111111abcdef8.cloudfront.net", "hostedZoneId": CLOUDFRONT_ZONE,
             "arn": "arn:aws:cloudfront::123456789012:distribution/EDFDVBD6EXAMPLE"},
+        # Auto-named resources: the names the provider would generate.
+        "aws:cloudwatch/logDeliverySource:LogDeliverySource": lambda a: {
+            "name": f"{a.name}-0a1b2c3",
+            "arn": f"arn:aws:logs:us-east-1:123456789012:delivery-source:{a.name}-0a1b2c3"},
+        "aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination": lambda a: {
+            "name": f"{a.name}-0a1b2c3", "arn":
+            f"arn:aws:logs:us-east-1:123456789012:delivery-destination:{a.name}-0a1b2c3"},
     })
     harness.CALL_RESULTS.update(CALLS)
     harness.CALL_RESULTS["aws:ec2/getManagedPrefixList:getManagedPrefixList"] = lambda a: {
@@ -141,7 +148,7 @@ def prod() -> EdgeMocks:
 @pytest.fixture(scope="module")
 def plain() -> EdgeMocks:
     """The prod stack without CloudFront: records for the domain itself, no lock."""
-    return run(prod_config(cdn=False, cacheablePaths=[]))
+    return run(prod_config(cdn=False, cacheablePaths=[], waf=None))
 
 
 def edge_resources(mocks: RecordingMocks, typ: str) -> list[Registered]:
@@ -192,7 +199,7 @@ def test_prod_stack_runs_end_to_end_with_three_targets_and_edge(prod: EdgeMocks)
                           ("aws:route53/record:Record", "route"))),
         ("gin-deploy:certificate:DnsValidatedCertificate", "cert"),
         ("aws:acm/certificate:Certificate", "cert"),
-        ("aws:route53/record:Record", "cert-validation-0"),
+        # No validation record: aws-use1's certificate writes the one for the domain.
         ("aws:acm/certificateValidation:CertificateValidation", "cert-validation"),
         ("aws:cloudfront/originRequestPolicy:OriginRequestPolicy", "api-requests"),
         ("aws:cloudfront/originRequestPolicy:OriginRequestPolicy", "cacheable-requests"),
@@ -201,6 +208,21 @@ def test_prod_stack_runs_end_to_end_with_three_targets_and_edge(prod: EdgeMocks)
         ("aws:cloudfront/distribution:Distribution", "cdn"),
         ("aws:route53/record:Record", "cdn-a"),
         ("aws:route53/record:Record", "cdn-aaaa"),
+        ("aws:cloudwatch/metricAlarm:MetricAlarm", "cdn-cert-expiry"),
+        ("aws:wafv2/webAcl:WebAcl", "waf"),
+        # Access logs (tests/unit/test_edge_aws.py).
+        ("aws:s3/bucket:Bucket", "logs"),
+        *(("aws:s3/" + t, f"logs-{role}") for t, role in (
+            ("bucketOwnershipControls:BucketOwnershipControls", "ownership"),
+            ("bucketPublicAccessBlock:BucketPublicAccessBlock", "public-access"),
+            ("bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+             "encryption"),
+            ("bucketLifecycleConfiguration:BucketLifecycleConfiguration", "lifecycle"),
+            ("bucketPolicy:BucketPolicy", "policy"))),
+        ("aws:cloudwatch/logDeliverySource:LogDeliverySource", "access-logs"),
+        ("aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination",
+         "access-logs-destination"),
+        ("aws:cloudwatch/logDelivery:LogDelivery", "access-logs-delivery"),
     ])
 
 
@@ -214,7 +236,11 @@ def test_every_edge_resource_uses_the_us_east_1_provider(prod: EdgeMocks) -> Non
     assert {"name": "example.com", "privateZone": False} in zone_calls
     prefix_calls = [a for t, a in prod.calls
                     if t == "aws:ec2/getManagedPrefixList:getManagedPrefixList"]
-    assert prefix_calls == [{"name": CLOUDFRONT_ORIGIN_FACING}]
+    # EdgeOrigins looks up CloudFront's ranges once; the ECS target (its own provider)
+    # the prefix lists its load balancer admits (tests/unit/test_ecs.py).
+    assert prefix_calls[0] == {"name": CLOUDFRONT_ORIGIN_FACING}
+    assert prefix_calls[1:] == [{"name": CLOUDFRONT_ORIGIN_FACING},
+                                {"name": "com.amazonaws.us-east-1.route53-healthchecks"}]
 
 
 def test_prod_stack_keeps_every_policy_promise(prod: EdgeMocks) -> None:
@@ -402,9 +428,9 @@ def test_targets_answer_and_certify_their_own_names(prod: EdgeMocks) -> None:
     assert [(li["name"], li["hostname"]) for li in listeners] == [
         ("http", DOMAIN), ("https", DOMAIN), ("http-1", own("k8s-eu")),
         ("https-1", own("k8s-eu"))]
-    issuer = prod.input("k8s-eu-cluster-issuer", "spec")
-    solver_parents = issuer["acme"]["solvers"][0]["http01"]["gatewayHTTPRoute"]["parentRefs"]
-    assert [p["sectionName"] for p in solver_parents] == ["http", "http-1"]
+    # Behind the CDN names are proved by DNS-01 (tests/unit/test_dns01.py), the own too.
+    [solver] = prod.input("k8s-eu-cluster-issuer", "spec")["acme"]["solvers"]
+    assert "selector" not in solver and set(solver) == {"dns01"}
     for route, section in (("k8s-eu-https-route", "https"), ("k8s-eu-redirect-route", "http")):
         spec = prod.input(route, "spec")
         assert spec["hostnames"] == [DOMAIN, own("k8s-eu")]
@@ -434,7 +460,8 @@ def test_distribution_serves_https_only_with_modern_tls_http3_and_ipv6(prod: Edg
 def test_certificate_is_issued_in_us_east_1_and_dns_validated(prod: EdgeMocks) -> None:
     cert = prod.named("hello-gin-edge-cert", CERTIFICATE).inputs
     assert (cert["domainName"], cert["validationMethod"]) == (DOMAIN, "DNS")
-    record = prod.named("hello-gin-edge-cert-validation-0").inputs
+    # The domain's validation record is aws-use1's certificate's (tests/unit/test_dns_owners.py).
+    record = prod.named("aws-use1-cert-validation-0").inputs
     assert (record["name"], record["type"], record["allowOverwrite"]) == (
         f"_abc.{DOMAIN}.", "CNAME", True)
     validation = prod.named("hello-gin-edge-cert-validation").inputs
@@ -690,7 +717,7 @@ def test_the_prod_stack_file_is_valid() -> None:
      ["gin-deploy:targets[0].hostedZone: 'api.example.com' is not inside the Route 53 zone",
       "gin-deploy:domain: 'api.example.com' is not inside edge.zone 'other.org'"]),
     ({"cdn": True}, [target("edge-sin", weight=1, connection="local", host=None, user=None,
-                            privateKeyPath=None, supervisor="supervisord")],
+                            hostKey=None, privateKeyPath=None, supervisor="supervisord")],
      ["gin-deploy:targets[0].connection: edge routing needs hosts reachable",
       "gin-deploy:targets[0].httpsPort: 8443: edge routing sends users"]),
     ({}, [target("edge-sin", weight=1, httpsPort=8443)],
@@ -701,7 +728,8 @@ def test_the_prod_stack_file_is_valid() -> None:
      ["gin-deploy:targets[0].clientIpMode: ProxyProtocol would name CloudFront"]),
     ({}, [target("aws-use1", blueGreen=True)],
      ["gin-deploy:targets[0].blueGreen: cannot be combined with edge.cdn"]),
-    ({"cdn": False}, None, ["gin-deploy:edge.cacheablePaths: only applies with edge.cdn"]),
+    ({"cdn": False, "waf": None}, None,
+     ["gin-deploy:edge.cacheablePaths: only applies with edge.cdn"]),
     ({"cacheablePaths": ["static/*"]}, None,
      ["gin-deploy:edge.cacheablePaths: must be CloudFront path patterns"]),
     ({"originVerifyHeader": "X-Forwarded-Secret"}, None,
@@ -725,7 +753,7 @@ def test_invalid_edge_config_fails_naming_the_key(
 
 
 def test_the_zone_apex_needs_the_cdn() -> None:
-    config = prod_config(cdn=False, cacheablePaths=[])
+    config = prod_config(cdn=False, cacheablePaths=[], waf=None)
     config["gin-deploy:domain"] = "example.com"
     [problem] = problems_of(config)
     assert problem.startswith("gin-deploy:domain: 'example.com' is the zone apex")

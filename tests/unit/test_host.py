@@ -15,7 +15,14 @@ import pytest
 
 from gin_deploy.agent import bundle
 from gin_deploy.agent.payload import DeployPayload, TargetPayload, parse
-from tests.unit.harness import RecordingMocks, is_secret, run_program, stack_config, unsecret
+from tests.unit.harness import (
+    HOST_KEY,
+    RecordingMocks,
+    is_secret,
+    run_program,
+    stack_config,
+    unsecret,
+)
 
 DEV = stack_config("dev")
 
@@ -52,7 +59,7 @@ def test_dev_deploys_through_the_agent_with_update_in_place_and_destroy_on_delet
     # which would run destroy around it.
     assert deploy.inputs["update"] == deploy.inputs["create"]
     assert "triggers" not in deploy.inputs
-    assert deploy.inputs["delete"].endswith(" | python3 build/hostctl.pyz destroy")
+    assert deploy.inputs["delete"].endswith("| python3 build/hostctl.pyz destroy")
     assert not is_secret(deploy.inputs["stdin"])  # no app secrets: reviewable diffs
 
 
@@ -138,6 +145,20 @@ def test_release_id_changes_with_env() -> None:
     assert payload_of(run_program(config))["release"]["id"] != first
 
 
+def test_release_id_leaves_secret_values_to_the_hosts_keyed_hmac() -> None:
+    """A secret's value never shapes the program's release id (the agent adds a keyed HMAC
+    of it), so the world-readable releases/ names reveal nothing about it."""
+    ids = []
+    for pin in ("12345", "54321"):
+        config = dict(DEV)
+        config["gin-deploy:app"] = {**DEV["gin-deploy:app"], "secretEnv": ["PIN"]}
+        config["gin-deploy:PIN"] = pin
+        ids.append(payload_of(run_program(config, secret_keys=["gin-deploy:PIN"]))
+                   ["release"]["id"])
+    assert ids[0] == ids[1]
+    assert ids[0] != payload_of(run_program(DEV))["release"]["id"]  # the names count
+
+
 def test_secret_env_reaches_the_host_only_as_a_secret() -> None:
     config = dict(DEV)
     config["gin-deploy:app"] = {**DEV["gin-deploy:app"], "secretEnv": ["DB_PASSWORD"]}
@@ -185,7 +206,7 @@ def ssh_config(key: Path, **extra: Any) -> dict[str, Any]:
     config = dict(DEV)
     config["gin-deploy:targets"] = [{
         "name": "edge", "kind": "host", "connection": "ssh", "host": "203.0.113.10",
-        "user": "deploy", "privateKeyPath": str(key), **extra}]
+        "user": "deploy", "hostKey": HOST_KEY, "privateKeyPath": str(key), **extra}]
     return config
 
 

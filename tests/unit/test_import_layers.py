@@ -6,7 +6,7 @@ The layers, highest first (docs/architecture.md, "Layers"; the agent's standard-
 rule is in test_agent_package.py):
 
     entry      __main__, gin_deploy.__main__, gin_deploy.automation, gin_deploy.docs,
-               gin_deploy.stack_locks
+               gin_deploy.stack_locks, gin_deploy.status
     program    gin_deploy.program        the only place that maps stack config to args
     components components                take their own typed args
     config     gin_deploy.config         reads and validates stack config
@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, int, str]] = [
     ("gin_deploy.program", 3, "program"),
     ("gin_deploy.automation", 4, "entry"),
     ("gin_deploy.stack_locks", 4, "entry"),
+    ("gin_deploy.status", 4, "entry"),
     ("gin_deploy.docs", 4, "entry"),
     ("gin_deploy.__main__", 4, "entry"),
     ("gin_deploy", 4, "entry"),          # the package itself (its __init__)

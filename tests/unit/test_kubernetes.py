@@ -71,9 +71,12 @@ class ProviderMocks(RecordingMocks):
 
 
 def k8s_config(*targets: dict[str, Any], **app: Any) -> dict[str, Any]:
-    """The prod stack with only kubernetes targets (the prod one by default), no edge."""
+    """The prod stack with only kubernetes targets (the prod one by default), no edge.
+
+    Alone behind its domain the prod target proves it by HTTP-01: without its Route 53
+    credentials (DNS-01: tests/unit/test_dns01.py)."""
     config = copy.deepcopy(PROD)
-    prod_k8s = [t for t in config["gin-deploy:targets"] if t["kind"] == "kubernetes"]
+    prod_k8s = [prod_target()]
     config["gin-deploy:targets"] = list(targets) or prod_k8s
     config.pop("gin-deploy:edge")
     if app:
@@ -83,7 +86,8 @@ def k8s_config(*targets: dict[str, Any], **app: Any) -> dict[str, Any]:
 
 def prod_target(**overrides: Any) -> dict[str, Any]:
     [target] = [t for t in PROD["gin-deploy:targets"] if t["kind"] == "kubernetes"]
-    return {**copy.deepcopy(target), **overrides}
+    target = {k: v for k, v in copy.deepcopy(target).items() if k != "route53"}
+    return {**target, **overrides}
 
 
 def run(*targets: dict[str, Any], secret_keys: tuple[str, ...] = (), **app: Any) -> ProviderMocks:
@@ -115,7 +119,7 @@ def expected_app(**overrides: Any) -> render.KubernetesApp:
     values: dict[str, Any] = {
         "name": "hello-gin", "namespace": "hello-gin", "gateway_namespace": "hello-gin-gateway",
         "domain": "api.example.com", "version": "", "replicas": 3, "max_replicas": 10,
-        "env": {"GIN_MODE": "release", "LOG_LEVEL": "info"},
+        "env": {"LOG_LEVEL": "info"},
         "hsts": "max-age=63072000; includeSubDomains",
     }
     values.update(overrides)
@@ -174,7 +178,7 @@ def test_every_object_is_a_child_of_its_target_component() -> None:
 
     pulumi.runtime.set_mocks(RecordingMocks(), project="gin-deploy", stack="prod",
                              preview=False)
-    harness.set_config(k8s_config(prod_target(), US), ["gin-deploy:targets"])
+    harness.set_config(k8s_config(prod_target(route53=ROUTE53_ROLE), US), ["gin-deploy:targets"])
 
     @pulumi.runtime.test
     def evaluate() -> None:
@@ -422,16 +426,20 @@ def test_canary_by_digest_is_pinned() -> None:
 # --- two clusters --------------------------------------------------------------------------
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n# a throwaway, secret kubeconfig\n"
+# Two clusters behind one domain prove it by DNS-01: a role (IRSA) here, a key there.
+ROUTE53_ROLE = {"roleArn": "arn:aws:iam::111122223333:role/hello-gin-cert-manager-dns01"}
 US: dict[str, Any] = {
     "name": "k8s-us", "kind": "kubernetes", "kubeconfig": KUBECONFIG, "context": "us-prod",
     "region": "us-east-1", "replicas": 2, "weight": 20,
     "registry": {"server": "us-docker.pkg.dev/example/apps/hello-gin",
-                 "username": "_json_key", "password": "registry-s3cret"}}
+                 "username": "_json_key", "password": "registry-s3cret"},
+    "route53": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE",
+                "secretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}
 
 
 @pytest.fixture(scope="module")
 def two() -> ProviderMocks:
-    return run(prod_target(), US, secret_keys=("gin-deploy:targets",))
+    return run(prod_target(route53=ROUTE53_ROLE), US, secret_keys=("gin-deploy:targets",))
 
 
 def test_two_clusters_have_no_name_collisions(two: ProviderMocks) -> None:
@@ -439,7 +447,9 @@ def test_two_clusters_have_no_name_collisions(two: ProviderMocks) -> None:
     assert len(keys) == len(set(keys))
     eu = {n.removeprefix("k8s-eu-") for _t, n in keys if n.startswith("k8s-eu-")}
     us = {n.removeprefix("k8s-us-") for _t, n in keys if n.startswith("k8s-us-")}
-    assert us == eu | {"registry-credentials"}
+    # Beside a pull secret, us authenticates to Route 53 by access key, eu by web identity.
+    web_identity = {"route53-service-account", "route53-token-role", "route53-token-binding"}
+    assert us == (eu - web_identity) | {"registry-credentials", "route53-credentials"}
     # Two registries: two pushes of the same build.
     images = sorted(i.inputs["name"].rsplit(":", 1)[0]
                     for i in two.of_type("docker:index/registryImage:RegistryImage"))
@@ -482,7 +492,7 @@ def assert_never_plain(mocks: RecordingMocks, text: str) -> None:
 
 def test_two_clusters_share_one_push_per_repository() -> None:
     us = {**US, "registry": {"server": REPO}}
-    mocks = run(prod_target(), us, secret_keys=("gin-deploy:targets",))
+    mocks = run(prod_target(route53=ROUTE53_ROLE), us, secret_keys=("gin-deploy:targets",))
     assert len(mocks.of_type("docker:index/image:Image")) == 1
     assert container(mocks, "k8s-us-deployment")["image"] == f"{REPO}@{DIGEST}"
 

@@ -12,13 +12,15 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.certificate import ValidationRecords
 from components.ecs import (
     EcsContainerArgs,
+    EcsLoadBalancerArgs,
     EcsNetworkArgs,
     EcsServiceArgs,
     EcsTargetArgs,
 )
-from components.edge import CdnArgs, EdgeOriginsArgs, EdgeRoutingArgs
+from components.edge import AccessLogsArgs, CdnArgs, EdgeOriginsArgs, EdgeRoutingArgs, WafArgs
 from components.endpoint import EdgeOrigin, TargetEndpoint
 from components.kubernetes import KubernetesTargetArgs
 from gin_deploy.config import (
@@ -32,6 +34,7 @@ from gin_deploy.program.ecs import ecs_target_args
 from gin_deploy.program.edge import edge_origins_args, edge_routing_args
 from gin_deploy.program.kubernetes import kubernetes_target_args
 from gin_deploy.render import kubernetes as render
+from gin_deploy.render.cert_manager import Route53Solver
 from tests.unit.harness import ROOT
 
 DOMAIN = "api.example.com"
@@ -115,6 +118,17 @@ LOCKED = EdgeOrigin(names=("a.origin.x",), verify_header="X-Origin-Verify", veri
      "private_subnet_ids: with vpc_id"),
     (lambda: EcsServiceArgs(desired_count=5), r"desired_count 5 must lie within min_count"),
     (lambda: EcsServiceArgs(arch="riscv"), "arch must be one of"),
+    (lambda: EcsLoadBalancerArgs(access_logs=False, access_logs_bucket="logs"),
+     "access_logs_bucket: only applies with access_logs"),
+    (lambda: EcsTargetArgs(region="us-east-1", domain=DOMAIN, zone_name="example.com",
+                           stack="s", container=EcsContainerArgs(name="app"),
+                           push_image=_push, load_balancer=EcsLoadBalancerArgs(waf=True),
+                           edge=LOCKED),
+     "load_balancer.waf cannot be combined with a locked edge origin"),
+    (lambda: EcsContainerArgs(name="app", secret_env={"A": "x"}, secret_arns={"A": "arn"}),
+     r"secret_arns: \['A'\] are also in secret_env"),
+    (lambda: EcsContainerArgs(name="app", kms_key_arns=("arn:aws:kms:x",)),
+     "kms_key_arns: only applies with secret_arns"),
     (lambda: EcsTargetArgs(region="", domain=DOMAIN, zone_name="example.com", stack="s",
                            container=EcsContainerArgs(name="app"), push_image=_push),
      "region is required"),
@@ -123,6 +137,11 @@ LOCKED = EdgeOrigin(names=("a.origin.x",), verify_header="X-Origin-Verify", veri
                            push_image=_push, service=EcsServiceArgs(blue_green=True),
                            edge=LOCKED),
      "service.blue_green cannot be combined with a locked edge origin"),
+    (lambda: EcsTargetArgs(region="us-east-1", domain=DOMAIN, zone_name="example.com",
+                           stack="s", container=EcsContainerArgs(name="app"),
+                           push_image=_push, network=EcsNetworkArgs(ingress_cidrs=("10.0.0.0/8",)),
+                           edge=LOCKED),
+     "network.ingress_cidrs cannot be combined with a locked edge origin"),
     (lambda: _routing(routing="random"), "routing must be one of"),
     (lambda: _routing(origin_names={}), "origin_names: no name for target"),
     (lambda: _routing(endpoints=(_endpoint("a", weight=0),)), "at least one target needs"),
@@ -139,6 +158,16 @@ LOCKED = EdgeOrigin(names=("a.origin.x",), verify_header="X-Origin-Verify", veri
                                   image="i", registry="r",
                                   edge=EdgeOrigin(names=("a.origin.x",), verify_value="s")),
      "edge: a locked origin needs verify_header"),
+    (lambda: KubernetesTargetArgs(app=render.KubernetesApp("a", "a", "a-gw", DOMAIN, "1"),
+                                  image="i", registry="r", acme=render.Acme(
+                                      "ops@example.com", "https://acme.example",
+                                      route53=Route53Solver(access_key_id="AKIAEXAMPLE0000"))),
+     "route53_secret_access_key: required with acme.route53's access key"),
+    (lambda: WafArgs(rate_limit=5), "rate_limit must be >= 10"),
+    (lambda: WafArgs(action="allow"), "action must be one of"),
+    (lambda: AccessLogsArgs(retention_days=0), "retention_days must be >= 1"),
+    (lambda: AccessLogsArgs(output_format="csv"), "output_format must be one of"),
+    (lambda: ValidationRecords().in_zone(""), "zone: the hosted zone's name is required"),
 ])
 def test_contradictory_component_args_fail_naming_the_argument(build: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):

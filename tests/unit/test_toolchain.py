@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -35,11 +36,23 @@ def read_versions() -> dict[str, str]:
     return dict(pairs)
 
 
-def test_versions_env_has_exactly_the_two_pins_matching_the_python_requirements() -> None:
+PULUMI_PINS = {"PULUMI_VERSION", "PULUMI_COMMAND_VERSION"}
+KUBERNETES_PINS = {"KUBERNETES_VERSION", "ETCD_VERSION", "KWOK_VERSION",
+                   "PULUMI_KUBERNETES_PROVIDER_VERSION", "PULUMI_KUBERNETES_PROVIDER_MODULE"}
+KUBERNETES_SCRIPT = ROOT / "scripts" / "install-kubernetes.sh"
+
+
+def test_versions_env_has_exactly_the_pins_the_install_scripts_read() -> None:
     versions = read_versions()
-    assert set(versions) == {"PULUMI_VERSION", "PULUMI_COMMAND_VERSION"}
-    for value in versions.values():
-        assert re.fullmatch(r"\d+\.\d+\.\d+", value), value
+    assert set(versions) == PULUMI_PINS | KUBERNETES_PINS
+    for key, value in versions.items():
+        pattern = (r"v\d+\.\d+\.\d+-(\d+\.)?\d{14}-[0-9a-f]{12}"  # a Go pseudo-version
+                   if key == "PULUMI_KUBERNETES_PROVIDER_MODULE" else r"\d+\.\d+\.\d+")
+        assert re.fullmatch(pattern, value), (key, value)
+
+
+def test_pulumi_pins_match_the_python_requirements() -> None:
+    versions = read_versions()
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert f"pulumi=={versions['PULUMI_VERSION']}" in deps
     assert f"pulumi-command=={versions['PULUMI_COMMAND_VERSION']}" in deps
@@ -64,6 +77,46 @@ def test_install_script_is_valid_strict_bash() -> None:
 def test_install_script_help_needs_no_network() -> None:
     out = subprocess.run([str(SCRIPT), "--help"], check=True, capture_output=True, text=True)
     assert "--retry" in out.stdout and "tools/versions.env" in out.stdout
+
+
+def test_kubernetes_install_script_is_valid_strict_bash_and_writes_no_version() -> None:
+    subprocess.run(["bash", "-n", str(KUBERNETES_SCRIPT)], check=True)
+    text = KUBERNETES_SCRIPT.read_text()
+    assert "set -euo pipefail" in text and os.access(KUBERNETES_SCRIPT, os.X_OK)
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    for key in KUBERNETES_PINS:
+        assert read_versions()[key] not in code, key
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert setup.index("install-pulumi.sh\"") < setup.index("install-kubernetes.sh\"")
+
+
+def _cache_dirs(script: Path, versions: str, tmp_path: Path) -> dict[str, str]:
+    """An install script's cache directories, listed from a copy of tools/ (no network)."""
+    copy = tmp_path / f"repo-{len(list(tmp_path.iterdir()))}"
+    (copy / "scripts").mkdir(parents=True)
+    shutil.copytree(ROOT / "tools", copy / "tools")
+    (copy / "tools" / "versions.env").write_text(versions)
+    shutil.copy(script, copy / "scripts")
+    arg = "--print-cache-dirs" if script == KUBERNETES_SCRIPT else "--print-cache-dir"
+    out = subprocess.run([str(copy / "scripts" / script.name), arg], check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}).stdout
+    if script != KUBERNETES_SCRIPT:
+        return {"pulumi": out.strip()}
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def test_each_cache_key_covers_only_its_own_pins(tmp_path: Path) -> None:
+    """Bumping one piece rebuilds that piece only; the Pulumi CLI ignores Kubernetes pins."""
+    text = (ROOT / "tools" / "versions.env").read_text()
+    kwok_bumped = re.sub(r"^KWOK_VERSION=.*$", "KWOK_VERSION=9.9.9", text, flags=re.M)
+    before = _cache_dirs(KUBERNETES_SCRIPT, text, tmp_path)
+    after = _cache_dirs(KUBERNETES_SCRIPT, kwok_bumped, tmp_path)
+    assert set(before) == {"kubernetes", "etcd", "kwok", "pulumi-kubernetes"}
+    assert {piece for piece in before if before[piece] != after[piece]} == {"kwok"}
+    assert _cache_dirs(SCRIPT, text, tmp_path) == _cache_dirs(SCRIPT, kwok_bumped, tmp_path)
+    pulumi_bumped = text.replace("PULUMI_VERSION=", "PULUMI_VERSION=1")
+    assert _cache_dirs(SCRIPT, text, tmp_path) != _cache_dirs(SCRIPT, pulumi_bumped, tmp_path)
 
 
 # ---------------------------------------------------------------- langhost
