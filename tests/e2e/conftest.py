@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from gin_deploy import automation
+from tests.net import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
@@ -39,17 +40,6 @@ _COPY_IGNORE = shutil.ignore_patterns(
 def require_cli() -> None:
     if not (TOOLS / "bin" / "pulumi").exists():
         pytest.fail("the Pulumi CLI is missing from .tools/bin: run scripts/setup.sh")
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def consecutive_free_ports(n: int) -> int:

@@ -22,10 +22,10 @@ from gin_deploy import automation
 from tests.e2e.conftest import (
     Project,
     _kill_everything_under,
-    free_ports,
     make_project,
     require_cli,
 )
+from tests.net import free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.host]
 STACK = "team"

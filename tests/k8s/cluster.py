@@ -17,7 +17,6 @@ import contextlib
 import functools
 import json
 import os
-import socket
 import ssl
 import subprocess
 import time
@@ -33,6 +32,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.net import free_ports
 from tests.pki import Ca, key_pem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,17 +69,6 @@ class StartError(RuntimeError):
 def missing_tools() -> list[Path]:
     paths = [BIN / c for c in COMMANDS] + [STAGES]
     return [p for p in paths if not p.exists()]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
