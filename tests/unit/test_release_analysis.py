@@ -114,6 +114,22 @@ def test_share_files_say_how_many_buckets_go_to_the_candidates(tmp_path: Path) -
         set_share(str(share), 101)
 
 
+def test_share_files_never_write_through_a_link(tmp_path: Path) -> None:
+    """The agent runs as root in system mode: a link planted as a bucket is replaced by a
+    file of its own, never followed (a dangling one would create its target as root)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    elsewhere, kept = tmp_path / "nologin", tmp_path / "kept"
+    kept.write_text("admin's\n")
+    (share / "1").symlink_to(elsewhere)
+    (share / "2").symlink_to(kept)
+    set_share(str(share), 2)
+    assert not elsewhere.exists() and kept.read_text() == "admin's\n"
+    for bucket in ("1", "2"):
+        assert not (share / bucket).is_symlink() and (share / bucket).is_file()
+    assert share_of(str(share)) == 2
+
+
 CANDIDATES = (Instance("hello-gin-9082", 9082), Instance("hello-gin-9083", 9083))
 
 
