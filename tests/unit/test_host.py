@@ -243,6 +243,40 @@ def test_ssh_target_stages_agent_and_binary_then_deploys_remotely(ssh_key: Path)
     assert payload["release"]["binary"] == uploads["edge-upload-binary"].inputs["remotePath"]
 
 
+def test_system_mode_candidates_are_named_and_confined_like_the_instances(
+        ssh_key: Path) -> None:
+    """Issue 14 under issue 16: the candidates' systemd unit is the instances' with the
+    `candidate` link (same sandbox), named after the system name; under the host's
+    supervisord they run as the app's account with umask 077, in a group after its own."""
+    def payload(supervisor: str) -> dict[str, Any]:
+        deploy = run_program(ssh_config(ssh_key, supervisor=supervisor)).named("edge-deploy")
+        data: dict[str, Any] = json.loads(unsecret(deploy.inputs["stdin"]))
+        return data
+
+    units = payload("systemd")
+    name, state = units["name"], units["stateDir"]
+    assert name == "gin-deploy-gin_deploy-dev-hello_gin"
+    assert [c["port"] for c in units["rollout"]["candidates"]] == [9082, 9083]
+    unit, candidate = units["systemd"]["unit"], units["systemd"]["candidateUnit"]
+    assert f"e.g. {name}-candidate@9080.service" in candidate
+
+    def sandbox(text: str) -> list[str]:
+        return [ln for ln in text.splitlines()
+                if not ln.startswith(("#", "Description="))]
+    assert sandbox(candidate) == [ln.replace(f"{state}/current", f"{state}/candidate")
+                                  for ln in sandbox(unit)]
+    assert "DynamicUser=yes" in candidate and f"ExecStart={state}/candidate/app" in candidate
+
+    programs = payload("supervisord")["supervisord"]
+    account = programs["user"]
+    assert account.startswith("gd-hello-gin-")
+    text = programs["programs"]
+    assert f"[group:{name}-candidates]\nprograms=hello-gin-9082,hello-gin-9083\n" in text
+    for port in (9080, 9081, 9082, 9083):
+        section = text.split(f"[program:hello-gin-{port}]")[1].split("[program:")[0]
+        assert f"user={account}\n" in section and "umask=077\n" in section
+
+
 def test_ssh_user_mode_needs_no_sudo_and_lives_in_the_users_home(ssh_key: Path) -> None:
     mocks = run_program(ssh_config(ssh_key, user="admin", mode="user", httpPort=18080,
                                    httpsPort=18443))
