@@ -1,8 +1,10 @@
 """canary and blueGreen releases: the new release beside the old one, judged on real traffic.
 
-1. The candidates (ports of their own, programs running the `candidate` link) start on
-   the new release all at once and must be ready and RUNNING within readyTimeout; the
-   instances keep serving the previous release meanwhile.
+1. The instances must serve the previous release (a unit moved to its new name left
+   them stopped: they start first). The candidates (ports of their own, programs running
+   the `candidate` link) start on the new release all at once and must be ready and
+   RUNNING within readyTimeout; the instances keep serving the previous release
+   meanwhile.
 2. nginx loads the site with the candidates' pool (after `nginx -t`; in place already
    after the first such release), then sends each step's percent of requests to them
    (gin_deploy.agent.traffic: no reload); each step bakes for bakeSeconds while
@@ -93,6 +95,14 @@ def _release(target: Target, payload: DeployPayload, new: str, prev: str,
              record: RolloutRecord) -> list[dict[str, Any]]:
     layout, rollout = target.layout, payload.rollout
     candidates = rollout.candidates
+    # What users fall back on must be up first (systemd: moving a unit to its new name
+    # stops the instances and only enables them; a rolling deploy restarts them anyway).
+    down = [i for i in payload.instances if not target.ready(i)]
+    failed = start_ready(target, down) if down else []
+    if failed:
+        inst, problem = failed[0]
+        raise target.failure(inst, problem, f"release {prev} (serving) could not be started "
+                             f"before release {new}", target.diagnostics(inst))
     point_link(layout, new)
     failed = start_ready(target, candidates)
     if failed:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,36 @@ def test_a_candidate_not_ready_leaves_the_instances_alone(
         "within 2s; release new was not released; release old serves again")
     assert not [c for c in calls_of(calls) if c.startswith("restart")]
     assert current_release(target.layout) == "old"
+
+
+def test_instances_a_renamed_unit_left_stopped_serve_again_before_any_request_moves(
+        canary: tuple[Target, Path, ReadyServer, list[str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack deployed under the old names: apply stops `<app>@` and only enables
+    `<name>@` (a rolling deploy then restarts them). A canary must start them first: the
+    old release is what users fall back on if the new one fails."""
+    target, calls, servers, _ = canary
+    payload = target.payload
+    units = Path(target.supervisor.conf_dir)
+    units.mkdir(parents=True, exist_ok=True)
+    (units / "hello-gin@.service").write_text(unit_text(Path(payload.state_dir), "current"))
+    assert target.supervisor.apply() is True
+    instances = [i.port for i in payload.instances]
+    assert {f"disable --now hello-gin@{p}.service" for p in instances} <= set(calls_of(calls))
+    calls.unlink()
+    for port in instances:  # what the disable did to them (the fake systemctl cannot)
+        servers.healthy[port] = False
+    start = Systemd.start
+
+    def started(self: Systemd, inst: Any) -> None:
+        start(self, inst)
+        servers.healthy[inst.port] = True
+
+    monkeypatch.setattr(Systemd, "start", started)
+    release_beside(target, payload, "new", "old",  # type: ignore[arg-type]
+                   (str(units), str(units)))
+    done = calls_of(calls)
+    assert set(done[:2]) == {f"start {NAME}@{p}.service" for p in instances}, done
+    assert set(done[2:4]) == {f"start {NAME}-candidate@{p}.service"
+                              for p in (c.port for c in payload.rollout.candidates)}
+    assert current_release(target.layout) == "new"
