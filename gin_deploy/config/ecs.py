@@ -209,6 +209,10 @@ class EcsTargetConfig(TargetBase):
                                idle_timeout=max(1, cfg.app.idle_timeout - ALB_IDLE_MARGIN_S))
         return resolved
 
+    @property
+    def scale(self) -> int:
+        return self.desired_count
+
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         if self.region is None:
             problems.add(f"{path}.region", "is required for ecs targets (an AWS region)")

@@ -210,6 +210,10 @@ class KubernetesTargetConfig(TargetBase):
                        gateway_namespace=self.gateway_namespace or f"{namespace}-gateway",
                        image=self.image or cfg.app.image)
 
+    @property
+    def scale(self) -> int:
+        return self.replicas
+
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         # namespace and gatewayNamespace are still as written here (None when unset).
         if self.kubeconfig and self.kubeconfig_path:
