@@ -49,12 +49,12 @@ def deployment_config(mocks: RecordingMocks) -> dict[str, Any]:
 
 def check_ecs_ranges(config: dict[str, Any]) -> None:
     """What ECS's API reference allows and botocore's model states only in text."""
-    for key in ("bakeTimeInMinutes",):
-        assert 0 <= config.get(key, 0) <= ecs_release.MAX_BAKE_MINUTES
+    assert 0 <= config.get("bakeTimeInMinutes", 0) <= ecs_release.MAX_BAKE_MINUTES
     if "canaryConfiguration" in config:
         c = config["canaryConfiguration"]
         lo, hi = ecs_release.CANARY_PERCENT
-        assert lo <= c["canaryPercent"] <= hi and round(c["canaryPercent"] * 10) % 1 == 0
+        tenths = c["canaryPercent"] * 10   # multiples of 0.1
+        assert lo <= c["canaryPercent"] <= hi and abs(tenths - round(tenths)) < 1e-9
         assert 0 <= c["canaryBakeTimeInMinutes"] <= ecs_release.MAX_BAKE_MINUTES
     if "linearConfiguration" in config:
         c = config["linearConfiguration"]
