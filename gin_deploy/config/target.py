@@ -33,6 +33,8 @@ def cast_none() -> Any:
 class TargetBase:
     # The kind gets its certificate for the domain from tls.acme (with tls.mode acme).
     acme_certificates: ClassVar[bool] = False
+    # The kind's default `release.steps` when the config sets none (None: DEFAULTS').
+    release_steps: ClassVar[tuple[int, ...] | None] = None
 
     name: str = spec_field("name", "Unique target name; prefixes its resources.",
                            check=resource_name)

@@ -17,6 +17,7 @@ from components.ecs import (
     EcsContainerArgs,
     EcsLoadBalancerArgs,
     EcsNetworkArgs,
+    EcsRelease,
     EcsServiceArgs,
     EcsTargetArgs,
 )
@@ -76,7 +77,9 @@ def test_default_kubernetes_config_maps_to_the_components_defaults() -> None:
 
 
 def test_default_edge_config_maps_to_the_components_defaults() -> None:
-    targets = [{"name": "aws", "kind": "ecs", "region": "us-east-1"}]
+    # Behind the CDN an ecs target deploys rolling (test_ecs_release.py).
+    targets = [{"name": "aws", "kind": "ecs", "region": "us-east-1",
+                "release": {"strategy": "rolling"}}]
     cfg = _config(targets=targets, edge={"zone": "example.com", "cdn": True})
     assert cfg.edge is not None
     names = {"aws": f"aws.origin.{DOMAIN}"}
@@ -134,9 +137,11 @@ LOCKED = EdgeOrigin(names=("a.origin.x",), verify_header="X-Origin-Verify", veri
      "region is required"),
     (lambda: EcsTargetArgs(region="us-east-1", domain=DOMAIN, zone_name="example.com",
                            stack="s", container=EcsContainerArgs(name="app"),
-                           push_image=_push, service=EcsServiceArgs(blue_green=True),
+                           push_image=_push,
+                           service=EcsServiceArgs(release=EcsRelease(strategy="blueGreen")),
                            edge=LOCKED),
-     "service.blue_green cannot be combined with a locked edge origin"),
+     "service.release.strategy blueGreen cannot be combined with a locked edge origin"),
+    (lambda: EcsRelease(steps=(10, 50, 100)), r"release.steps: \[10, 50, 100\] has no ECS"),
     (lambda: EcsTargetArgs(region="us-east-1", domain=DOMAIN, zone_name="example.com",
                            stack="s", container=EcsContainerArgs(name="app"),
                            push_image=_push, network=EcsNetworkArgs(ingress_cidrs=("10.0.0.0/8",)),
