@@ -58,7 +58,8 @@ RELEASE_BY_KIND = [
     "the p95 `TargetResponseTime` above `maxP95Ms`, each target group judged on its own "
     "requests, a minute only with its share of `minRequests` (fewer: not judged - ECS "
     "cannot fail a release as inconclusive), plus unhealthy tasks. Behind `edge.cdn` "
-    "only `rolling` (config error otherwise; docs/ecs.md).",
+    "the default is `rolling` and a canary or blueGreen set in the config is a config "
+    "error (docs/ecs.md).",
     "- `kubernetes`: not read yet - its static `canary` weight.",
 ]
 

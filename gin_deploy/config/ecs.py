@@ -323,6 +323,11 @@ class EcsTargetConfig(TargetBase):
                          f"({app.write_timeout}s): the load balancer would close a connection "
                          "still waiting for a response (504)")
 
+    def release_strategy_default(self, edge: EdgeConfig | None) -> str | None:
+        # ECS's traffic-shifting strategies cannot run behind the CDN (check_edge says
+        # why), so there a target deploys rolling, guarded by its rollback alarms.
+        return "rolling" if edge is not None and edge.cdn else None
+
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)
         if edge.cdn and self.ingress_cidrs != ("0.0.0.0/0",):
@@ -336,12 +341,11 @@ class EcsTargetConfig(TargetBase):
                          "CloudFront")
         strategy = self.release.strategy
         if edge.cdn and strategy != "rolling":
-            default = "" if self.release_config is not None and \
-                self.release_config.strategy is not None else " (the default from 2 tasks)"
-            problems.add(f"{path}.release.strategy", f"{strategy}{default} cannot be combined "
+            # Only an explicit choice gets here: behind the CDN the default is rolling.
+            problems.add(f"{path}.release.strategy", f"{strategy} cannot be combined "
                          "with edge.cdn on an ecs target: ECS shifts traffic by re-weighting "
                          "one production listener rule, and the origin lock needs a second "
                          "one (the health check path, which Route 53 checks without the "
                          "secret header) that ECS would not move: after a release it would "
                          "forward the health checks to the emptied target group; set "
-                         f"{path}.release.strategy: rolling")
+                         f"{path}.release.strategy: rolling (the default behind edge.cdn)")

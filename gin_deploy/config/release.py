@@ -90,9 +90,11 @@ class ReleaseConfig:
                          "moves all traffic at once)")
 
     def resolve(self, stack: ReleaseConfig, scale: int,
-                default_steps: tuple[int, ...] | None = None) -> ReleasePolicy:
+                default_steps: tuple[int, ...] | None = None,
+                default_strategy: str | None = None) -> ReleasePolicy:
         """This target's release: its own values, else the stack's, else the defaults
-        (`default_steps`: the kind's own default steps, where it has one)."""
+        (`default_steps`: the kind's own default steps, where it has one;
+        `default_strategy`: the kind's default where the size-based one cannot apply)."""
         def pick(name: str) -> Any:
             own = getattr(self, name)
             if own is not None:
@@ -100,7 +102,7 @@ class ReleaseConfig:
             shared = getattr(stack, name)
             return shared if shared is not None else getattr(DEFAULTS, name)
 
-        strategy = self.strategy or stack.strategy or (
+        strategy = self.strategy or stack.strategy or default_strategy or (
             "canary" if scale >= CANARY_MIN_SCALE else "rolling")
         if strategy != "canary":
             steps: tuple[int, ...] = (100,)

@@ -72,6 +72,11 @@ class TargetBase:
                    problems: Problems) -> None:
         """Rules over the targets of this kind: (index in the config list, target)."""
 
+    def release_strategy_default(self, edge: EdgeConfig | None) -> str | None:
+        """The strategy this target gets when no config sets one; None: canary from
+        2 instances/tasks/replicas, else rolling."""
+        return None
+
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         """What edge routing needs of this target."""
         if not is_dns_name(target_origin_name(self.name, domain)):

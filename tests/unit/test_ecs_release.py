@@ -229,11 +229,12 @@ def test_uneven_or_too_small_steps_have_no_ecs_shape(steps: list[int]) -> None:
 
 
 def test_traffic_shifting_behind_the_cdn_is_refused_with_the_reason() -> None:
-    config = without_stack_release({})   # the default strategy: canary from 2 tasks
+    config = without_stack_release({"strategy": "canary"})
     config["gin-deploy:edge"] = {"zone": "example.com", "cdn": True}
     [problem] = config_problems(config)
-    assert problem.startswith("gin-deploy:targets[0].release.strategy: canary (the default "
-                              "from 2 tasks) cannot be combined with edge.cdn")
+    assert problem.startswith("gin-deploy:targets[0].release.strategy: canary cannot be "
+                              "combined with edge.cdn")
     assert "health check path" in problem
-    assert problem.endswith("set gin-deploy:targets[0].release.strategy: rolling")
+    assert problem.endswith("set gin-deploy:targets[0].release.strategy: rolling (the "
+                            "default behind edge.cdn)")
 
