@@ -178,6 +178,9 @@ def _check_stack(cfg: StackConfig, indexed: Sequence[tuple[int, TargetConfig]],
     if cfg.targets and all(t.weight == 0 for t in cfg.targets):
         problems.add(f"{NAMESPACE}:targets", "all weights are 0: at least one target must take "
                      "traffic")
+    if cfg.app.image is not None and all(t.kind == "host" for t in cfg.targets):
+        problems.add(f"{NAMESPACE}:app.image", "no target runs an image: host targets run "
+                     "the binary built from app.source (image is for ecs and kubernetes)")
     cfg.tls.check_stack(cfg, indexed, problems)
     for kind, cls in TARGET_CLASSES.items():
         members = [(i, t) for i, t in indexed if t.kind == kind]
