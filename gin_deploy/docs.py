@@ -60,7 +60,15 @@ RELEASE_BY_KIND = [
     "cannot fail a release as inconclusive), plus unhealthy tasks. Behind `edge.cdn` "
     "the default is `rolling` and a canary or blueGreen set in the config is a config "
     "error (docs/ecs.md).",
-    "- `kubernetes`: not read yet - its static `canary` weight.",
+    "- `kubernetes`: `canary`/`blueGreen` are run by Flagger (installed by Helm, "
+    "`installFlagger`) with its Gateway API provider: a `Canary` on the Deployment sets "
+    "the HTTPRoute's weights to each step of `steps` (`blueGreen`: `[100]`), every "
+    "`bakeSeconds`, judged by two MetricTemplates on the service's own Prometheus "
+    "metrics of the canary's pods (5xx share against `maxErrorRate`, p95 against "
+    "`maxP95Ms`, no value below `minRequests`, which fails the check) read from "
+    "`prometheusUrl` (required unless `bakeSeconds` is 0); a second failed check rolls "
+    "back. `rolling` is the Deployment's own rolling update (maxUnavailable 0), awaited "
+    "by `pulumi up` (docs/kubernetes.md).",
 ]
 
 

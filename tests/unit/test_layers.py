@@ -34,6 +34,7 @@ from gin_deploy.config import (
 from gin_deploy.program.ecs import ecs_target_args
 from gin_deploy.program.edge import edge_origins_args, edge_routing_args
 from gin_deploy.program.kubernetes import kubernetes_target_args
+from gin_deploy.render import flagger
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render.cert_manager import Route53Solver
 from tests.unit.harness import ROOT
@@ -64,7 +65,9 @@ def test_default_ecs_config_maps_to_the_components_defaults() -> None:
 
 
 def test_default_kubernetes_config_maps_to_the_components_defaults() -> None:
+    # Two replicas by default: a canary release, which Flagger runs with the defaults.
     cfg = _config(targets=[{"name": "k8s", "kind": "kubernetes", "context": "prod",
+                            "prometheusUrl": "http://prometheus:9090",
                             "registry": {"server": "ghcr.io/acme/hello-gin"}}])
     [target] = cfg.targets
     assert isinstance(target, KubernetesTargetConfig)
@@ -73,7 +76,10 @@ def test_default_kubernetes_config_maps_to_the_components_defaults() -> None:
         app=render.KubernetesApp(name="hello-gin", namespace="hello-gin",
                                  gateway_namespace="hello-gin-gateway", domain=DOMAIN,
                                  version="1.0.0"),
-        image="img", registry="ghcr.io/acme/hello-gin", context="prod")
+        image="img", registry="ghcr.io/acme/hello-gin", context="prod",
+        analysis=flagger.Analysis(steps=(10, 50, 100), bake_seconds=60, max_error_rate=0.01,
+                                  max_p95_ms=500, min_requests=100,
+                                  prometheus_url="http://prometheus:9090"))
 
 
 def test_default_edge_config_maps_to_the_components_defaults() -> None:
