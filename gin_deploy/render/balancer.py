@@ -20,9 +20,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
+from gin_deploy.agent.payload import NginxFiles
 from gin_deploy.render._jinja import check_int, check_safe_path, make_environment
-from gin_deploy.render.nginx import UPSTREAM_KEEPALIVE_TIMEOUT_S, UpstreamServer
+from gin_deploy.render.host import HostService, render_host_files
+from gin_deploy.render.nginx import (
+    UPSTREAM_KEEPALIVE_TIMEOUT_S,
+    UpstreamServer,
+    render_main_config,
+)
 
 # A host is taken out of the balancer's rotation after this many failed attempts within
 # FAIL_TIMEOUT_S, for FAIL_TIMEOUT_S; retries land on the other hosts meanwhile.
@@ -105,3 +112,39 @@ _ENV = make_environment({})
 def render_member_site(site: MemberSite) -> str:
     """The http{}-context site of a fleet host behind balancers."""
     return _ENV.get_template("nginx_member.conf.j2").render(site=site)
+
+
+def site_name(s: HostService) -> str:
+    """The name the site's nginx identifiers derive from (see render_host_files)."""
+    return s.system_name if s.mode == "system" else s.app
+
+
+def upstream_name(s: HostService) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", site_name(s).lower()) + "_backend"
+
+
+def render_balancer_files(s: HostService, upstreams: tuple[UpstreamServer, ...]) -> NginxFiles:
+    """A balancer's nginx: the public site of `s` (TLS, headers, origin lock) proxying to
+    the fleet's hosts; the agent sets which are in rotation at each step."""
+    return render_host_files(s, upstreams).nginx
+
+
+def render_member_files(s: HostService, address: str, port: int,
+                        balancers: tuple[str, ...]) -> NginxFiles:
+    """A fleet host's nginx behind `balancers`: `s`'s instances on `address:port` only."""
+    sd = PurePosixPath(s.state_dir)
+    site = MemberSite(
+        name=site_name(s), address=address, port=port, balancers=balancers,
+        upstreams=tuple(UpstreamServer(f"127.0.0.1:{p}") for p in s.instance_ports),
+        access_log=str(sd / "logs" / "nginx-access.log"),
+        error_log=str(sd / "logs" / "nginx-error.log"),
+        proxy_read_timeout_s=s.write_timeout,
+    )
+    main = render_main_config(
+        site_include=str(sd / "nginx" / "site.conf"), pid_file=str(sd / "nginx" / "nginx.pid"),
+        error_log=str(sd / "logs" / "nginx-error.log"), temp_dir=str(sd / "nginx" / "temp"),
+    ) if s.mode == "user" else None
+    # https_port is not served by a host behind balancers (listen_address says so).
+    return NginxFiles(http_port=port, https_port=s.https_port if s.https_port != port
+                      else port + 1, site=render_member_site(site), main=main,
+                      listen_address=address)

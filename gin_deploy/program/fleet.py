@@ -1,0 +1,65 @@
+"""`kind: host` targets with `hosts[]`: stack config -> HostFleet args.
+
+Each machine gets the args a single SSH host target on it would get (program/host.py),
+from the target with that machine's address, pinned key, ports and its own state dir
+(`<stateDir>-<name>`) and staging dir, so two machines of one fleet may even share a
+box. Balancers carry the edge's names and lock; the hosts behind them are no origins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+
+from components.build import GinBuild
+from components.endpoint import EdgeOrigin, TargetEndpoint
+from components.fleet import FleetMachineArgs, HostFleet, HostFleetArgs
+from gin_deploy.config import NAMESPACE, HostTargetConfig, StackConfig
+from gin_deploy.config.fleet import FleetMachine
+from gin_deploy.config.ssh_keys import preferred
+from gin_deploy.program.host_keys import check_host_key
+
+
+def build_fleet(target: HostTargetConfig, cfg: StackConfig, build: GinBuild,
+                edge: EdgeOrigin | None, agent: tuple[str, str]) -> TargetEndpoint:
+    from gin_deploy.program.host import host_target_args
+
+    assert build.binary_path is not None and build.binary_sha256 is not None
+    path = f"{NAMESPACE}:targets[{cfg.targets.index(target)}]"
+
+    def machine(key: str, i: int, m: FleetMachine, base_port: int | None,
+                origin: EdgeOrigin | None) -> FleetMachineArgs:
+        pinned = list(m.keys(target))
+        port = m.port(target)
+        check_host_key(f"{path}.{key}[{i}]", m.host, port, pinned)
+        single = dataclasses.replace(
+            target, host=m.host, ssh_port=port, host_key=preferred(pinned).line,
+            known_hosts_file=None, base_port=base_port or target.base_port,
+            state_dir=f"{target.state_dir}-{m.name}", hosts=(), balancers=())
+        args = host_target_args(single, cfg, version=build.version,
+                                binary_path=build.binary_path or "",
+                                binary_sha256=build.binary_sha256 or "", agent_path=agent[0],
+                                agent_sha256=agent[1], edge=origin,
+                                key_path=f"{path}.{key}[{i}]")
+        args = dataclasses.replace(args, staging_dir=f"{args.staging_dir}-{m.name}")
+        weight = getattr(m, "weight", 1)
+        return FleetMachineArgs(name=m.name, host=args, private_address=m.address,
+                                weight=weight, backup=bool(getattr(m, "backup", False)))
+
+    fleet = HostFleet(target.name, HostFleetArgs(
+        hosts=tuple(machine("hosts", i, h, h.base_port, None)
+                    for i, h in enumerate(target.hosts)),
+        balancers=tuple(machine("balancers", i, b, None, edge)
+                        for i, b in enumerate(target.balancers)),
+        max_unavailable=target.max_unavailable, private_port=target.private_port,
+        agent_path=agent[0]))
+    front = (target.balancers or target.hosts)[0]
+    return TargetEndpoint(
+        name=target.name, kind="host", url=fleet.url,
+        origin_host=pulumi.Output.from_input(front.host), weight=target.weight,
+        region=target.region, ca_cert=fleet.ca_cert,
+        # `status` asks single hosts; a fleet's machines are listed for it (not asked yet).
+        status={"connection": "fleet", "hosts": [h.name for h in target.hosts],
+                "balancers": [b.name for b in target.balancers]},
+    )

@@ -1,0 +1,120 @@
+"""HostFleet under mocks: resources per machine, and the coordinator's payload as the
+agent parses it (members, member sites behind balancers, the balancer's upstream)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from gin_deploy.agent.balancer import with_members
+from gin_deploy.agent.fleet_payload import BalancerTarget, FleetPayload
+from gin_deploy.agent.payload import TargetPayload, parse
+from gin_deploy.agent.wire import load
+from tests.unit.harness import HOST_KEY, RecordingMocks, is_secret, run_program, stack_config
+from tests.unit.test_host import dev_with
+
+KEY_FILE = __file__
+
+
+def fleet_config(**over: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = dict(
+        connection="ssh", user="deploy", privateKeyPath=KEY_FILE, mode="user",
+        hosts=[
+            {"name": "app1", "host": "127.0.0.2", "hostKey": HOST_KEY, "weight": 3,
+             "basePort": 9180},
+            {"name": "app2", "host": "127.0.0.3", "hostKey": HOST_KEY, "basePort": 9280},
+            {"name": "spare", "host": "127.0.0.4", "hostKey": HOST_KEY, "basePort": 9380,
+             "backup": True},
+        ],
+        balancers=[{"name": "lb", "host": "127.0.0.1", "hostKey": HOST_KEY}])
+    return dev_with(**{**fields, **over})
+
+
+def fleet_payload(mocks: RecordingMocks) -> FleetPayload:
+    release = mocks.named("local-release")
+    assert is_secret(release.inputs["stdin"]), "the payload carries the SSH key"
+    raw = release.inputs["stdin"]
+    text = raw["value"] if isinstance(raw, dict) and "value" in raw else raw
+    return load(FleetPayload, json.loads(text))
+
+
+def test_every_machine_gets_staging_uploads_and_a_cleanup_command() -> None:
+    mocks = run_program(fleet_config())
+    names = {r.name for r in mocks.resources}
+    for host in ("app1", "app2", "spare"):
+        for role in ("staging", "upload-agent", "upload-binary", "host"):
+            assert f"local-{host}-{role}" in names, (host, role, sorted(names))
+    assert {"local-lb-staging", "local-lb-upload-agent", "local-lb-balancer"} <= names
+    assert "local-lb-upload-binary" not in names  # a balancer runs no instance
+    assert "local-deploy" not in names  # no single-host deploy
+    # Cleaning a host is its ordinary destroy; its payload rides on the command line.
+    host = mocks.named("local-app2-host").inputs
+    target = parse(TargetPayload, base64.b64decode(host["delete"].split()[1]).decode())
+    assert target.state_dir.endswith("-local-app2") and target.instances[0].port == 9280
+    lb = mocks.named("local-lb-balancer").inputs["delete"]
+    assert lb.endswith("balancer-destroy")
+    assert load(BalancerTarget, json.loads(base64.b64decode(lb.split()[1]))).app == "hello-gin"
+
+
+def test_the_release_runs_the_coordinator_with_every_host_and_balancer() -> None:
+    mocks = run_program(fleet_config(maxUnavailable=1))
+    release = mocks.named("local-release")
+    assert release.typ == "command:local:Command"
+    assert release.inputs["create"] == "python3 build/hostctl.pyz fleet-release"
+    assert release.inputs["update"] == release.inputs["create"]
+    payload = fleet_payload(mocks)
+    assert payload.private_key and payload.max_unavailable == 1
+    assert [(h.name, h.member.address, h.member.weight, h.member.backup)
+            for h in payload.hosts] == [("app1", "127.0.0.2:8081", 3, False),
+                                         ("app2", "127.0.0.3:8081", 1, False),
+                                         ("spare", "127.0.0.4:8081", 1, True)]
+    app1 = payload.hosts[0]
+    assert (app1.ssh.host, app1.ssh.host_key) == ("127.0.0.2", HOST_KEY)
+    # Each machine has its own state and staging dir: two may share a box.
+    assert app1.deploy.state_dir.endswith("-local-app1")
+    assert app1.ssh.agent.endswith("-local-app1/hostctl.py")
+    assert [i.port for i in app1.deploy.instances] == [9180, 9181, 9182]  # dev: 3
+
+
+def test_hosts_behind_balancers_listen_privately_and_trust_only_the_balancer() -> None:
+    payload = fleet_payload(run_program(fleet_config()))
+    site = payload.hosts[1].deploy.nginx
+    assert site.listen_address == "127.0.0.3" and site.http_port == 8081
+    assert "listen 127.0.0.3:8081;" in site.site and "ssl" not in site.site
+    assert "allow 127.0.0.1;\n    deny all;" in site.site
+    assert "set_real_ip_from 127.0.0.1;" in site.site
+    assert "real_ip_recursive" not in site.site
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in site.site
+
+
+def test_the_balancer_proxies_to_the_hosts_with_weights_backup_and_passive_checks() -> None:
+    payload = fleet_payload(run_program(fleet_config()))
+    (lb,) = payload.balancers
+    site = lb.balancer.nginx.site
+    assert lb.balancer.upstream == "hello_gin_backend"
+    assert "server 127.0.0.2:8081 weight=3 max_fails=2 fail_timeout=5s;" in site
+    assert "server 127.0.0.4:8081 weight=1 max_fails=2 fail_timeout=5s backup;" in site
+    # The client cannot forge its address: the balancer sets it from the connection.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in site
+    assert "listen 8443 ssl" in site
+    # The agent replaces the server lines with the step's members.
+    members = [h.member for h in payload.hosts[:2]]
+    drained = with_members(site, lb.balancer.upstream,
+                           [members[0], members[1].__class__(**{**members[1].__dict__,
+                                                                "down": True})])
+    assert "server 127.0.0.3:8081 weight=1 max_fails=2 fail_timeout=5s down;  # app2" \
+        in drained
+    assert "127.0.0.4" not in drained.split("upstream")[1].split("}")[0]
+
+
+def test_without_balancers_every_host_terminates_tls() -> None:
+    payload = fleet_payload(run_program(fleet_config(balancers=[])))
+    assert not payload.balancers
+    for h in payload.hosts:
+        assert h.deploy.nginx.listen_address is None and "ssl" in h.deploy.nginx.site
+
+
+def test_the_dev_stack_is_unchanged_by_fleets() -> None:
+    names = {r.name for r in run_program(stack_config("dev")).resources}
+    assert "local-deploy" in names and not any(n.endswith("-release") for n in names)
