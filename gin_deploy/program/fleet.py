@@ -23,37 +23,10 @@ from gin_deploy.program.host_keys import check_host_key
 
 def build_fleet(target: HostTargetConfig, cfg: StackConfig, build: GinBuild,
                 edge: EdgeOrigin | None, agent: tuple[str, str]) -> TargetEndpoint:
-    from gin_deploy.program.host import host_target_args
-
     assert build.binary_path is not None and build.binary_sha256 is not None
-    path = f"{NAMESPACE}:targets[{cfg.targets.index(target)}]"
-
-    def machine(key: str, i: int, m: FleetMachine, base_port: int | None,
-                origin: EdgeOrigin | None) -> FleetMachineArgs:
-        pinned = list(m.keys(target))
-        port = m.port(target)
-        check_host_key(f"{path}.{key}[{i}]", m.host, port, pinned)
-        single = dataclasses.replace(
-            target, host=m.host, ssh_port=port, host_key=preferred(pinned).line,
-            known_hosts_file=None, base_port=base_port or target.base_port,
-            state_dir=f"{target.state_dir}-{m.name}", hosts=(), balancers=())
-        args = host_target_args(single, cfg, version=build.version,
-                                binary_path=build.binary_path or "",
-                                binary_sha256=build.binary_sha256 or "", agent_path=agent[0],
-                                agent_sha256=agent[1], edge=origin,
-                                key_path=f"{path}.{key}[{i}]")
-        args = dataclasses.replace(args, staging_dir=f"{args.staging_dir}-{m.name}")
-        weight = getattr(m, "weight", 1)
-        return FleetMachineArgs(name=m.name, host=args, private_address=m.address,
-                                weight=weight, backup=bool(getattr(m, "backup", False)))
-
-    fleet = HostFleet(target.name, HostFleetArgs(
-        hosts=tuple(machine("hosts", i, h, h.base_port, None)
-                    for i, h in enumerate(target.hosts)),
-        balancers=tuple(machine("balancers", i, b, None, edge)
-                        for i, b in enumerate(target.balancers)),
-        max_unavailable=target.max_unavailable, private_port=target.private_port,
-        agent_path=agent[0]))
+    fleet = HostFleet(target.name, fleet_args(
+        target, cfg, version=build.version, binary_path=build.binary_path,
+        binary_sha256=build.binary_sha256, agent=agent, edge=edge))
     front = (target.balancers or target.hosts)[0]
     return TargetEndpoint(
         name=target.name, kind="host", url=fleet.url,
@@ -63,3 +36,40 @@ def build_fleet(target: HostTargetConfig, cfg: StackConfig, build: GinBuild,
         status={"connection": "fleet", "hosts": [h.name for h in target.hosts],
                 "balancers": [b.name for b in target.balancers]},
     )
+
+
+def fleet_args(target: HostTargetConfig, cfg: StackConfig, *, version: str, binary_path: str,
+               binary_sha256: pulumi.Input[str], agent: tuple[str, str],
+               edge: EdgeOrigin | None = None, probe_keys: bool = True) -> HostFleetArgs:
+    """HostFleet's args for a fleet target; every machine's host key is checked first
+    (program/host_keys.py) unless `probe_keys` is off."""
+    from gin_deploy.program.host import host_target_args
+
+    path = f"{NAMESPACE}:targets[{cfg.targets.index(target)}]"
+
+    def machine(key: str, i: int, m: FleetMachine, base_port: int | None,
+                origin: EdgeOrigin | None) -> FleetMachineArgs:
+        pinned = list(m.keys(target))
+        port = m.port(target)
+        if probe_keys:
+            check_host_key(f"{path}.{key}[{i}]", m.host, port, pinned)
+        single = dataclasses.replace(
+            target, host=m.host, ssh_port=port, host_key=preferred(pinned).line,
+            known_hosts_file=None, base_port=base_port or target.base_port,
+            state_dir=f"{target.state_dir}-{m.name}", hosts=(), balancers=())
+        args = host_target_args(single, cfg, version=version, binary_path=binary_path,
+                                binary_sha256=binary_sha256, agent_path=agent[0],
+                                agent_sha256=agent[1], edge=origin,
+                                key_path=f"{path}.{key}[{i}]")
+        args = dataclasses.replace(args, staging_dir=f"{args.staging_dir}-{m.name}")
+        return FleetMachineArgs(name=m.name, host=args, private_address=m.address,
+                                weight=getattr(m, "weight", 1),
+                                backup=bool(getattr(m, "backup", False)))
+
+    return HostFleetArgs(
+        hosts=tuple(machine("hosts", i, h, h.base_port, None)
+                    for i, h in enumerate(target.hosts)),
+        balancers=tuple(machine("balancers", i, b, None, edge)
+                        for i, b in enumerate(target.balancers)),
+        max_unavailable=target.max_unavailable, private_port=target.private_port,
+        agent_path=agent[0])

@@ -82,7 +82,9 @@ def test_hosts_behind_balancers_listen_privately_and_trust_only_the_balancer() -
     site = payload.hosts[1].deploy.nginx
     assert site.listen_address == "127.0.0.3" and site.http_port == 8081
     assert "listen 127.0.0.3:8081;" in site.site and "ssl" not in site.site
-    assert "allow 127.0.0.1;\n    deny all;" in site.site
+    assert "geo $realip_remote_addr $hello_gin_from_balancer {\n    default 0;\n" \
+        "    127.0.0.1 1;\n}" in site.site
+    assert "if ($hello_gin_from_balancer = 0) {\n        return 403;" in site.site
     assert "set_real_ip_from 127.0.0.1;" in site.site
     assert "real_ip_recursive" not in site.site
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in site.site

@@ -1,0 +1,180 @@
+"""A host fleet simulated on this machine: one sshd per machine on its own loopback
+address (balancer 127.0.0.1, hosts 127.0.0.2...), its own host key, one client key; the
+fleet's payload made by the program's own mapping (gin_deploy/program/fleet.py) and the
+component's (components/fleet.py), run by the agent's coordinator over real SSH."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.fleet import fleet_payload
+from gin_deploy.agent.fleet_payload import FleetPayload
+from gin_deploy.agent.wire import dump
+from gin_deploy.config import RawValue, parse_stack_config
+from gin_deploy.program.fleet import fleet_args
+from tests.e2e.conftest import consecutive_free_ports
+from tests.host.conftest import AGENT, REPO, Binary, run_agent
+from tests.net import free_ports
+
+ADDRESSES = {"lb": "127.0.0.1", "app1": "127.0.0.2", "app2": "127.0.0.3",
+             "app3": "127.0.0.4", "app4": "127.0.0.5"}
+
+
+@dataclass
+class Sshd:
+    address: str
+    port: int
+    dir: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def host_key(self) -> str:
+        return (self.dir / "host_key.pub").read_text().strip()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_sshd(address: str, d: Path, client_pub: Path, host_key: Path | None = None) -> Sshd:
+    """An sshd on `address` (a free port); `host_key`: keep that machine's key."""
+    d.mkdir(parents=True, exist_ok=True)
+    if host_key is not None:
+        shutil.copy(host_key, d / "host_key")
+        shutil.copy(f"{host_key}.pub", d / "host_key.pub")
+        (d / "host_key").chmod(0o600)
+    else:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(d / "host_key")], check=True)
+    shutil.copy(client_pub, d / "authorized_keys")
+    port = free_ports(1)[0]
+    (d / "sshd_config").write_text(f"""\
+Port {port}
+ListenAddress {address}
+HostKey {d / "host_key"}
+PidFile {d / "sshd.pid"}
+AuthorizedKeysFile {d / "authorized_keys"}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+""")
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "w"))  # noqa: SIM115
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection((address, port), timeout=1).close()
+            return Sshd(address, port, d, proc)
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"sshd on {address} did not start:\n{(d / 'sshd.log').read_text()}")
+            time.sleep(0.1)
+
+
+@dataclass
+class Sim:
+    """The simulated machines and the fleet's settings."""
+
+    root: Path
+    key: Path
+    sshds: dict[str, Sshd]
+    binaries: dict[str, Binary]
+    http_port: int
+    https_port: int
+    private_port: int
+    base_ports: dict[str, int]
+    instances: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user(self) -> str:
+        return pwd.getpwuid(os.geteuid()).pw_name
+
+    def state_dir(self, machine: str) -> Path:
+        return self.root / f"state-{machine}"
+
+    def target(self, hosts: list[str], balancers: bool = True, **over: Any) -> dict[str, Any]:
+        def entry(name: str) -> dict[str, Any]:
+            s = self.sshds[name]
+            return {"name": name, "host": s.address, "sshPort": s.port, "hostKey": s.host_key}
+
+        return {
+            "name": "fleet", "kind": "host", "connection": "ssh", "user": self.user,
+            "privateKeyPath": str(self.key), "mode": "user",
+            "stateDir": str(self.root / "state"), "instances": self.instances,
+            "httpPort": self.http_port, "httpsPort": self.https_port,
+            "privatePort": self.private_port, "readyTimeout": 10,
+            "hosts": [{**entry(h), "basePort": self.base_ports[h]} for h in hosts],
+            "balancers": [entry("lb")] if balancers else [],
+            **over,
+        }
+
+    def payload(self, hosts: list[str], version: str = "v1", *, balancers: bool = True,
+                env: dict[str, str] | None = None, **over: Any) -> FleetPayload:
+        """What the program would send the coordinator for this fleet."""
+        raw = {"app": RawValue({"name": "hello-gin", "env": env or {}}, False),
+               "targets": RawValue([self.target(hosts, balancers, **over)], False)}
+        cfg = parse_stack_config(raw, project="gin-deploy", stack="sim", project_dir=REPO)
+        binary = self.binaries[version]
+        args = fleet_args(cfg.targets[0], cfg, version=version,  # type: ignore[arg-type]
+                          binary_path=str(binary.path), binary_sha256=binary.sha256,
+                          agent=(str(AGENT), "0" * 64), probe_keys=False)
+        staged = {m.name: (str(AGENT), str(binary.path))
+                  for m in (*args.hosts, *args.balancers)}
+        return fleet_payload("fleet", args, staged, binary.sha256, self.key.read_text(),
+                             None, ())
+
+    def release(self, payload: FleetPayload) -> subprocess.CompletedProcess[str]:
+        return run_agent("fleet-release", dump(payload), timeout=900)
+
+
+@contextlib.contextmanager
+def simulated(root: Path, binaries: dict[str, Binary]) -> Iterator[Sim]:
+    for tool in ("/usr/sbin/sshd", "ssh", "ssh-agent", "ssh-add", "ssh-keygen"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is not installed")
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    key = root / "client_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    sshds: dict[str, Sshd] = {}
+    try:
+        for name, address in ADDRESSES.items():
+            sshds[name] = start_sshd(address, root / "sshd" / name, Path(f"{key}.pub"))
+        http, https, private = free_ports(3)
+        base: dict[str, int] = {}
+        taken = {http, https, private}
+        for name in ADDRESSES:
+            while name != "lb" and name not in base:
+                port = consecutive_free_ports(2)
+                if not {port, port + 1} & taken:
+                    base[name] = port
+                    taken |= {port, port + 1}
+        yield Sim(root, key, sshds, binaries, http, https, private, base)
+    finally:
+        for s in sshds.values():
+            s.stop()
+
+
+def whoami(result: bytes) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(result)
+    return data
