@@ -7,8 +7,9 @@ the stack's key held by a private ssh-agent: the key never touches the disk):
 1. ask the balancers which hosts they have in rotation; put back the ones still in the
    fleet (a removed host leaves the upstream here: drained before `up` deletes it);
 2. per batch: drain its hosts at the balancers (`down`, a graceful reload), deploy each
-   (the host's own rolling restart, readiness-gated), and rejoin them once ready; a new
-   host joins only after its first deploy is ready;
+   (the host's own rolling restart, readiness-gated), and rejoin them once ready (in the
+   same reload that drains the next batch); a new host joins only after its first deploy
+   is ready;
 3. when a host fails, its own agent has rolled it back; the hosts already released go
    back to their previous release (`member-rollback`), the drained hosts rejoin, and the
    command fails naming the host. The fleet keeps serving throughout.
@@ -237,11 +238,17 @@ def _release(fleet: Fleet) -> dict[str, Any]:
     fleet.balance()
     released: list[tuple[FleetHost, str]] = []  # hosts moved to a new release, and from what
     results: dict[str, Any] = {}
+    # One reload per step: the batch just released rejoins as the next one is drained (each
+    # reload closes the balancer's idle client connections; fewer reloads, fewer closes).
+    rejoin: set[str] = set()
     for batch in batches(payload.hosts, payload.max_unavailable):
         names = ", ".join(h.name for h in batch)
+        fleet.in_rotation |= rejoin
         drained = fleet.drainable(batch)
-        if drained:
-            log(f"draining {', '.join(sorted(drained))} at the balancers")
+        if drained or rejoin:
+            if drained:
+                log(f"draining {', '.join(sorted(drained))} at the balancers"
+                    + (f" (rejoining {', '.join(sorted(rejoin))})" if rejoin else ""))
             fleet.balance(drained)
         log(f"releasing {names}")
         outcome = fleet.deploy_batch(batch)
@@ -254,10 +261,11 @@ def _release(fleet: Fleet) -> dict[str, Any]:
                     released.append((h, before))
         if failed:
             raise _fail(fleet, failed, released)
-        fleet.in_rotation |= {h.name for h in batch}
         if payload.balancers:
-            log(f"{names} ready; joining the balancers")
-        fleet.balance()
+            log(f"{names} ready; rejoining the balancers")
+        rejoin = {h.name for h in batch}
+    fleet.in_rotation |= rejoin
+    fleet.balance()
     seconds = round(time.monotonic() - started, 1)
     log(f"fleet {payload.target}: {len(payload.hosts)} host(s) released in {seconds}s")
     return {"hosts": results, "removed": removed, "seconds": seconds,

@@ -57,6 +57,55 @@ class Front:
         return ssl.create_default_context(cafile=str(self.ca))
 
 
+class FleetLoad(Load):
+    """Load through the balancer by a client that, like Go's, curl and browsers, resends
+    an idempotent request once when a *reused* keep-alive connection was closed before any
+    response came (RFC 9112, 9.3.1): every balancer reload (a drain, a join) closes the
+    idle client connections of its old workers. Those resends are counted apart
+    (`resent`); an error on a fresh connection, or any answer but 200, is a failure."""
+
+    resent = 0
+
+    def _worker(self) -> None:
+        ctx = self.stack.tls_context()
+        conn: http.client.HTTPSConnection | None = None
+        used = False
+        while not self.stop_event.is_set():
+            if conn is None:
+                conn = http.client.HTTPSConnection("127.0.0.1", self.stack.https_port,
+                                                   context=ctx, timeout=10)
+                used = False
+            try:
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                resp.read()
+                used = True
+                with self.lock:
+                    if resp.status == 200:
+                        self.ok += 1
+                    else:
+                        self.failures[f"HTTP {resp.status}"] += 1
+            except (http.client.RemoteDisconnected, ConnectionResetError,
+                    BrokenPipeError) as exc:
+                conn.close()
+                conn = None
+                with self.lock:
+                    if used:
+                        self.resent += 1  # the next loop resends on a fresh connection
+                    else:
+                        self.failures[f"{type(exc).__name__}: {exc}"] += 1
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = None
+                with self.lock:
+                    self.failures[f"{type(exc).__name__}: {exc}"] += 1
+        if conn is not None:
+            conn.close()
+
+    def summary(self) -> str:
+        return f"{super().summary()}, resent on closed keep-alive connections: {self.resent}"
+
+
 def get(sim: Sim, path: str, headers: dict[str, str] | None = None,
         source: str = "127.0.0.9") -> tuple[int, dict[str, Any]]:
     """A request through the balancer from `source` (a client that is not the balancer)."""
@@ -134,7 +183,7 @@ def test_a_host_answers_only_the_balancer(sim: Sim) -> None:
 
 
 def test_a_release_across_three_hosts_under_load_fails_no_request(sim: Sim) -> None:
-    with Load(Front(sim), threads=6) as load:  # type: ignore[arg-type]
+    with FleetLoad(Front(sim), threads=6) as load:  # type: ignore[arg-type]
         time.sleep(0.5)
         result = release_ok(sim, sim.payload(HOSTS, "v2"))
         time.sleep(0.5)
@@ -154,7 +203,7 @@ def test_a_host_that_never_gets_ready_rolls_back_the_hosts_already_done(sim: Sim
     hosts = list(payload.hosts)
     hosts[1] = hosts[1].__class__(**{**hosts[1].__dict__, "deploy": bad})
     payload = payload.__class__(**{**payload.__dict__, "hosts": tuple(hosts)})
-    with Load(Front(sim), threads=6) as load:  # type: ignore[arg-type]
+    with FleetLoad(Front(sim), threads=6) as load:  # type: ignore[arg-type]
         proc = sim.release(payload)
         time.sleep(0.5)
     assert proc.returncode == 1, proc.stderr
@@ -174,7 +223,7 @@ def test_a_host_that_never_gets_ready_rolls_back_the_hosts_already_done(sim: Sim
 
 def test_killing_one_hosts_instances_costs_no_request(sim: Sim) -> None:
     conf = sim.state_dir("app2") / "supervisor" / "supervisord.conf"
-    with Load(Front(sim), threads=6) as load:  # type: ignore[arg-type]
+    with FleetLoad(Front(sim), threads=6) as load:  # type: ignore[arg-type]
         time.sleep(0.5)
         for pid in _app_pids(sim.state_dir("app2")):
             os.kill(pid, signal.SIGKILL)
@@ -215,7 +264,7 @@ def _app_pids(state_dir: Path) -> list[int]:
 
 
 def test_adding_and_removing_hosts_under_load_costs_no_request(sim: Sim) -> None:
-    with Load(Front(sim), threads=6) as load:  # type: ignore[arg-type]
+    with FleetLoad(Front(sim), threads=6) as load:  # type: ignore[arg-type]
         time.sleep(0.5)
         added = release_ok(sim, sim.payload([*HOSTS, "app4"], "v2"))
         time.sleep(0.5)
@@ -225,7 +274,7 @@ def test_adding_and_removing_hosts_under_load_costs_no_request(sim: Sim) -> None
 
     remaining = ["app2", "app3", "app4"]
     payload = sim.payload(remaining, "v2")
-    with Load(Front(sim), threads=6) as load:  # type: ignore[arg-type]
+    with FleetLoad(Front(sim), threads=6) as load:  # type: ignore[arg-type]
         time.sleep(0.5)
         removed = release_ok(sim, payload)
         # What `up` does next for the removed host: delete its cleanup command.
