@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,8 +23,8 @@ import pytest
 
 from gin_deploy.agent.fleet_payload import FleetPayload
 from gin_deploy.agent.wire import dump
-from tests.host.conftest import Binary, Load, kill_target, run_agent
-from tests.host.fleet_sim import Sim, simulated
+from tests.host.conftest import Binary, kill_target, run_agent
+from tests.host.fleet_sim import FleetLoad, Front, Sim, get, simulated, versions
 
 pytestmark = pytest.mark.host
 
@@ -44,97 +43,6 @@ def sim(binaries: dict[str, Binary]) -> Iterator[Sim]:
             with contextlib.suppress(Exception):
                 kill_target(d)
         shutil.rmtree(root, ignore_errors=True)
-
-
-class Front:
-    """The balancer as Load sees it."""
-
-    def __init__(self, sim: Sim) -> None:
-        self.https_port = sim.https_port
-        self.ca = sim.state_dir("lb") / "tls" / "ca.crt"
-
-    def tls_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca))
-
-
-class FleetLoad(Load):
-    """Load through the balancer by a client that, like Go's, curl and browsers, resends
-    an idempotent request once when a *reused* keep-alive connection was closed before any
-    response came (RFC 9112, 9.3.1): every balancer reload (a drain, a join) closes the
-    idle client connections of its old workers. Those resends are counted apart
-    (`resent`); an error on a fresh connection, or any answer but 200, is a failure."""
-
-    resent = 0
-
-    def _worker(self) -> None:
-        ctx = self.stack.tls_context()
-        conn: http.client.HTTPSConnection | None = None
-        used = False
-        while not self.stop_event.is_set():
-            if conn is None:
-                conn = http.client.HTTPSConnection("127.0.0.1", self.stack.https_port,
-                                                   context=ctx, timeout=10)
-                used = False
-            try:
-                conn.request("GET", self.path)
-                resp = conn.getresponse()
-                resp.read()
-                used = True
-                with self.lock:
-                    if resp.status == 200:
-                        self.ok += 1
-                    else:
-                        self.failures[f"HTTP {resp.status}"] += 1
-            except (http.client.RemoteDisconnected, ConnectionResetError,
-                    BrokenPipeError) as exc:
-                conn.close()
-                conn = None
-                with self.lock:
-                    if used:
-                        self.resent += 1  # the next loop resends on a fresh connection
-                    else:
-                        self.failures[f"{type(exc).__name__}: {exc}"] += 1
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                conn = None
-                with self.lock:
-                    self.failures[f"{type(exc).__name__}: {exc}"] += 1
-        if conn is not None:
-            conn.close()
-
-    def summary(self) -> str:
-        return f"{super().summary()}, resent on closed keep-alive connections: {self.resent}"
-
-
-def get(sim: Sim, path: str, headers: dict[str, str] | None = None,
-        source: str = "127.0.0.9") -> tuple[int, dict[str, Any]]:
-    """A request through the balancer from `source` (a client that is not the balancer)."""
-    conn = http.client.HTTPSConnection("127.0.0.1", sim.https_port, timeout=10,
-                                       context=Front(sim).tls_context(),
-                                       source_address=(source, 0))
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        body = resp.read()
-        return resp.status, json.loads(body) if body.startswith(b"{") else {}
-    finally:
-        conn.close()
-
-
-def versions(sim: Sim, hosts: list[str]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for h in hosts:
-        base = sim.base_ports[h]
-        for port in range(base, base + sim.instances):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
-            try:
-                conn.request("GET", "/version")
-                out.setdefault(h, set()).add(json.loads(conn.getresponse().read())["version"])
-            except OSError:
-                out.setdefault(h, set()).add("down")
-            finally:
-                conn.close()
-    return out
 
 
 def release_ok(sim: Sim, payload: FleetPayload) -> dict[str, Any]:
