@@ -32,7 +32,7 @@ from tests.host.conftest import AGENT, REPO, Binary, Load, run_agent
 from tests.net import free_ports
 
 ADDRESSES = {"lb": "127.0.0.1", "app1": "127.0.0.2", "app2": "127.0.0.3",
-             "app3": "127.0.0.4", "app4": "127.0.0.5"}
+             "app3": "127.0.0.4", "app4": "127.0.0.5", "app5": "127.0.0.6"}
 
 
 @dataclass

@@ -87,7 +87,7 @@ def test_a_host_answers_only_the_balancer(sim: Sim) -> None:
         conn.close()
     # It listens on its private address only.
     with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.6", sim.private_port), timeout=2).close()
+        socket.create_connection(("127.0.0.8", sim.private_port), timeout=2).close()
 
 
 def test_a_release_across_three_hosts_under_load_fails_no_request(sim: Sim) -> None:
