@@ -31,8 +31,8 @@ def fleet_config(**over: Any) -> dict[str, Any]:
     return dev_with(**{**fields, **over})
 
 
-def fleet_payload(mocks: RecordingMocks) -> FleetPayload:
-    release = mocks.named("local-release")
+def fleet_payload(mocks: RecordingMocks, name: str = "local-release") -> FleetPayload:
+    release = mocks.named(name)
     assert is_secret(release.inputs["stdin"]), "the payload carries the SSH key"
     raw = release.inputs["stdin"]
     text = raw["value"] if isinstance(raw, dict) and "value" in raw else raw
@@ -120,3 +120,40 @@ def test_without_balancers_every_host_terminates_tls() -> None:
 def test_the_dev_stack_is_unchanged_by_fleets() -> None:
     names = {r.name for r in run_program(stack_config("dev")).resources}
     assert "local-deploy" in names and not any(n.endswith("-release") for n in names)
+
+
+def prod_fleet_example() -> dict[str, Any]:
+    """The commented fleet target of Pulumi.prod.yaml, uncommented."""
+    import yaml
+
+    from tests.unit.harness import ROOT
+
+    lines = (ROOT / "Pulumi.prod.yaml").read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.strip() == "# - name: fleet-fra")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    #"):
+            break
+        block.append(line.replace("#", " ", 1)[4:])
+    (target,) = yaml.safe_load("\n".join(block))
+    return dict(target)
+
+
+def test_the_prod_fleet_example_is_valid_and_deploys_under_mocks(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "gin-deploy-edge").write_text("key")
+    config = stack_config("prod")
+    example = {**prod_fleet_example(), "weight": 1}
+    config["gin-deploy:targets"] = [*config["gin-deploy:targets"], example]
+    from tests.unit.test_edge import run
+
+    mocks = run(config)
+    release = mocks.named("fleet-fra-release")
+    assert is_secret(release.inputs["stdin"])
+    payload = fleet_payload(mocks, "fleet-fra-release")
+    assert [h.member.address for h in payload.hosts] == [
+        "10.0.1.11:8081", "10.0.1.12:8081", "10.0.1.13:8081"]
+    # Behind the CDN the balancer carries the origin lock, like a single host would.
+    assert "return 403" in payload.balancers[0].balancer.nginx.site
