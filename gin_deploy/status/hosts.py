@@ -68,6 +68,9 @@ def _ssh_args(target: Mapping[str, Any], tmp: str) -> list[str]:
 def query_agent(target: Mapping[str, Any], private_key: str | None = None,
                 private_key_path: str | None = None) -> dict[str, Any]:
     """The agent's status JSON for one host target (the `targets` output entry)."""
+    if target.get("connection") == "fleet":
+        raise HostQueryError("the status of a fleet's hosts is not asked yet (the target "
+                             "lists them: " + ", ".join(target.get("hosts") or []) + ")")
     command = agent_command(target)
     with tempfile.TemporaryDirectory(prefix="gd-status-") as tmp:
         if target.get("connection") != "ssh":

@@ -157,3 +157,13 @@ def test_the_prod_fleet_example_is_valid_and_deploys_under_mocks(
         "10.0.1.11:8081", "10.0.1.12:8081", "10.0.1.13:8081"]
     # Behind the CDN the balancer carries the origin lock, like a single host would.
     assert "return 403" in payload.balancers[0].balancer.nginx.site
+
+
+def test_status_says_a_fleets_hosts_are_not_asked_yet() -> None:
+    import pytest
+
+    from gin_deploy.status.hosts import HostQueryError, query_agent
+
+    with pytest.raises(HostQueryError, match="not asked yet .*: app1, app2"):
+        query_agent({"name": "web", "kind": "host", "connection": "fleet",
+                     "hosts": ["app1", "app2"]})
