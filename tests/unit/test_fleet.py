@@ -164,6 +164,6 @@ def test_status_says_a_fleets_hosts_are_not_asked_yet() -> None:
 
     from gin_deploy.status.hosts import HostQueryError, query_agent
 
-    with pytest.raises(HostQueryError, match="not asked yet .*: app1, app2"):
+    with pytest.raises(HostQueryError, match=r"not asked yet .*: app1, app2"):
         query_agent({"name": "web", "kind": "host", "connection": "fleet",
                      "hosts": ["app1", "app2"]})
