@@ -98,6 +98,11 @@ class HostTargetConfig(TargetBase):
     def fleet(self) -> bool:
         return bool(self.hosts or self.balancers)
 
+    @property
+    def tls_terminators(self) -> int:
+        # A fleet's balancers terminate TLS; without them, every host does.
+        return len(self.balancers or self.hosts) or 1
+
     def __post_init__(self) -> None:
         fill(self, mode="user" if self.connection == "local" else "system")
         user = self.mode == "user"

@@ -130,3 +130,21 @@ def test_edge_routing_of_a_fleet_needs_a_balancer() -> None:
     assert f"{P}.balancers: edge routing of a fleet needs a balancer (its one origin); " \
         "without one, point DNS at every host yourself or list each host as a target of " \
         "its own" in found, found
+
+
+ACME = {"mode": "acme", "acme": {"email": "ops@example.com",
+                                 "server": "https://acme.example.com/dir"}}
+
+
+def test_acme_on_a_fleet_proves_the_domain_by_dns_when_several_machines_answer_it() -> None:
+    # Three hosts terminating TLS: a CA's HTTP-01 request could land on any of them.
+    cfg = parse({**fleet(balancers=[]), "domain": "api.example.com", "tls": ACME})
+    assert cfg.tls.acme.challenge == "dns-01-route53"
+    # One balancer terminates TLS alone: HTTP-01 works.
+    cfg = parse({**fleet(), "domain": "api.example.com", "tls": ACME})
+    assert cfg.tls.acme.challenge == "http-01"
+    tls = {**ACME, "acme": {**ACME["acme"], "challenge": "http-01"}}
+    found = problems({**fleet(balancers=[]), "domain": "api.example.com", "tls": tls})
+    assert found == ["gin-deploy:tls.acme.challenge: http-01 cannot issue 'api.example.com' "
+                     "for web: 3 hosts answer(s) it, so the CA's request lands on any "
+                     "target; use dns-01-route53 (the default for this stack)"], found
