@@ -267,3 +267,43 @@ def versions(sim: Sim, hosts: list[str]) -> dict[str, set[str]]:
             finally:
                 conn.close()
     return out
+
+
+class Hey:
+    """`hey` (Go's HTTP client: it resends on a reused connection the server closed, as
+    browsers do) for the duration of the block; `errors` counts every non-200 and error."""
+
+    def __init__(self, sim: Sim, concurrency: int = 4) -> None:
+        self.sim = sim
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen[str] | None = None
+        self.ok = 0
+        self.errors = 0
+        self.output = ""
+
+    def __enter__(self) -> Hey:
+        hey = shutil.which("hey")
+        if hey is None:
+            pytest.fail("hey is not installed (scripts/setup.sh installs it)")
+        # hey does not verify the certificate; the stack's CA is checked by the other load.
+        self.proc = subprocess.Popen(
+            [hey, "-z", "1h", "-c", str(self.concurrency),
+             f"https://127.0.0.1:{self.sim.https_port}/healthz"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import re
+        import signal as sig
+
+        assert self.proc is not None
+        self.proc.send_signal(sig.SIGINT)  # hey prints its summary on ^C
+        self.output, _ = self.proc.communicate(timeout=30)
+        for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", self.output):
+            if code == "200":
+                self.ok += int(count)
+            else:
+                self.errors += int(count)
+        errors = self.output.split("Error distribution:")[1:]
+        if errors:
+            self.errors += sum(int(n) for n in re.findall(r"\[(\d+)\]", errors[0]))

@@ -24,7 +24,7 @@ import pytest
 from gin_deploy.agent.fleet_payload import FleetPayload
 from gin_deploy.agent.wire import dump
 from tests.host.conftest import Binary, kill_target, run_agent
-from tests.host.fleet_sim import FleetLoad, Front, Sim, get, simulated, versions
+from tests.host.fleet_sim import FleetLoad, Front, Hey, Sim, get, simulated, versions
 
 pytestmark = pytest.mark.host
 
@@ -91,11 +91,12 @@ def test_a_host_answers_only_the_balancer(sim: Sim) -> None:
 
 
 def test_a_release_across_three_hosts_under_load_fails_no_request(sim: Sim) -> None:
-    with FleetLoad(Front(sim), threads=6) as load:  # type: ignore[arg-type]
+    with FleetLoad(Front(sim), threads=4) as load, Hey(sim) as hey:  # type: ignore[arg-type]
         time.sleep(0.5)
         result = release_ok(sim, sim.payload(HOSTS, "v2"))
         time.sleep(0.5)
     assert not load.failures and load.ok > 100, load.summary()
+    assert hey.errors == 0 and hey.ok > 100, hey.output
     assert versions(sim, HOSTS) == {h: {"v2"} for h in HOSTS}
     assert result["inRotation"] == HOSTS
 
