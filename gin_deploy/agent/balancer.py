@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gin_deploy.agent.deploy import install_agent
+from gin_deploy.agent.files import read_text
 from gin_deploy.agent.fleet_payload import BalancerPayload, BalancerTarget, Member
 from gin_deploy.agent.layout import (
     MARKER,
@@ -28,8 +29,9 @@ from gin_deploy.agent.layout import (
 )
 from gin_deploy.agent.nginx import Nginx, make_nginx
 from gin_deploy.agent.output import HostError, log
-from gin_deploy.agent.payload import AcmeTls
+from gin_deploy.agent.payload import NGINX_CONF_DIR, AcmeTls
 from gin_deploy.agent.processes import kill_processes, target_processes
+from gin_deploy.agent.records import renewal
 from gin_deploy.agent.tls import finish_acme, prepare_tls
 
 # A host taken out of rotation for good (a failed first deploy) still needs a line: nginx
@@ -107,11 +109,20 @@ def balance(payload: BalancerPayload) -> dict[str, Any]:
 
 
 def members(state_dir: str) -> dict[str, Any]:
-    """The members the balancer's last step left in rotation (`joined`) and drained."""
-    state = load_state(Layout(os.path.normpath(state_dir)))
+    """The members the balancer's last step left in rotation (`joined`) and drained, and
+    what `status` asks of it (nginx, TLS; the CA of a self-signed certificate)."""
+    layout = Layout(os.path.normpath(state_dir))
+    state = load_state(layout)
     listed = state.get("members") or []
+    self_signed = state.get("tlsMode") == "self-signed"
+    running = make_nginx(layout, state.get("mode", "user"), str(state.get("app", "")),
+                         state.get("nginxConfDir") or NGINX_CONF_DIR,
+                         state.get("systemName")).running() if state else False
     return {"joined": [m["name"] for m in listed if not m.get("down")],
-            "drained": [m["name"] for m in listed if m.get("down")]}
+            "drained": [m["name"] for m in listed if m.get("down")],
+            "nginxRunning": running, "tlsMode": state.get("tlsMode"),
+            "caCert": read_text(layout.ca_crt) if self_signed else None,
+            "renewal": renewal(layout)}
 
 
 def destroy_balancer(target: BalancerTarget) -> dict[str, Any]:

@@ -9,6 +9,7 @@ box. Balancers carry the edge's names and lock; the hosts behind them are no ori
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pulumi
 
@@ -24,17 +25,26 @@ from gin_deploy.program.host_keys import check_host_key
 def build_fleet(target: HostTargetConfig, cfg: StackConfig, build: GinBuild,
                 edge: EdgeOrigin | None, agent: tuple[str, str]) -> TargetEndpoint:
     assert build.binary_path is not None and build.binary_sha256 is not None
-    fleet = HostFleet(target.name, fleet_args(
-        target, cfg, version=build.version, binary_path=build.binary_path,
-        binary_sha256=build.binary_sha256, agent=agent, edge=edge))
+    args = fleet_args(target, cfg, version=build.version, binary_path=build.binary_path,
+                      binary_sha256=build.binary_sha256, agent=agent, edge=edge)
+    fleet = HostFleet(target.name, args)
+    # What `status` asks each host by (gin_deploy/status/hosts.py); no secrets.
+    def machines(members: tuple[FleetMachineArgs, ...]) -> list[dict[str, Any]]:
+        out = []
+        for m in members:
+            ssh, s = m.host.ssh, m.host.service
+            assert ssh is not None
+            out.append({"name": m.name, "host": ssh.host, "port": ssh.port, "user": ssh.user,
+                        "hostKey": ssh.host_key, "stateDir": s.state_dir,
+                        "sudo": s.mode == "system" and ssh.user != "root"})
+        return out
     front = (target.balancers or target.hosts)[0]
     return TargetEndpoint(
         name=target.name, kind="host", url=fleet.url,
         origin_host=pulumi.Output.from_input(front.host), weight=target.weight,
         region=target.region, ca_cert=fleet.ca_cert,
-        # `status` asks single hosts; a fleet's machines are listed for it (not asked yet).
-        status={"connection": "fleet", "hosts": [h.name for h in target.hosts],
-                "balancers": [b.name for b in target.balancers]},
+        status={"connection": "fleet", "hosts": machines(args.hosts),
+                "balancers": machines(args.balancers)},
     )
 
 

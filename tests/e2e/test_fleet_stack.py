@@ -61,6 +61,11 @@ def test_up_deploys_the_fleet_behind_its_balancer(project: Project, sim: Sim) ->
     assert outputs["url"] == f"https://localhost:{sim.https_port}"
     again = automation.up(STACK, settings=project.settings)
     assert not again.changed, again.summary
+    # `status` asks every host and the balancer over SSH with the pinned keys.
+    report = automation.status(STACK, settings=project.settings)
+    (st,) = report.targets
+    assert report.healthy, st.problems
+    assert (st.kind, st.version, st.ready, st.wanted) == ("host", "1.0.0", 6, 6)
 
 
 def test_a_new_version_goes_out_host_by_host_under_load(project: Project, sim: Sim) -> None:

@@ -159,11 +159,56 @@ def test_the_prod_fleet_example_is_valid_and_deploys_under_mocks(
     assert "return 403" in payload.balancers[0].balancer.nginx.site
 
 
-def test_status_says_a_fleets_hosts_are_not_asked_yet() -> None:
+def test_status_sums_a_fleets_hosts_and_names_one_it_cannot_ask(monkeypatch: Any) -> None:
     import pytest
 
-    from gin_deploy.status.hosts import HostQueryError, query_agent
+    from gin_deploy.status import hosts
 
-    with pytest.raises(HostQueryError, match=r"not asked yet .*: app1, app2"):
-        query_agent({"name": "web", "kind": "host", "connection": "fleet",
-                     "hosts": ["app1", "app2"]})
+    answers = {
+        "127.0.0.2": {"current": "v2-a", "ready": 3, "wanted": 3, "nginxRunning": True,
+                      "lastDeploy": {"time": "2026-01-02", "result": "ok"}},
+        "127.0.0.3": {"current": "v2-a", "ready": 2, "wanted": 3, "nginxRunning": True,
+                      "lastDeploy": {"time": "2026-01-01", "result": "ok"}},
+    }
+    asked = []
+
+    def fake(target: Any, key: Any = None, path: Any = None, agent: str = "status") -> Any:
+        if target.get("connection") == "fleet":
+            return hosts.query_fleet(target, key, path)
+        asked.append((target["host"], target["connection"], target["stateDir"]))
+        if target["host"] not in answers:
+            raise hosts.HostQueryError("ssh: connect to host refused")
+        return answers[target["host"]]
+
+    monkeypatch.setattr(hosts, "query_agent", fake)
+    machines = [{"name": "app1", "host": "127.0.0.2", "stateDir": "/srv/a"},
+                {"name": "app2", "host": "127.0.0.3", "stateDir": "/srv/b"}]
+    summed = hosts.query_fleet({"connection": "fleet", "hosts": machines})
+    assert asked == [("127.0.0.2", "ssh", "/srv/a"), ("127.0.0.3", "ssh", "/srv/b")]
+    assert (summed["current"], summed["ready"], summed["wanted"]) == ("v2-a", 5, 6)
+    assert summed["lastDeploy"]["time"] == "2026-01-02"
+    answers["127.0.0.3"]["current"] = "v1-b"
+    assert hosts.query_fleet({"hosts": machines})["current"] == \
+        "mixed: app1=v2-a, app2=v1-b"
+    # A host the balancer has drained serves nothing: its instances do not count as ready.
+    answers["127.0.0.1"] = {"joined": ["app1"], "drained": ["app2"], "nginxRunning": True,
+                            "tlsMode": "self-signed", "caCert": "PEM"}
+    lb = [{"name": "lb", "host": "127.0.0.1", "stateDir": "/srv/lb"}]
+    summed = hosts.query_fleet({"hosts": machines, "balancers": lb})
+    assert (summed["ready"], summed["wanted"], summed["caCert"]) == (3, 6, "PEM")
+    machines.append({"name": "app3", "host": "127.0.0.4", "stateDir": "/srv/c"})
+    with pytest.raises(hosts.HostQueryError, match="host app3: ssh: connect to host refused"):
+        hosts.query_fleet({"hosts": machines})
+
+
+def test_the_targets_output_lists_how_to_ask_each_host() -> None:
+    from tests.unit.test_edge import run
+
+    (target,) = run(fleet_config()).outputs["targets"]
+    assert (target["name"], target["kind"], target["connection"]) == ("local", "host", "fleet")
+    assert [(b["name"], b["host"]) for b in target["balancers"]] == [("lb", "127.0.0.1")]
+    app1 = target["hosts"][0]
+    assert {k: app1[k] for k in ("name", "host", "user", "hostKey", "sudo")} == {
+        "name": "app1", "host": "127.0.0.2", "user": "deploy", "hostKey": HOST_KEY,
+        "sudo": False}
+    assert app1["stateDir"].endswith("-local-app1") and "privateKey" not in app1
