@@ -72,6 +72,11 @@ def fleet_args(target: HostTargetConfig, cfg: StackConfig, *, version: str, bina
                                 agent_sha256=agent[1], edge=origin,
                                 key_path=f"{path}.{key}[{i}]")
         args = dataclasses.replace(args, staging_dir=f"{args.staging_dir}-{m.name}")
+        if key == "balancers":
+            # Its own name on the machine (system mode: conf.d file, upstream), so it may
+            # share a machine with one of the hosts.
+            args = dataclasses.replace(args, service=dataclasses.replace(
+                args.service, app=f"{args.service.app}-balancer"))
         return FleetMachineArgs(name=m.name, host=args, private_address=m.address,
                                 weight=getattr(m, "weight", 1),
                                 backup=bool(getattr(m, "backup", False)))

@@ -54,7 +54,8 @@ def test_every_machine_gets_staging_uploads_and_a_cleanup_command() -> None:
     assert target.state_dir.endswith("-local-app2") and target.instances[0].port == 9280
     lb = mocks.named("local-lb-balancer").inputs["delete"]
     assert lb.endswith("balancer-destroy")
-    assert load(BalancerTarget, json.loads(base64.b64decode(lb.split()[1]))).app == "hello-gin"
+    balancer = load(BalancerTarget, json.loads(base64.b64decode(lb.split()[1])))
+    assert balancer.app == "hello-gin-balancer"
 
 
 def test_the_release_runs_the_coordinator_with_every_host_and_balancer() -> None:
@@ -94,7 +95,8 @@ def test_the_balancer_proxies_to_the_hosts_with_weights_backup_and_passive_check
     payload = fleet_payload(run_program(fleet_config()))
     (lb,) = payload.balancers
     site = lb.balancer.nginx.site
-    assert lb.balancer.upstream == "hello_gin_backend"
+    # Its own name (it may share a machine with a host): a conf.d file of its own.
+    assert lb.balancer.upstream == "hello_gin_balancer_backend"
     assert "server 127.0.0.2:8081 weight=3 max_fails=2 fail_timeout=5s;" in site
     assert "server 127.0.0.4:8081 weight=1 max_fails=2 fail_timeout=5s backup;" in site
     # The client cannot forge its address: the balancer sets it from the connection.
@@ -212,3 +214,16 @@ def test_the_targets_output_lists_how_to_ask_each_host() -> None:
         "name": "app1", "host": "127.0.0.2", "user": "deploy", "hostKey": HOST_KEY,
         "sudo": False}
     assert app1["stateDir"].endswith("-local-app1") and "privateKey" not in app1
+
+
+def test_in_system_mode_a_balancer_and_a_host_may_share_a_machine() -> None:
+    config = fleet_config(mode="system", httpPort=80, httpsPort=443)
+    target = config["gin-deploy:targets"][0]
+    target["balancers"] = [{"name": "lb", "host": "127.0.0.2", "hostKey": HOST_KEY}]
+    payload = fleet_payload(run_program(config))
+    (lb,) = payload.balancers
+    host = payload.hosts[0].deploy
+    # Different files in conf.d, different upstream names, different state dirs.
+    assert lb.balancer.target.name and host.name and lb.balancer.target.name != host.name
+    assert lb.balancer.target.state_dir != host.state_dir
+    assert lb.ssh.sudo and payload.hosts[0].ssh.sudo  # system mode as a non-root user
