@@ -289,13 +289,17 @@ def _fail(fleet: Fleet, failed: Sequence[tuple[FleetHost, Any]],
     # the first time stopped instead and stays out): the hosts in rotation serve again.
     with contextlib.suppress(HostError):
         fleet.balance()
-    message = f"fleet {fleet.payload.target}: host {first.name} failed: {error}"
+    outcome = ("rolled back " + ", ".join(rolled)) if rolled else \
+        "no other host had been released"
+    if problems:
+        outcome += "; rollback problems: " + "; ".join(problems)
+    # One line says who failed, why and what was undone; the host's details follow.
+    why, _, details = str(error).partition("\n")
+    message = f"fleet {fleet.payload.target}: host {first.name} failed: {why}; {outcome}"
+    if details:
+        message += "\n" + details
     for h, e in failed[1:]:
         message += f"\nhost {h.name} failed too: {e}"
-    message += ("\nrolled back " + ", ".join(rolled)) if rolled else \
-        "\nno other host had been released yet"
-    if problems:
-        message += "\nrollback problems: " + "; ".join(problems)
     return HostError(message)
 
 

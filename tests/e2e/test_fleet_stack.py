@@ -35,18 +35,20 @@ def sim(project: Project) -> Iterator[Sim]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def config(project: Project, sim: Sim, hosts: list[str], version: str) -> dict[str, Any]:
+def config(project: Project, sim: Sim, hosts: list[str], version: str,
+           env: dict[str, str] | None = None) -> dict[str, Any]:
     base = project.dev_config()
     cfg = copy.deepcopy(base)
-    cfg["gin-deploy:app"] = {**cfg["gin-deploy:app"], "version": version}
+    cfg["gin-deploy:app"] = {**cfg["gin-deploy:app"], "version": version, "env": env or {}}
     target = sim.target(hosts)
     target.pop("privatePort")
     cfg["gin-deploy:targets"] = [{**target, "privatePort": sim.private_port}]
     return cfg
 
 
-def up(project: Project, sim: Sim, hosts: list[str], version: str) -> Any:
-    project.write_stack_file(STACK, config(project, sim, hosts, version))
+def up(project: Project, sim: Sim, hosts: list[str], version: str,
+       env: dict[str, str] | None = None) -> Any:
+    project.write_stack_file(STACK, config(project, sim, hosts, version, env))
     return automation.up(STACK, settings=project.settings)
 
 
@@ -78,12 +80,42 @@ def test_a_new_version_goes_out_host_by_host_under_load(project: Project, sim: S
         h: {"1.1.0"} for h in ("app1", "app2", "app3")}
 
 
+def test_a_failing_host_fails_up_by_name_and_rolls_back_the_released_ones(
+        project: Project, sim: Sim) -> None:
+    before = {h: current(sim, h) for h in ("app1", "app2", "app3")}
+    sim.sshds["app2"].stop()  # app2 cannot be reached once app1 is released
+    # A new release of the same binary: nothing to upload, the release runs at once.
+    change = {"FLEET_CHANGE": "1"}
+    project.write_stack_file(STACK, config(project, sim, ["app1", "app2", "app3"], "1.1.0",
+                                           change))
+    with FleetLoad(Front(sim), threads=4) as load, \
+            pytest.raises(automation.OperationFailed) as err:  # type: ignore[arg-type]
+        automation.up(STACK, settings=project.settings)
+    message = str(err.value)
+    assert "fleet fleet: host app2 failed: app2: " in message, message
+    assert f"rolled back app1 (to {before['app1']})" in message, message
+    assert not load.failures, load.summary()
+    assert {h: current(sim, h) for h in ("app1", "app3")} == {
+        h: before[h] for h in ("app1", "app3")}
+    # With app2 reachable again (a new port), the same change goes out.
+    sim.restart_sshd("app2")
+    up(project, sim, ["app1", "app2", "app3"], "1.1.0", change)
+    assert len({current(sim, h) for h in ("app1", "app2", "app3")}) == 1
+    assert current(sim, "app1") != before["app1"]
+
+
+def current(sim: Sim, host: str) -> str:
+    import os
+
+    return os.path.basename(os.readlink(sim.state_dir(host) / "current"))
+
+
 def test_adding_and_removing_a_host_is_an_ordinary_up(project: Project, sim: Sim) -> None:
     with FleetLoad(Front(sim), threads=4) as load:  # type: ignore[arg-type]
         time.sleep(0.5)
-        up(project, sim, ["app1", "app2", "app3", "app4"], "1.1.0")
+        up(project, sim, ["app1", "app2", "app3", "app4"], "1.1.0", {"FLEET_CHANGE": "1"})
         assert versions(sim, ["app4"]) == {"app4": {"1.1.0"}}
-        result = up(project, sim, ["app2", "app3", "app4"], "1.1.0")
+        result = up(project, sim, ["app2", "app3", "app4"], "1.1.0", {"FLEET_CHANGE": "1"})
         time.sleep(0.5)
     assert not load.failures, load.summary()
     assert result.summary.get("delete", 0) >= 4, result.summary

@@ -113,6 +113,17 @@ class Sim:
     def user(self) -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
 
+    def restart_sshd(self, name: str) -> None:
+        """The machine's sshd back up (stopped or not), same address and key, a new port."""
+        old = self.sshds[name]
+        old.stop()
+        keep = old.dir.parent / f"{name}.key"
+        shutil.copy(old.dir / "host_key", keep)
+        shutil.copy(old.dir / "host_key.pub", f"{keep}.pub")
+        shutil.rmtree(old.dir)
+        self.sshds[name] = start_sshd(old.address, old.dir, Path(f"{self.key}.pub"),
+                                      host_key=keep)
+
     def state_dir(self, machine: str) -> Path:
         return self.root / f"state-{machine}"
 

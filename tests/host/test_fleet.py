@@ -145,16 +145,7 @@ def test_killing_one_hosts_instances_costs_no_request(sim: Sim) -> None:
         os.system(" ".join([*run, "start", "all", ">/dev/null"]))  # noqa: S605
         time.sleep(1)
     assert not load.failures and load.ok > 50, load.summary()
-    from tests.host.fleet_sim import start_sshd
-
-    old = sim.sshds["app3"]
-    # Back up on the same address with the same key (and a new port).
-    (old.dir / "host_key").rename(old.dir.parent / "app3.key")
-    (old.dir / "host_key.pub").rename(old.dir.parent / "app3.key.pub")
-    shutil.rmtree(old.dir)
-    new = start_sshd(old.address, old.dir, sim.key.with_suffix(".pub"),
-                     host_key=old.dir.parent / "app3.key")
-    sim.sshds["app3"] = new
+    sim.restart_sshd("app3")
 
 
 def _app_pids(state_dir: Path) -> list[int]:
