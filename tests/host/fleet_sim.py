@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import ssl
@@ -27,7 +28,6 @@ from gin_deploy.agent.fleet_payload import FleetPayload
 from gin_deploy.agent.wire import dump
 from gin_deploy.config import RawValue, parse_stack_config
 from gin_deploy.program.fleet import fleet_args
-from tests.e2e.conftest import consecutive_free_ports
 from tests.host.conftest import AGENT, REPO, Binary, Load, run_agent
 from tests.net import free_ports
 
@@ -92,6 +92,17 @@ Subsystem sftp internal-sftp
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"sshd on {address} did not start:\n{(d / 'sshd.log').read_text()}")
             time.sleep(0.1)
+
+
+def _listen_ports(n: int, low: int = 20000, high: int = 32000) -> list[int]:
+    """A run of `n` consecutive ports free on every address, outside the ephemeral range."""
+    from gin_deploy.agent.network import port_free
+
+    for _ in range(200):
+        start = random.randrange(low, high - n)
+        if all(port_free(p) for p in range(start, start + n)):
+            return list(range(start, start + n))
+    raise RuntimeError(f"no {n} consecutive free ports in {low}-{high}")
 
 
 @dataclass
@@ -174,15 +185,15 @@ def simulated(root: Path, binaries: dict[str, Binary]) -> Iterator[Sim]:
     try:
         for name, address in ADDRESSES.items():
             sshds[name] = start_sshd(address, root / "sshd" / name, Path(f"{key}.pub"))
-        http, https, private = free_ports(3)
-        base: dict[str, int] = {}
-        taken = {http, https, private}
+        # Below the ephemeral range: a port a host binds only when it joins (its instances,
+        # its private nginx) must not be taken meanwhile by a client's outgoing connection.
+        ports = iter(_listen_ports(3 + 2 * (len(ADDRESSES) - 1)))
+        http, https, private = next(ports), next(ports), next(ports)
+        base = {}
         for name in ADDRESSES:
-            while name != "lb" and name not in base:
-                port = consecutive_free_ports(2)
-                if not {port, port + 1} & taken:
-                    base[name] = port
-                    taken |= {port, port + 1}
+            if name != "lb":
+                base[name] = next(ports)
+                next(ports)  # its second instance
         yield Sim(root, key, sshds, binaries, http, https, private, base)
     finally:
         for s in sshds.values():
