@@ -32,11 +32,36 @@ from gin_deploy.agent.payload import (
     DeployPayload,
     Instance,
     Release,
+    Rollout,
     TargetPayload,
     Tls,
     serialise,
 )
-from gin_deploy.render.host import HostService, OriginLock, instance_name, render_host_files
+from gin_deploy.render.host import (
+    HostService,
+    OriginLock,
+    access_log_path,
+    candidate_share_dir,
+    instance_name,
+    render_host_files,
+)
+
+STRATEGIES = ("rolling", "canary", "blueGreen")
+
+
+@dataclass(frozen=True)
+class HostRelease:
+    """How a new version replaces the serving one on the host (see gin_deploy.agent.canary).
+
+    canary and blueGreen start it on `HostService.candidate_ports`, which they need and
+    rolling must not have."""
+
+    strategy: str = "rolling"  # rolling | canary | blueGreen
+    steps: tuple[int, ...] = (100,)  # percent of requests per step, ending at 100
+    bake_seconds: int = 60  # per step; 0: no analysis
+    max_error_rate: float = 0.01
+    max_p95_ms: int = 500
+    min_requests: int = 100
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,19 @@ class HostTargetArgs:
     secret_env: Mapping[str, str] = field(default_factory=dict)
     # Set by edge routing: behind a CDN the origin lock (names are in `service`).
     edge: EdgeOrigin | None = None
+    release: HostRelease = field(default_factory=HostRelease)
+
+    def __post_init__(self) -> None:
+        strategy = self.release.strategy
+        if strategy not in STRATEGIES:
+            raise ValueError(f"release.strategy: {strategy!r} must be one of "
+                             f"{' | '.join(STRATEGIES)}")
+        beside = strategy != "rolling"
+        if beside != bool(self.service.candidate_ports):
+            raise ValueError(f"service.candidate_ports: release.strategy {strategy} "
+                             f"{'needs' if beside else 'takes no'} candidate ports")
+        if beside and len(self.service.candidate_ports) != len(self.service.instance_ports):
+            raise ValueError("service.candidate_ports: as many as instance_ports")
 
 
 def release_id(version: str, binary_sha256: str, env: Mapping[str, str],
@@ -114,7 +152,22 @@ def deploy_payload(args: HostTargetArgs, binary_on_host: str, binary_sha256: str
         keep_releases=args.keep_releases,
         install=args.install,
         name=s.system_name if s.mode == "system" else None,
+        rollout=rollout(args),
     )
+
+
+def rollout(args: HostTargetArgs) -> Rollout:
+    """The release's part of the payload: candidates and where their requests are logged."""
+    s, r = args.service, args.release
+    if r.strategy == "rolling":
+        return Rollout()
+    return Rollout(
+        strategy="canary" if r.strategy == "canary" else "blueGreen",
+        candidates=tuple(Instance(instance_name(s.app, p), p) for p in s.candidate_ports),
+        steps=r.steps if r.strategy == "canary" else (100,), bake_seconds=r.bake_seconds,
+        max_error_rate=r.max_error_rate, max_p95_ms=r.max_p95_ms,
+        min_requests=r.min_requests, access_log=access_log_path(s.state_dir),
+        share_dir=candidate_share_dir(s.state_dir))
 
 
 class HostTarget(pulumi.ComponentResource):

@@ -51,7 +51,8 @@ class KubernetesTargetArgs:
     # The plain values every manifest is rendered from (names, release version, sizes,
     # probes, gateway class, HSTS); `edge` adds its names and the origin lock.
     app: render.KubernetesApp
-    # The stable release: the repo digest GinBuild pushed (`repo@sha256:...`).
+    # The stable release: the repo digest GinBuild pushed (`repo@sha256:...`), or an
+    # existing image's reference (a plain string; a tag only where the config allowed it).
     image: pulumi.Input[str]
     # The image repository (e.g. ghcr.io/acme/hello-gin): canary images, pull secret.
     registry: str
@@ -76,6 +77,8 @@ class KubernetesTargetArgs:
     client_ip_mode: str = "XForwardedFor"
     # The app's pods accept traffic only from the gateway's namespace.
     network_policy: bool = True
+    # Seconds the provider awaits a Deployment's rollout before the update fails.
+    rollout_timeout: int = 600
     # Values of the app's secret env vars by name; they reach the cluster only as secrets.
     secret_env: Mapping[str, str] = field(default_factory=dict)
     # Set by edge routing: extra names, and behind a CDN the origin lock.
@@ -84,6 +87,8 @@ class KubernetesTargetArgs:
     def __post_init__(self) -> None:
         if not self.registry:
             raise ValueError("registry is required (the image repository)")
+        if self.rollout_timeout < 1:
+            raise ValueError(f"rollout_timeout must be positive, got {self.rollout_timeout}")
         if self.client_ip_mode not in CLIENT_IP_MODES:
             raise ValueError(f"client_ip_mode must be one of {' | '.join(CLIENT_IP_MODES)}, "
                              f"got {self.client_ip_mode!r}")
@@ -195,7 +200,12 @@ class KubernetesTarget(pulumi.ComponentResource):
             cls = getattr(getattr(module, version), manifest["kind"])
             values = {_ARGS[k]: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
             values.update(kwargs)
-            return cls(f"{name}-{role}", **values, opts=self._opts(depends_on))
+            opts = self._opts(depends_on)
+            if manifest["kind"] == "Deployment":
+                # The provider awaits the rollout this long (its own default: 10 minutes).
+                wait = f"{args.rollout_timeout}s"
+                opts.custom_timeouts = pulumi.CustomTimeouts(create=wait, update=wait)
+            return cls(f"{name}-{role}", **values, opts=opts)
 
         def custom(role: str, manifest: Manifest, *,
                    depends_on: Sequence[pulumi.Resource] = ()) -> CustomResource:
@@ -261,8 +271,10 @@ class KubernetesTarget(pulumi.ComponentResource):
             return manifest
 
         workload_deps = [app_ns, account]
+        # A pushed digest is an Output; a given reference is pinned only by a digest.
+        stable_pinned = not isinstance(args.image, str) or "@sha256:" in args.image
         self.deployment = apply("deployment", workload(
-            "stable", args.image, app.version, pinned=True, replicas=None),
+            "stable", args.image, app.version, pinned=stable_pinned, replicas=None),
             depends_on=workload_deps)
         apply("service", render.service(app), depends_on=ns_deps)
         apply("hpa", render.horizontal_pod_autoscaler(app), depends_on=[self.deployment])

@@ -15,6 +15,7 @@ from gin_deploy.config import (
     EdgeConfig,
     HostTargetConfig,
     KubernetesTargetConfig,
+    ReleaseConfig,
     TargetBase,
     TlsConfig,
 )
@@ -36,6 +37,23 @@ def _kind_rows(cls: type, prefix: str) -> list[tuple[str, str, str]]:
             if row[0].removeprefix(prefix + ".").split(".")[0] not in base]
 
 
+# How each kind implements the release keys (README; docs/architecture.md has the signals).
+RELEASE_BY_KIND = [
+    "- `host`: `canary`/`blueGreen` start the new release beside the serving one on its "
+    "own ports (basePort + instances onwards), all at once, gated on readiness; nginx "
+    "then sends each step's share of the requests to it (drawn per request, moved "
+    "without a reload) while the agent reads nginx's JSON access log for the new "
+    "release's own requests (5xx share and p95 of the upstream response time). Pass: "
+    "the instances move to it and the candidates stop; fail: share back to 0, "
+    "candidates stopped, and `pulumi up` fails naming the step, metric, value and "
+    "threshold. A deploy that dies in between is undone by a guard process. `rolling` "
+    "restarts the instances in place, one at a time, gated on readiness.",
+    "- `ecs` and `kubernetes`: not read yet - ecs uses its own `blueGreen`/`bakeMinutes` "
+    "(ECS rolls back on its circuit breaker and its 5xx/unhealthy-task alarms, "
+    "`rollbackErrorPercent`), kubernetes its static `canary` weight.",
+]
+
+
 def config_reference() -> str:
     out: list[str] = [START, ""]
     out += ["#### `gin-deploy:app`", "", *_table(list(reference_rows(AppConfig, "app")))]
@@ -43,8 +61,13 @@ def config_reference() -> str:
             "The public DNS name (default `localhost`); host certificates also cover "
             "`localhost`.", ""]
     out += ["#### `gin-deploy:tls`", "", *_table(list(reference_rows(TlsConfig, "tls")))]
+    out += ["", "#### `gin-deploy:release`", ""]
+    out += _table(list(reference_rows(ReleaseConfig, "release")))
+    out += ["", *RELEASE_BY_KIND]
     out += ["", "#### `gin-deploy:targets[]` (every kind)", ""]
-    out += _table(list(reference_rows(TargetBase, "targets[]")))
+    # targets[].release takes the keys of gin-deploy:release: one row, not a copy.
+    out += _table([row for row in reference_rows(TargetBase, "targets[]")
+                   if not row[0].startswith("targets[].release.")])
     for title, cls in (("host", HostTargetConfig), ("ecs", EcsTargetConfig),
                        ("kubernetes", KubernetesTargetConfig)):
         out += ["", f"#### `kind: {title}`", "", *_table(_kind_rows(cls, "targets[]"))]

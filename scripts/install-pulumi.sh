@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Pulumi toolchain this project needs into <repo>/.tools/bin:
-#   pulumi                         the CLI                                  (PULUMI_VERSION)
-#   pulumi-language-python         the Python language host                 (PULUMI_VERSION)
+#   pulumi                         the CLI                                  (PULUMI_CLI_VERSION)
+#   pulumi-language-python         the Python language host                 (PULUMI_CLI_VERSION;
+#                                  gin-deploy's own reports PULUMI_LANGHOST_VERSION)
 #   pulumi-language-python-exec    its exec shim (only with the official host)
-#   pulumi-resource-pulumi-python  the host for Python dynamic providers     (PULUMI_VERSION)
+#   pulumi-resource-pulumi-python  the host for Python dynamic providers     (PULUMI_CLI_VERSION)
 #   pulumi-analyzer-policy-python  the old-style policy-pack shim (only when the release has it)
 #   pulumi-resource-command        the `command` resource provider          (PULUMI_COMMAND_VERSION)
 #
@@ -41,24 +42,30 @@ for arg in "$@"; do
     --force) FORCE=1 ;;
     --retry) RETRY=1 ;;
     --print-cache-dir) PRINT=1 ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p;}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $arg" ;;
   esac
 done
 
 # ---------------------------------------------------------------- versions
 [ -f "$VERSIONS_FILE" ] || die "missing $VERSIONS_FILE"
-PULUMI_VERSION=""
+# The CLI and the Python SDK have pins of their own (see tools/versions.env): this script
+# installs the CLI side; the SDK version only names what the stand-in language host runs on.
+PULUMI_CLI_VERSION=""
+PULUMI_SDK_VERSION=""
 PULUMI_COMMAND_VERSION=""
 while IFS='=' read -r key value; do
   case "$key" in
-    PULUMI_VERSION) PULUMI_VERSION="$value" ;;
+    PULUMI_CLI_VERSION) PULUMI_CLI_VERSION="$value" ;;
+    PULUMI_SDK_VERSION) PULUMI_SDK_VERSION="$value" ;;
     PULUMI_COMMAND_VERSION) PULUMI_COMMAND_VERSION="$value" ;;
   esac
 done < <(grep -E '^[A-Z_]+=' "$VERSIONS_FILE" | tr -d '\r')
-[[ "$PULUMI_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "PULUMI_VERSION missing or malformed in tools/versions.env"
-[[ "$PULUMI_COMMAND_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "PULUMI_COMMAND_VERSION missing or malformed in tools/versions.env"
-V="$PULUMI_VERSION"
+for pin in PULUMI_CLI_VERSION PULUMI_SDK_VERSION PULUMI_COMMAND_VERSION; do
+  [[ "${!pin}" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "$pin missing or malformed in tools/versions.env"
+done
+V="$PULUMI_CLI_VERSION"
+SV="$PULUMI_SDK_VERSION"
 CV="$PULUMI_COMMAND_VERSION"
 
 # ---------------------------------------------------------------- platform
@@ -77,8 +84,9 @@ sha() { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; 
 KEY_HASH="$(
   {
     echo "recipe=$RECIPE"
-    # Only this script's pins: a new Kubernetes pin must not rebuild the Pulumi CLI.
-    grep -E '^PULUMI(_COMMAND)?_VERSION=' "$VERSIONS_FILE" | tr -d '\r'
+    # Only the pins of what is built here: a new SDK or Kubernetes pin must not rebuild the CLI
+    # (and a new key never touches the directory of another, which other checkouts may use).
+    grep -E '^PULUMI_(CLI|COMMAND)_VERSION=' "$VERSIONS_FILE" | tr -d '\r'
     cat "$ROOT/tools/pulumi/go.mod" "$ROOT/tools/command/go.mod"
   } | sha
 )"
@@ -394,7 +402,7 @@ else
   DYN_SRC=""
 fi
 
-# pulumi-analyzer-policy-python: tarball -> the sdk/v3 module (not shipped there as of v3.246.0).
+# pulumi-analyzer-policy-python: tarball -> the sdk/v3 module (not shipped there as of v3.276.0).
 # Without it Python policy packs still run: the engine starts them through the language host.
 ANA=pulumi-analyzer-policy-python
 if [ -x "$BIN/$ANA" ]; then
@@ -437,7 +445,7 @@ if [ -n "$LANG_SRC" ]; then
 else
   rm -f "$BIN/pulumi-language-python-exec"
   write_wrapper pulumi-language-python \
-    "gin-deploy's own Python language host (tools/langhost/pulumi_language_python.py, Pulumi SDK v$V)" \
+    "gin-deploy's own Python language host (tools/langhost/pulumi_language_python.py, Pulumi SDK v$SV)" \
     "\"\$root/tools/langhost/pulumi_language_python.py\""
   log "pulumi-language-python: gin-deploy's own language host, tools/langhost/pulumi_language_python.py (official host unavailable: $(cat "$CACHE/unavailable.lang"))"
 fi

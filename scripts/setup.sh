@@ -13,7 +13,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-GO_MIN=1.24
+GO_MIN=1.26.8               # app/go.mod and the Pulumi CLI build (pkg/v3 3.276 needs 1.26.6) need at least this
 GO_FALLBACK=1.26.8          # fetched from the Go module proxy when go is missing or too old
 ACTIONLINT_VERSION=v1.7.12  # lints .github/workflows in the test run
 APT_PACKAGES=(

@@ -1,7 +1,10 @@
 """The image registry of an EcsTarget: an ECR repository the image is pushed to.
 
 Tags are immutable, every push is scanned, and a lifecycle policy keeps the
-newest N images; the task runs the pushed image by digest.
+newest N images; the task runs the pushed image by digest. Given an existing image
+instead, nothing is pushed and the task runs that; the repository stays, so a target
+switching between the two never has its images deleted (AWS refuses to delete a
+repository that holds images, and a rollback may need them).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class EcsRegistry:
 
 
 def build_registry(scope: Scope, *, keep_images: int, arch: str,
-                   push_image: ImagePusher) -> EcsRegistry:
+                   push_image: ImagePusher | None, image: str | None = None) -> EcsRegistry:
+    """`push_image` builds and pushes into the repository; `image` runs an existing one."""
     name = scope.name
     repository = aws.ecr.Repository(
         f"{name}-repo",
@@ -47,8 +51,11 @@ def build_registry(scope: Scope, *, keep_images: int, arch: str,
         policy=to_json(render.ecr_lifecycle_policy(keep_images)),
         opts=scope.opts(),
     )
+    if image is not None:
+        return EcsRegistry(repository=repository, image=pulumi.Output.from_input(image))
+    assert push_image is not None, "push_image or image is required"
     token = aws.ecr.get_authorization_token_output(
         registry_id=repository.registry_id, opts=scope.invoke)
-    image = push_image(repository.repository_url, token.user_name,
-                       pulumi.Output.secret(token.password), f"linux/{arch}")
-    return EcsRegistry(repository=repository, image=image)
+    pushed = push_image(repository.repository_url, token.user_name,
+                        pulumi.Output.secret(token.password), f"linux/{arch}")
+    return EcsRegistry(repository=repository, image=pushed)

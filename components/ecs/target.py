@@ -7,7 +7,8 @@ stack can hold several ECS targets in several regions without collisions.
 The component puts together its parts, each a module of this package that
 creates its resources as the component's children (see docs/ecs.md):
 
-* registry.py - the ECR repository GinBuild pushes the image to;
+* registry.py - the ECR repository GinBuild pushes the image to (unless the
+  target runs an existing image);
 * network.py - the VPC (or yours) and the security groups;
 * load_balancer.py - the certificate, the ALB, target groups, listeners, the
   origin lock behind a CDN, the blue/green rule;
@@ -45,7 +46,12 @@ class EcsTargetArgs:
     zone_name: str
     container: EcsContainerArgs
     stack: str
-    push_image: ImagePusher
+    # Builds and pushes the image into the target's ECR repository (GinBuild.push) ...
+    push_image: ImagePusher | None = None
+    # ... or an existing image the tasks run instead: `registry/repository@sha256:...`
+    # (a `:tag` only with `image_allow_tag`, the user's explicit opt-in).
+    image: str | None = None
+    image_allow_tag: bool = False
     network: EcsNetworkArgs = field(default_factory=EcsNetworkArgs)
     load_balancer: EcsLoadBalancerArgs = field(default_factory=EcsLoadBalancerArgs)
     service: EcsServiceArgs = field(default_factory=EcsServiceArgs)
@@ -59,6 +65,9 @@ class EcsTargetArgs:
     def __post_init__(self) -> None:
         if not self.region:
             raise ValueError("region is required for an ECS target")
+        if (self.push_image is None) == (self.image is None):
+            raise ValueError("exactly one of push_image (build and push) or image (an "
+                             "existing image) is required")
         locked = self.edge is not None and self.edge.locked
         if locked and self.network.ingress_cidrs != DEFAULT_INGRESS:
             raise ValueError("network.ingress_cidrs cannot be combined with a locked edge "
@@ -130,7 +139,7 @@ class EcsTarget(pulumi.ComponentResource):
                                                   opts=scope.invoke).zone_id
 
         registry = build_registry(scope, keep_images=s.keep_images, arch=s.arch,
-                                  push_image=args.push_image)
+                                  push_image=args.push_image, image=args.image)
         network = build_network(scope, args.network, account, c.port,
                                 cdn_only=args.edge is not None and args.edge.locked,
                                 log_retention_days=s.log_retention_days)
@@ -145,6 +154,7 @@ class EcsTarget(pulumi.ComponentResource):
                                    log_retention_days=s.log_retention_days,
                                    task_policy_arns=s.task_policy_arns),
             region=args.region, image=registry.image, repository=registry.repository,
+            existing_image=args.image, allow_tag=args.image_allow_tag,
             alb_cidrs=network.alb_cidrs, account_id=identity.account_id, partition=partition)
         service = build_service(scope, s, container_name=c.name, container_port=c.port,
                                 task_definition=task.task_definition, network=network,

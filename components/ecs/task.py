@@ -86,7 +86,10 @@ def task_family(app: str, stack: str, target: str) -> str:
 def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings, *,
                region: str, image: pulumi.Output[str], repository: aws.ecr.Repository,
                alb_cidrs: pulumi.Output[list[str]], account_id: pulumi.Output[str],
-               partition: pulumi.Output[str]) -> EcsTask:
+               partition: pulumi.Output[str], existing_image: str | None = None,
+               allow_tag: bool = False) -> EcsTask:
+    """`existing_image`: the reference of an image gin-deploy did not push (`image` then
+    is it), whose ECR repository the execution role may pull from too."""
     name = scope.name
     log_group = aws.cloudwatch.LogGroup(
         f"{name}-logs", retention_in_days=settings.log_retention_days, opts=scope.opts())
@@ -111,9 +114,11 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
     existing = [render.secret_resource_arn(a) for a in container.secret_arns.values()]
 
     def execution_policy_json(v: list[Any]) -> str:
-        own = list(v[2:])
+        own = list(v[3:])
         return to_json(render.execution_role_policy(
             repository_arn=v[0], log_group_arn=v[1],
+            image_repository_arn=render.ecr_repository_arn(existing_image, v[2])
+            if existing_image is not None else None,
             parameter_arns=sorted({*own, *(a for a in existing if ":ssm:" in a)}),
             secret_arns=sorted({a for a in existing if ":secretsmanager:" in a}),
             kms_key_arns=container.kms_key_arns))
@@ -121,7 +126,7 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
     execution_policy = aws.iam.RolePolicy(
         f"{name}-execution-policy",
         role=execution_role.id,
-        policy=pulumi.Output.all(repository.arn, log_group.arn,
+        policy=pulumi.Output.all(repository.arn, log_group.arn, partition,
                                  *(p.arn for p in parameters.values())).apply(
             execution_policy_json),
         opts=scope.opts())
@@ -154,6 +159,7 @@ def build_task(scope: Scope, container: EcsContainerArgs, settings: TaskSettings
             secrets=v["secrets"],
             log_stream_prefix=name,
             health_path=container.health_path,
+            allow_tag=allow_tag,
         )
         return to_json(render.container_definitions(spec))
 

@@ -12,7 +12,10 @@ Commands
     deploy        (DeployPayload) install a release, TLS, supervisor, rolling restart, nginx
     destroy       (TargetPayload: app, stateDir, mode, supervisor, instances) remove everything
     status        (TargetPayload, or --state DIR) current release and instance readiness
-    run           --state DIR --port P --name N: exec the current release (supervisord program)
+    run           --state DIR --port P --name N [--release candidate]: exec the current release
+                  (or the candidate being judged beside it) - a supervisord program
+    guard         --state DIR: until stdin closes, then undo a release its deploy left
+                  half done (started by deploy; see gin_deploy.agent.guard)
     reload-nginx  --state DIR: validate and reload this target's nginx (certbot deploy hook)
     renew         --state DIR [--force] [--min-days N]: certbot renew (ACME targets); --force
                   renews now (certbot --force-renewal) even when the certificate is not due.
@@ -33,10 +36,11 @@ from typing import IO, TypeVar
 
 from gin_deploy.agent.deploy import deploy, destroy, status, status_from_state
 from gin_deploy.agent.fleet_cli import FLEET_COMMANDS, fleet_commands, run_fleet_command
+from gin_deploy.agent.guard import guard
 from gin_deploy.agent.nginx import nginx_for_state
 from gin_deploy.agent.output import HostError, emit, log, set_secrets
 from gin_deploy.agent.payload import DeployPayload, PayloadError, TargetPayload, parse
-from gin_deploy.agent.releases import run_instance
+from gin_deploy.agent.releases import RELEASE_LINKS, run_instance
 from gin_deploy.agent.tls import RENEW_MIN_DAYS, renew, renew_loop
 
 P = TypeVar("P", bound=TargetPayload)
@@ -75,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--state", required=True)
     run.add_argument("--port", type=int, required=True)
     run.add_argument("--name", required=True)
+    run.add_argument("--release", choices=RELEASE_LINKS, default="current")
+    sub.add_parser("guard").add_argument("--state", required=True)
     sub.add_parser("reload-nginx").add_argument("--state", required=True)
     rn = sub.add_parser("renew")
     rn.add_argument("--state", required=True)
@@ -99,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.umask(0o022)
     try:
         if args.command == "run":
-            run_instance(args.state, args.port, args.name)
+            run_instance(args.state, args.port, args.name, args.release)
+        elif args.command == "guard":
+            emit(guard(args.state))
         elif args.command == "reload-nginx":
             nginx_for_state(args.state).reload()
             emit({"reloaded": True})

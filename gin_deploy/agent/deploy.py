@@ -1,8 +1,10 @@
 """deploy, destroy and status of one target, each under the target's lock.
 
-deploy, in order: preflight (tools, free ports) -> install the agent and the release ->
-certificates -> nginx config validated -> supervisor config -> rolling restart gated on
-readiness (rollback on failure) -> nginx config installed and reloaded -> ACME
+deploy, in order: undo a release an interrupted deploy left (gin_deploy.agent.guard) ->
+preflight (tools, free ports) -> install the agent and the release -> certificates ->
+nginx config validated -> supervisor config -> the new release: rolling restart gated on
+readiness, or beside the old one judged step by step (canary, blueGreen: agent.canary),
+rolled back on failure -> nginx config installed and reloaded -> ACME
 certificate (nginx now serves the challenge) -> state.json -> prune old releases.
 Every step is idempotent: a deploy of what is already there changes nothing.
 """
@@ -15,7 +17,9 @@ import shutil
 from typing import Any
 
 from gin_deploy.agent.bundle import agent_bytes
+from gin_deploy.agent.canary import release_beside, stray_candidates
 from gin_deploy.agent.files import read_text, write_file
+from gin_deploy.agent.guard import recover
 from gin_deploy.agent.layout import (
     MARKER,
     Layout,
@@ -47,7 +51,7 @@ def preflight(target: Target, payload: DeployPayload) -> None:
     ports: list[tuple[int, str] | tuple[int, str, str]] = []
     running = target.supervisor.running_instances() if target.supervisor.daemon_running() \
         else set()
-    for inst in payload.instances:
+    for inst in (*payload.instances, *payload.rollout.candidates):
         if inst.name not in running:
             ports.append((inst.port, f"instance {inst.name}"))
     if not target.nginx.running():
@@ -76,6 +80,8 @@ def _deploy(payload: DeployPayload) -> dict[str, Any]:
     layout = Layout(payload.state_dir)
     ensure_state_dir(layout)
     with state_lock(layout):
+        # A release an earlier deploy left half done (its guard could not undo it).
+        recover(layout)
         payload = keyed_release(payload, layout)
         target = Target.create(payload)
         rel, tls, nginx = payload.release, payload.tls, payload.nginx
@@ -94,7 +100,15 @@ def _deploy(payload: DeployPayload) -> dict[str, Any]:
             switch_current(layout, rel.id)  # instances started by the supervisor need it
         unit_changed = target.supervisor.apply()
         force = unit_changed or (content_changed and prev == rel.id)
-        restarted = rollout(target, rel.id, prev, force)
+        steps: list[dict[str, Any]] = []
+        if payload.rollout.candidates:
+            stray_candidates(target, payload.rollout.candidates)
+        if payload.rollout.strategy != "rolling" and prev is not None and prev != rel.id:
+            steps = release_beside(target, payload, rel.id, prev,
+                                   (nginx.conf_dir, target.supervisor.conf_dir))
+            restarted = True
+        else:
+            restarted = rollout(target, rel.id, prev, force)
         nginx_changed = target.nginx.apply(nginx.site, main)
         if tls_changed and not nginx_changed:
             target.nginx.reload()
@@ -107,6 +121,8 @@ def _deploy(payload: DeployPayload) -> dict[str, Any]:
             "app": payload.app, "mode": payload.mode, "supervisor": payload.supervisor,
             "current": rel.id, "previous": previous, "readyPath": payload.ready_path,
             "instances": [{"name": i.name, "port": i.port} for i in payload.instances],
+            "candidates": [{"name": i.name, "port": i.port}
+                           for i in payload.rollout.candidates],
             "tlsMode": tls.mode,
             "nginxConfDir": nginx.conf_dir,
             # destroy and status find the system files where this deploy put them
@@ -123,6 +139,8 @@ def _deploy(payload: DeployPayload) -> dict[str, Any]:
             "instances": [{"name": i.name, "port": i.port, "ready": target.ready(i)}
                           for i in payload.instances],
             "caCert": layout.ca_crt if os.path.exists(layout.ca_crt) else None,
+            "strategy": payload.rollout.strategy if steps else "rolling",
+            "steps": steps,
         }
 
 
@@ -136,8 +154,9 @@ def destroy(payload: TargetPayload) -> dict[str, Any]:
     lock: contextlib.AbstractContextManager[None] = (
         state_lock(layout) if exists else contextlib.nullcontext())
     with lock:
+        state = load_state(layout)
         instances = list(payload.instances)
-        for old in load_state(layout).get("instances") or []:
+        for old in [*(state.get("instances") or []), *(state.get("candidates") or [])]:
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 inst = Instance(str(old["name"]), int(old["port"]))
                 if all(i.port != inst.port for i in instances):

@@ -46,6 +46,7 @@ SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 
 Mode = Literal["user", "system"]
 SupervisorKind = Literal["supervisord", "systemd"]
+Strategy = Literal["rolling", "canary", "blueGreen"]
 
 
 # --------------------------------------------------------------------------- checks
@@ -206,6 +207,8 @@ class SupervisordFiles:
 @dataclass(frozen=True)
 class SystemdFiles:
     unit: str = field(metadata=meta(_text))  # the template unit <app>@.service
+    # canary/blueGreen: <app>-candidate@.service, running the `candidate` link.
+    candidate_unit: Optional[str] = field(default=None, metadata=meta(omit_default=True))
     # None: the agent renders app.env from the payload's env.
     env_file: Optional[str] = field(default=None, metadata=meta(omit_default=True))
     unit_dir: str = field(default=SYSTEMD_UNIT_DIR,
@@ -213,6 +216,43 @@ class SystemdFiles:
     # ACME: <name>-renew.service and .timer, which run `hostctl.py renew` twice a day.
     renew_service: Optional[str] = field(default=None, metadata=meta(omit_default=True))
     renew_timer: Optional[str] = field(default=None, metadata=meta(omit_default=True))
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How a new release replaces the serving one (the config's `release`, resolved).
+
+    rolling: the instances restart in place, one at a time. canary and blueGreen: the
+    release starts on `candidates` (ports of their own, programs running the `candidate`
+    link) while the instances keep serving; nginx sends each step's percent of requests
+    to them, and the step is judged from `accessLog` (gin_deploy.agent.canary)."""
+
+    strategy: Strategy = "rolling"
+    candidates: tuple[Instance, ...] = ()
+    steps: tuple[int, ...] = (100,)
+    bake_seconds: float = field(default=60.0, metadata=meta(_in(0, 86400)))
+    max_error_rate: float = field(default=0.01, metadata=meta(_in(0, 1)))
+    max_p95_ms: float = field(default=500.0, metadata=meta(_in(0.001, 3600000)))
+    min_requests: int = field(default=100, metadata=meta(_in(0, 10**9)))
+    # canary, blueGreen: nginx's JSON access log, and the directory whose files send
+    # requests to the candidates (gin_deploy.agent.traffic)
+    access_log: Optional[str] = field(default=None, metadata=meta(_abs_path))
+    share_dir: Optional[str] = field(default=None, metadata=meta(_abs_path))
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        steps = self.steps
+        if not steps or any(not 1 <= s <= 100 for s in steps) or list(steps) != sorted(
+                set(steps)) or steps[-1] != 100:
+            out.append(("steps", f"must be increasing percents ending at 100 (got "
+                                 f"{list(steps)})"))
+        if self.strategy != "rolling":
+            if not self.candidates:
+                out.append(("candidates", f"must not be empty with strategy {self.strategy}"))
+            for key, value in (("accessLog", self.access_log), ("shareDir", self.share_dir)):
+                if value is None:
+                    out.append((key, f"is required with strategy {self.strategy}"))
+        return out
 
 
 # --------------------------------------------------------------------------- payloads
@@ -262,10 +302,22 @@ class DeployPayload(TargetPayload):
     # System mode: the stem of every file outside the state dir (project + stack + app);
     # None: the names of deploys before it existed (gin-deploy-<app>.conf, <app>@.service).
     name: Optional[str] = field(default=None, metadata=meta(_name, omit_default=True))
+    # Left out while rolling (the default), so such payloads read as before.
+    rollout: Rollout = field(default_factory=Rollout, metadata=meta(omit_default=True))
 
     def problems(self) -> list[tuple[str, str]]:
         out = super().problems()
         user = self.mode == "user"
+        candidates = self.rollout.candidates
+        if candidates:
+            if len(candidates) != len(self.instances):
+                out.append(("rollout.candidates", "must be as many as the instances"))
+            taken = {i.port for i in self.instances} | {i.name for i in self.instances}
+            if any(c.port in taken or c.name in taken for c in candidates):
+                out.append(("rollout.candidates", "must not share a port or name with the "
+                                                  "instances"))
+            if len({c.port for c in candidates}) != len(candidates):
+                out.append(("rollout.candidates", "must have unique ports"))
         if user and self.nginx.main is None:
             out.append(("nginx.main", "is required in user mode"))
         if self.supervisor == "supervisord":
@@ -278,9 +330,11 @@ class DeployPayload(TargetPayload):
                 defined = set(re.findall(r"^\s*\[program:([^\]\s]+)\]", sup.programs, re.M))
                 out += [("supervisord.programs",
                          f"has no [program:{i.name}] section for that instance")
-                        for i in self.instances if i.name not in defined]
+                        for i in (*self.instances, *candidates) if i.name not in defined]
         elif self.systemd is None:
             out.append(("systemd", "is required with supervisor systemd"))
+        elif candidates and self.systemd.candidate_unit is None:
+            out.append(("systemd.candidateUnit", "is required with rollout candidates"))
         elif self.systemd.env_file is None:
             bad = [k for k, v in self.env.items() if "\n" in v or "\r" in v]
             if bad:

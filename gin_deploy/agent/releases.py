@@ -146,12 +146,18 @@ def prune_releases(layout: Layout, keep: int, protect: Sequence[str | None]) -> 
     return pruned
 
 
-def run_instance(state_dir: str, port: int, name: str) -> None:
-    """Exec the current release with its environment (a supervisord program)."""
+# The links a supervisord program may run: the serving release, or a new one being judged
+# beside it (gin_deploy.agent.canary).
+RELEASE_LINKS = ("current", "candidate")
+
+
+def run_instance(state_dir: str, port: int, name: str, link: str = "current") -> None:
+    """Exec the release `link` points at with its environment (a supervisord program)."""
     layout = Layout(os.path.normpath(state_dir))
-    if not os.path.exists(layout.current):
-        raise HostError(f"{layout.current} does not exist; deploy a release first")
-    release_dir = os.path.realpath(layout.current)
+    path = layout.p(link)
+    if link not in RELEASE_LINKS or not os.path.exists(path):
+        raise HostError(f"{path} does not exist; deploy a release first")
+    release_dir = os.path.realpath(path)
     app = os.path.join(release_dir, "app")
     try:
         with open(os.path.join(release_dir, "env.json"), encoding="utf-8") as fh:

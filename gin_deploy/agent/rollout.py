@@ -81,8 +81,13 @@ class Target:
         layout = Layout(payload.state_dir)
         state = load_state(layout)
         name = state.get("systemName")
+        candidates = []
+        for c in state.get("candidates") or []:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                candidates.append(Instance(str(c["name"]), int(c["port"])))
         return cls(payload, layout,
-                   make_supervisor(payload, layout, state.get("supervisorConfDir"), name),
+                   make_supervisor(payload, layout, state.get("supervisorConfDir"), name,
+                                   candidates),
                    make_nginx(layout, payload.mode, payload.app,
                               state.get("nginxConfDir") or NGINX_CONF_DIR, name),
                    Pacer(layout.p(".settle-until"), 0.0),

@@ -135,26 +135,28 @@ class Supervisor:
 
 
 class _UnixTransport(xmlrpc.client.Transport):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timeout: float = 10) -> None:
         super().__init__()
         self.path = path
+        self.timeout = timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        path = self.path
+        path, timeout = self.path, self.timeout
 
         class Conn(http.client.HTTPConnection):
             def connect(self) -> None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(10)
+                sock.settimeout(timeout)
                 sock.connect(path)
                 self.sock = sock
 
         return Conn("localhost")
 
 
-def unix_xmlrpc(path: str) -> xmlrpc.client.ServerProxy:
+def unix_xmlrpc(path: str, timeout: float = 10) -> xmlrpc.client.ServerProxy:
     """An XML-RPC proxy to a supervisord unix control socket."""
-    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(path))
+    return xmlrpc.client.ServerProxy("http://localhost/RPC2",
+                                     transport=_UnixTransport(path, timeout))
 
 
 class SupervisordBase(Supervisor):
@@ -273,6 +275,28 @@ class UserSupervisord(SupervisordBase):
     def daemon_running(self) -> bool:
         return self.daemon_pid() is not None
 
+    # supervisord's faults that leave the process as wanted (NOT_RUNNING, ALREADY_STARTED).
+    _FAULT_HARMLESS: ClassVar[dict[str, int]] = {"stop": 70, "start": 60}
+
+    def _action(self, action: str, inst: Instance) -> None:
+        """Over the control socket (no supervisorctl process: instances start and stop in
+        parallel on busy hosts); supervisorctl when the socket does not answer."""
+        name = self.full_name(inst)
+        steps = ("stop", "start") if action == "restart" else (action,)
+        rpc: Any = unix_xmlrpc(self.layout.supervisor_sock, STOP_TIMEOUT + 30).supervisor
+        try:
+            for step in steps:
+                try:
+                    (rpc.stopProcess if step == "stop" else rpc.startProcess)(name, True)
+                except xmlrpc.client.Fault as fault:
+                    if fault.faultCode != self._FAULT_HARMLESS[step]:
+                        raise
+        except xmlrpc.client.Fault as fault:
+            raise HostError(f"supervisord could not {action} {name}: "
+                            f"{fault.faultString}") from None
+        except (OSError, http.client.HTTPException):
+            super()._action(action, inst)
+
     def responsive(self) -> bool:
         proc = run_cmd([*self.ctl(), "pid"], "supervisorctl pid", check=False, timeout=10)
         return proc.stdout.strip().isdigit()
@@ -345,23 +369,32 @@ class SystemSupervisord(SupervisordBase):
 
 
 class Systemd(Supervisor):
-    """A template unit <app>@.service; the instance is the port."""
+    """A template unit <name>@.service; the instance is the port. A release's candidates
+    (canary, blueGreen) run <name>-candidate@.service, never enabled."""
 
     kind = "systemd"
 
     def __init__(self, target: TargetPayload, layout: Layout, conf_dir: str,
-                 files: SystemdFiles | None, name: str | None = None) -> None:
+                 files: SystemdFiles | None, name: str | None = None,
+                 candidates: Sequence[Instance] = ()) -> None:
         super().__init__(target, layout, conf_dir, name)
         self.files = files  # None for destroy and status
+        self.candidates = tuple(candidates)
 
     @property
     def stem(self) -> str:
         return self.name or self.target.app
 
+    @property
+    def candidate_stem(self) -> str:
+        return f"{self.stem}-candidate"
+
     def unit_path(self, stem: str | None = None) -> str:
         return os.path.join(self.conf_dir, f"{stem or self.stem}@.service")
 
     def unit(self, inst: Instance, stem: str | None = None) -> str:
+        if stem is None and any(c.port == inst.port for c in self.candidates):
+            stem = self.candidate_stem
         return f"{stem or self.stem}@{inst.port}.service"
 
     def legacy_stem(self) -> str | None:
@@ -377,7 +410,7 @@ class Systemd(Supervisor):
 
     def running_instances(self) -> set[str]:
         running = set()
-        for inst in self.target.instances:
+        for inst in (*self.target.instances, *self.candidates):
             proc = self.systemctl("is-active", "--quiet", self.unit(inst), check=False)
             if proc.returncode == 0:
                 running.add(inst.name)
@@ -389,6 +422,10 @@ class Systemd(Supervisor):
         changed = system_files.install(self.unit_path(), spec.unit, self.layout)
         if changed:
             log(f"wrote {self.unit_path()}")
+        candidate_unit = self.unit_path(self.candidate_stem)
+        if spec.candidate_unit is not None and system_files.install(
+                candidate_unit, spec.candidate_unit, self.layout):
+            log(f"wrote {candidate_unit}")
         legacy = self.legacy_stem()
         if legacy:
             # Same ports: the old instances stop before the new ones start (one short gap).
@@ -452,10 +489,14 @@ class Systemd(Supervisor):
         if not which("systemctl"):
             return
         self.remove_renew_timer()
-        for stem in {self.stem, self.legacy_stem() or self.stem}:
-            for inst in instances:
-                self.systemctl("disable", "--now", self.unit(inst, stem), check=False)
-            system_files.remove(self.unit_path(stem), self.layout)
+        legacy = self.legacy_stem()
+        for inst in instances:  # candidates (from the state) included: unit() tells apart
+            self.systemctl("disable", "--now", self.unit(inst), check=False)
+            if legacy:
+                self.systemctl("disable", "--now", self.unit(inst, legacy), check=False)
+        for stem in (self.stem, self.candidate_stem, legacy):
+            if stem:
+                system_files.remove(self.unit_path(stem), self.layout)
         self.systemctl("daemon-reload", check=False)
 
     def log_tail(self, inst: Instance) -> str:
@@ -469,16 +510,21 @@ class Systemd(Supervisor):
 
 
 def make_supervisor(payload: TargetPayload, layout: Layout, conf_dir: str | None = None,
-                    name: str | None = None) -> Supervisor:
+                    name: str | None = None,
+                    candidates: Sequence[Instance] | None = None) -> Supervisor:
     """deploy passes its DeployPayload (the files, their directory and name); destroy and
-    status a TargetPayload and the directory and name the last deploy used."""
+    status a TargetPayload and the directory and name the last deploy used. `candidates`:
+    a release's candidates when not the DeployPayload's (systemd names their units apart)."""
     deploy = payload if isinstance(payload, DeployPayload) else None
     if deploy:
         name = deploy.name
     if payload.supervisor == "systemd":
         unit = deploy.systemd if deploy else None
+        if candidates is None:
+            candidates = deploy.rollout.candidates if deploy else ()
         return Systemd(payload, layout, conf_dir or (unit.unit_dir if unit else
-                                                     SYSTEMD_UNIT_DIR), unit, name)
+                                                     SYSTEMD_UNIT_DIR), unit, name,
+                      candidates)
     programs = deploy.supervisord if deploy else None
     directory = conf_dir or (programs.conf_dir if programs else SUPERVISOR_CONF_DIR)
     if payload.mode == "user":

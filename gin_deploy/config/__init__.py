@@ -31,6 +31,7 @@ from gin_deploy.config.kubernetes import (
     Route53Config,
 )
 from gin_deploy.config.load import load_stack_config, read_raw_config
+from gin_deploy.config.release import ReleaseConfig, ReleasePolicy
 from gin_deploy.config.schema import NAMESPACE, ConfigError
 from gin_deploy.config.stack import (
     TARGET_CLASSES,
@@ -69,6 +70,8 @@ __all__ = [
     "KubernetesTargetConfig",
     "RawValue",
     "RegistryConfig",
+    "ReleaseConfig",
+    "ReleasePolicy",
     "Route53Config",
     "StackConfig",
     "TargetBase",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from gin_deploy.agent.names import ENV_NAME_PATTERN, is_env_name
 from gin_deploy.config.checks import abs_http_path, cidrs, resource_name, trusted_cidrs
+from gin_deploy.config.image import ImageConfig, image_doc
 from gin_deploy.config.schema import ParseContext, Problems, spec_field
 
 # Env vars the deploy tooling sets itself; users must not override them.
@@ -78,6 +79,8 @@ class AppConfig:
     trusted_proxies: tuple[str, ...] = spec_field(
         "trustedProxies", "CIDRs whose X-Forwarded-For the service trusts (hosts: set to the "
         "loopback nginx automatically).", (), check=cidrs)
+    image: ImageConfig | None = spec_field("image", image_doc(
+        "for every ecs and kubernetes target; a target's own `image` overrides it"), None)
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         if not (ctx.project_dir / self.source / "go.mod").is_file():

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Self
 from gin_deploy.agent.names import is_env_name
 from gin_deploy.config.app import RESERVED_ENV
 from gin_deploy.config.checks import cidrs, dns_name, is_dns_name
+from gin_deploy.config.image import ImageConfig, image_doc
 from gin_deploy.config.schema import NAMESPACE, ParseContext, Problems, fill, spec_field
 from gin_deploy.config.target import TargetBase
 
@@ -167,6 +168,9 @@ class EcsTargetConfig(TargetBase):
                                           "balancer requests per task per minute.", 1000,
                                           min=1, max=1000000)
     # Images, logs, IAM.
+    image: ImageConfig | None = spec_field("image", image_doc(
+        "default: app.image; the tasks pull it with the execution role, so an ECR image "
+        "needs a repository this account may read, another registry a public image"), None)
     keep_images: int = spec_field("keepImages", "Images the ECR repository keeps.", 20,
                                   min=1, max=10000)
     log_retention_days: int = spec_field(
@@ -195,6 +199,8 @@ class EcsTargetConfig(TargetBase):
 
     def resolve(self, cfg: StackConfig) -> Self:
         edge, resolved = cfg.edge, self
+        if resolved.image is None and cfg.app.image is not None:
+            resolved = replace(resolved, image=cfg.app.image)
         if resolved.hosted_zone is None:
             zone = edge.zone if edge is not None and edge.zone else parent_zone(cfg.domain)
             resolved = replace(resolved, hosted_zone=zone)
@@ -202,6 +208,10 @@ class EcsTargetConfig(TargetBase):
             resolved = replace(resolved,
                                idle_timeout=max(1, cfg.app.idle_timeout - ALB_IDLE_MARGIN_S))
         return resolved
+
+    @property
+    def scale(self) -> int:
+        return self.desired_count
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         if self.region is None:

@@ -101,6 +101,16 @@ def check_fleet_edge(target: HostTargetConfig, path: str, problems: Problems) ->
                      "each host as a target of its own")
 
 
+def check_fleet_release(target: HostTargetConfig, path: str, problems: Problems) -> None:
+    """A fleet's release goes host by host; canary and blue/green steps across the fleet's
+    hosts are not built yet (each host's canary would need the balancer's share)."""
+    strategy = target.release.strategy if target.release is not None else "rolling"
+    if strategy != "rolling":
+        problems.add(f"{path}.release.strategy", f"{strategy} is not supported on a fleet "
+                     "yet: a fleet releases host by host (maxUnavailable at a time); set "
+                     "this target's release.strategy to rolling")
+
+
 def check_fleet(target: HostTargetConfig, path: str, problems: Problems) -> None:
     """Every rule across a fleet's hosts and balancers, reported by key path."""
     hosts, balancers = target.hosts, target.balancers

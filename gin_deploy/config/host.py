@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from gin_deploy.config.checks import trusted_cidrs
-from gin_deploy.config.fleet import FleetBalancer, FleetHost, check_fleet, check_fleet_edge
+from gin_deploy.config.fleet import (
+    FleetBalancer,
+    FleetHost,
+    check_fleet,
+    check_fleet_edge,
+    check_fleet_release,
+)
 from gin_deploy.config.schema import (
     NAMESPACE,
     ParseContext,
@@ -125,8 +131,48 @@ class HostTargetConfig(TargetBase):
         return replace(self, state_dir=state_dir)
 
     @property
+    def scale(self) -> int:
+        # A fleet releases host by host (maxUnavailable): rolling unless told otherwise,
+        # and told otherwise is refused until canaries span the fleet (check_fleet_release).
+        return 1 if self.fleet else self.instances
+
+    @property
     def instance_ports(self) -> tuple[int, ...]:
         return tuple(range(self.base_port, self.base_port + self.instances))
+
+    @property
+    def candidate_ports(self) -> tuple[int, ...]:
+        """canary and blueGreen: where a new release starts beside the serving one (the
+        ports after the instances'); none for rolling."""
+        if self.release is None or self.release.strategy == "rolling":
+            return ()
+        first = self.base_port + self.instances
+        return tuple(range(first, first + self.instances))
+
+    @classmethod
+    def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
+                   problems: Problems) -> None:
+        idle = cfg.app.idle_timeout
+        if idle <= UPSTREAM_KEEPALIVE_TIMEOUT_S:
+            where = ", ".join(f"targets[{i}]" for i, _t in members)
+            problems.add(f"{NAMESPACE}:app.idleTimeout", f"{idle}s must exceed nginx's "
+                         f"upstream keepalive_timeout ({UPSTREAM_KEEPALIVE_TIMEOUT_S}s) on host "
+                         f"targets ({where}): nginx, not the app, must close idle connections")
+        for i, target in members:
+            assert isinstance(target, HostTargetConfig)
+            if target.fleet:
+                check_fleet_release(target, f"{NAMESPACE}:targets[{i}]", problems)
+            ports = target.candidate_ports
+            if not ports:
+                continue
+            path = f"{NAMESPACE}:targets[{i}]"
+            why = (f"{target.release.strategy} starts a new release beside the serving one on "
+                   f"ports {ports[0]}-{ports[-1]} (basePort + instances .. + 2 x instances)")
+            if ports[-1] > 65535 and target.instance_ports[-1] <= 65535:  # else said by check
+                problems.add(f"{path}.basePort", f"too high: {why}, beyond 65535")
+            for key, port in (("httpPort", target.http_port), ("httpsPort", target.https_port)):
+                if port in ports:
+                    problems.add(f"{path}.{key}", f"{port} collides with them: {why}")
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         if self.fleet:
@@ -212,16 +258,6 @@ class HostTargetConfig(TargetBase):
             keys += known_host_keys(Path(self.known_hosts_file).expanduser(), self.host,
                                     self.ssh_port)
         return tuple(dict.fromkeys(keys))
-
-    @classmethod
-    def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
-                   problems: Problems) -> None:
-        idle = cfg.app.idle_timeout
-        if idle <= UPSTREAM_KEEPALIVE_TIMEOUT_S:
-            where = ", ".join(f"targets[{i}]" for i, _t in members)
-            problems.add(f"{NAMESPACE}:app.idleTimeout", f"{idle}s must exceed nginx's "
-                         f"upstream keepalive_timeout ({UPSTREAM_KEEPALIVE_TIMEOUT_S}s) on host "
-                         f"targets ({where}): nginx, not the app, must close idle connections")
 
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from gin_deploy.config.checks import cidrs, dns_name
+from gin_deploy.config.image import ImageConfig, image_doc
 from gin_deploy.config.schema import (
     NAMESPACE,
     Check,
@@ -137,14 +138,20 @@ class KubernetesTargetConfig(TargetBase):
                                    "replicas).", None, min=1, max=1000)
     canary: CanaryConfig | None = spec_field("canary", "Canary release split by HTTPRoute "
                                              "weights.", None)
-    registry: RegistryConfig | None = spec_field("registry", "Registry the image is pushed to "
-                                                 "for this cluster (required).", None)
+    registry: RegistryConfig | None = spec_field(
+        "registry", "Registry the image is pushed to for this cluster (required unless an "
+        "image is given; with one: its pull credentials and the canary's repository).", None)
+    image: ImageConfig | None = spec_field("image", image_doc("default: app.image"), None)
     max_surge: str = spec_field("maxSurge", "Rolling update: extra pods during a rollout (a "
                                 "count or a percentage).", "1",
                                 check=_rollout_amount)
     max_unavailable: str = spec_field("maxUnavailable", "Rolling update: pods that may be "
                                       "unavailable during a rollout (a count or a percentage).",
                                       "0", check=_rollout_amount)
+    rollout_timeout: int = spec_field(
+        "rolloutTimeout", "Seconds `pulumi up` waits for a rollout (the new pods Ready) "
+        "before it fails; the old ReplicaSet keeps serving meanwhile and after.", 600,
+        min=30, max=3600)
     cpu_request: str = spec_field("cpuRequest", "CPU request per pod (Kubernetes quantity).",
                                   "100m", check=_quantity("250m"))
     cpu_limit: str = spec_field("cpuLimit", "CPU limit per pod.", "500m",
@@ -200,7 +207,12 @@ class KubernetesTargetConfig(TargetBase):
     def resolve(self, cfg: StackConfig) -> Self:
         namespace = self.namespace or cfg.app.name
         return replace(self, namespace=namespace,
-                       gateway_namespace=self.gateway_namespace or f"{namespace}-gateway")
+                       gateway_namespace=self.gateway_namespace or f"{namespace}-gateway",
+                       image=self.image or cfg.app.image)
+
+    @property
+    def scale(self) -> int:
+        return self.replicas
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
         # namespace and gatewayNamespace are still as written here (None when unset).
@@ -236,14 +248,18 @@ class KubernetesTargetConfig(TargetBase):
         if self.client_ip_mode == "ProxyProtocol" and not self.trusted_proxies:
             problems.add(f"{path}.trustedProxies", "is required with clientIpMode ProxyProtocol "
                          "(the addresses of the load balancer that sends it)")
-        if self.registry is None:
-            problems.add(f"{path}.registry", "is required for kubernetes targets (the image "
-                         "repository the cluster pulls from, e.g. {server: "
-                         "ghcr.io/acme/hello-gin})")
 
     @classmethod
     def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
                    problems: Problems) -> None:
+        for i, target in members:
+            assert isinstance(target, KubernetesTargetConfig)
+            # (After resolve: app.image counts.)
+            if target.registry is None and target.image is None:
+                problems.add(f"{NAMESPACE}:targets[{i}].registry", "is required for "
+                             "kubernetes targets (the image repository the cluster pulls "
+                             "from, e.g. {server: ghcr.io/acme/hello-gin}) unless an existing "
+                             "image is given (app.image or the target's image)")
         if f"{NAMESPACE}:tls" in problems.incomplete:
             return  # the challenge is not known: tls itself was rejected
         acme = cfg.tls.acme if cfg.tls.mode == "acme" else None

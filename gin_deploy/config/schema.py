@@ -142,6 +142,8 @@ def _describe(tp: Any) -> str:
         return "true or false"
     if tp is int:
         return "an integer"
+    if tp is float:
+        return "a number"
     if origin is tuple:
         return "a list"
     if origin in (dict, Mapping) or tp is dict:
@@ -179,6 +181,14 @@ def parse_value(tp: Any, raw: Any, path: str, problems: Problems, ctx: ParseCont
             return int(raw)
         if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
             return int(raw)
+    elif tp is float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                pass
     elif tp is str:
         if isinstance(raw, str):
             return raw

@@ -22,11 +22,12 @@ from gin_deploy.config.ecs import EcsTargetConfig
 from gin_deploy.config.edge import EdgeConfig
 from gin_deploy.config.host import HostTargetConfig
 from gin_deploy.config.kubernetes import KubernetesTargetConfig
+from gin_deploy.config.release import ReleaseConfig
 from gin_deploy.config.schema import NAMESPACE, ConfigError, ParseContext, Problems, parse_value
 from gin_deploy.config.target import TARGET_KINDS
 from gin_deploy.config.tls import TlsConfig
 
-TOP_LEVEL_KEYS = ("app", "domain", "tls", "targets", "edge")
+TOP_LEVEL_KEYS = ("app", "domain", "tls", "targets", "edge", "release")
 
 TargetConfig = HostTargetConfig | EcsTargetConfig | KubernetesTargetConfig
 TARGET_CLASSES: Mapping[str, type[TargetConfig]] = {
@@ -54,6 +55,8 @@ class StackConfig:
     tls: TlsConfig
     targets: tuple[TargetConfig, ...]
     edge: EdgeConfig | None
+    # As written (None where silent); each target holds its resolved `release`.
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
     # Values of app.secretEnv, by env var name; only ever passed on as Pulumi secrets.
     secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -94,9 +97,11 @@ def parse_stack_config(
         edge = parse(EdgeConfig, "edge")
     if edge is not None:
         edge = edge.resolve(app)
+    release = parse(ReleaseConfig, "release") or ReleaseConfig()
     # Every section but the targets, for the targets' defaults that depend on them.
-    cfg = StackConfig(project, stack, project_dir, app, domain, tls, (), edge, secret_env)
-    indexed = [(i, t.resolve(cfg)) for i, t in indexed]
+    cfg = StackConfig(project, stack, project_dir, app, domain, tls, (), edge, release,
+                      secret_env)
+    indexed = [(i, _resolve_target(t, cfg)) for i, t in indexed]
     cfg = replace(cfg, targets=tuple(t for _i, t in indexed))
     # The ACME challenge depends on the targets and the edge.
     cfg = replace(cfg, tls=cfg.tls.resolve(cfg))
@@ -104,6 +109,13 @@ def parse_stack_config(
     if problems:
         raise ConfigError(problems.items)
     return cfg
+
+
+def _resolve_target(target: TargetConfig, cfg: StackConfig) -> TargetConfig:
+    """The target with every default filled in, its release policy included."""
+    target = target.resolve(cfg)
+    own = target.release_config or ReleaseConfig()
+    return replace(target, release=own.resolve(cfg.release, target.scale))
 
 
 def _secret_env(app: AppConfig, raw: Mapping[str, RawValue], problems: Problems) -> dict[str, str]:
@@ -166,6 +178,9 @@ def _check_stack(cfg: StackConfig, indexed: Sequence[tuple[int, TargetConfig]],
     if cfg.targets and all(t.weight == 0 for t in cfg.targets):
         problems.add(f"{NAMESPACE}:targets", "all weights are 0: at least one target must take "
                      "traffic")
+    if cfg.app.image is not None and all(t.kind == "host" for t in cfg.targets):
+        problems.add(f"{NAMESPACE}:app.image", "no target runs an image: host targets run "
+                     "the binary built from app.source (image is for ecs and kubernetes)")
     cfg.tls.check_stack(cfg, indexed, problems)
     for kind, cls in TARGET_CLASSES.items():
         members = [(i, t) for i, t in indexed if t.kind == kind]

@@ -9,11 +9,12 @@ parse), `resolve` (defaults that need another section, run by the stack parse),
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Self
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from gin_deploy.config.checks import is_dns_name, region_name, resource_name
 from gin_deploy.config.edge import target_origin_name
+from gin_deploy.config.release import ReleaseConfig, ReleasePolicy
 from gin_deploy.config.schema import ParseContext, Problems, spec_field
 
 if TYPE_CHECKING:
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from gin_deploy.config.stack import StackConfig
 
 TARGET_KINDS = ("host", "ecs", "kubernetes")
+
+
+def cast_none() -> Any:
+    """The placeholder of a field the stack parse resolves (never None after it)."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,16 @@ class TargetBase:
                              "rotation).", 1, min=0, max=255)
     region: str | None = spec_field("region", "Region (required by latency routing; ecs: the "
                                     "AWS region).", None, check=region_name)
+    release_config: ReleaseConfig | None = spec_field(
+        "release", "This target's overrides of `gin-deploy:release` (same keys; what it "
+        "leaves out comes from there).", None)
+    # Resolved by the stack parse from release_config, gin-deploy:release and `scale`.
+    release: ReleasePolicy = field(default=cast_none(), compare=True)
+
+    @property
+    def scale(self) -> int:
+        """Instances/tasks/replicas: a target of 2 or more defaults to a canary release."""
+        return 1
 
     @property
     def tls_terminators(self) -> int:

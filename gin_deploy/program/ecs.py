@@ -24,7 +24,8 @@ from gin_deploy.render.headers import HstsPolicy
 def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: ImagePusher,
                     edge: EdgeOrigin | None = None,
                     validation: ValidationRecords | None = None) -> EcsTargetArgs:
-    """Every EcsTarget argument from the stack config (defaults already resolved)."""
+    """Every EcsTarget argument from the stack config (defaults already resolved);
+    `push_image` is not used when the target runs an existing image."""
     region = target.region
     assert region is not None, "config parsing requires a region for ecs targets"
     app, t, hsts = cfg.app, target, cfg.tls.hsts
@@ -34,7 +35,9 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
         domain=cfg.domain,
         zone_name=t.hosted_zone,
         stack=cfg.stack,
-        push_image=push_image,
+        push_image=push_image if t.image is None else None,
+        image=t.image.ref if t.image is not None else None,
+        image_allow_tag=t.image.allow_tag if t.image is not None else False,
         container=EcsContainerArgs(
             name=app.name, port=app.port, health_path=app.health_path,
             ready_path=app.ready_path, env=dict(app.env),

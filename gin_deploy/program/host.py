@@ -17,7 +17,7 @@ from components.build import GinBuild
 from components.certificate import ValidationRecords
 from components.connection import SshEndpoint
 from components.endpoint import EdgeOrigin, TargetEndpoint
-from components.host import HostTarget, HostTargetArgs
+from components.host import HostRelease, HostTarget, HostTargetArgs
 from gin_deploy.agent import bundle
 from gin_deploy.agent.payload import AcmeTls, SelfSignedTls, Tls
 from gin_deploy.config import NAMESPACE, AppConfig, HostTargetConfig, StackConfig, TargetConfig
@@ -105,6 +105,7 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
             mode="user" if mode == "user" else "system",
             supervisor="systemd" if target.supervisor == "systemd" else "supervisord",
             instance_ports=target.instance_ports,
+            candidate_ports=target.candidate_ports,
             http_port=target.http_port, https_port=target.https_port,
             server_names=server_names(cfg.domain, edge_names),
             trusted_proxies=target.trusted_proxies,
@@ -120,8 +121,15 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
         install=target.install, version=version, binary_path=binary_path,
         binary_sha256=binary_sha256, agent_path=agent_path, agent_sha256=agent_sha256,
         staging_dir=f".cache/gin-deploy/{cfg.project}-{cfg.stack}-{target.name}",
-        ssh=ssh, secret_env=cfg.secret_env, edge=edge,
+        ssh=ssh, secret_env=cfg.secret_env, edge=edge, release=host_release(target),
     )
+
+
+def host_release(target: HostTargetConfig) -> HostRelease:
+    r = target.release
+    return HostRelease(strategy=r.strategy, steps=r.steps, bake_seconds=r.bake_seconds,
+                       max_error_rate=r.max_error_rate, max_p95_ms=r.max_p95_ms,
+                       min_requests=r.min_requests)
 
 
 def server_names(domain: str, edge_names: tuple[str, ...] = ()) -> tuple[str, ...]:

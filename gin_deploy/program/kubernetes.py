@@ -83,7 +83,12 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
                            edge: EdgeOrigin | None = None) -> KubernetesTargetArgs:
     """Every KubernetesTarget argument from the stack config; secrets as Pulumi secrets."""
     registry = target.registry
-    assert registry is not None  # required by config validation
+    if registry is not None:
+        repository = registry.server
+    else:
+        # Config requires a registry or an existing image, whose repository then serves.
+        assert target.image is not None
+        repository = target.image.repository
     kubeconfig: pulumi.Input[str] | None = None
     if target.kubeconfig:
         kubeconfig = pulumi.Output.secret(target.kubeconfig)
@@ -93,10 +98,10 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
     return KubernetesTargetArgs(
         app=kubernetes_app(target, cfg, version),
         image=image,
-        registry=registry.server,
-        registry_username=registry.username,
-        registry_password=pulumi.Output.secret(registry.password) if registry.password
-        else None,
+        registry=repository,
+        registry_username=registry.username if registry is not None else None,
+        registry_password=pulumi.Output.secret(registry.password)
+        if registry is not None and registry.password else None,
         context=target.context,
         kubeconfig=kubeconfig,
         acme=acme_of(cfg.tls, cfg.project_dir, target.route53),
@@ -108,6 +113,7 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
         trusted_proxies=target.trusted_proxies,
         client_ip_mode=target.client_ip_mode,
         network_policy=target.network_policy,
+        rollout_timeout=target.rollout_timeout,
         secret_env=cfg.secret_env,
         edge=edge,
     )
@@ -116,16 +122,21 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
 def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
                      edge: EdgeOrigin | None = None, *,
                      validation: ValidationRecords | None = None) -> TargetEndpoint:
-    """TARGET_BUILDERS entry: push the image to the target's registry, then deploy."""
+    """TARGET_BUILDERS entry: push the image to the target's registry (unless the config
+    gives an existing image), then deploy."""
     assert isinstance(target, KubernetesTargetConfig)
-    assert target.registry is not None  # required by config validation
-    registry = target.registry
-    password = pulumi.Output.secret(registry.password) if registry.password else None
-    key = _image_key(registry.server)
-    # Targets sharing a repository share one push.
-    digest = build.image_digests.get(key) or build.push(
-        key, registry.server, username=registry.username, password=password)
-    args = kubernetes_target_args(target, cfg, image=digest, version=build.version,
+    image: pulumi.Input[str]
+    if target.image is not None:
+        image = target.image.ref
+    else:
+        registry = target.registry
+        assert registry is not None  # required by config validation without an image
+        password = pulumi.Output.secret(registry.password) if registry.password else None
+        key = _image_key(registry.server)
+        # Targets sharing a repository share one push.
+        image = build.image_digests.get(key) or build.push(
+            key, registry.server, username=registry.username, password=password)
+    args = kubernetes_target_args(target, cfg, image=image, version=build.version,
                                   edge=edge)
     k8s_target = KubernetesTarget(target.name, args)
     app = args.app

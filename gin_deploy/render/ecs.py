@@ -22,7 +22,8 @@ Choices, briefly:
   plain environment and the secrets is an error.
 * awslogs runs in non-blocking mode with a bounded buffer: a CloudWatch Logs
   hiccup never stalls request handling.
-* The execution role may pull from exactly one repository, write to exactly
+* The execution role may pull from exactly one repository (two when the task runs
+  an existing image from another ECR repository), write to exactly
   one log group and read exactly the given parameters; `ecr:GetAuthorizationToken`
   is the one action that only exists on `*`.
 """
@@ -50,6 +51,10 @@ IAM_VERSION = "2012-10-17"
 _CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
 _URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
 _IMAGE_BY_DIGEST = re.compile(r"[a-z0-9.-]+(?::\d+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}")
+_IMAGE_BY_TAG = re.compile(r"[a-z0-9.-]+(?::\d+)?/[a-z0-9._/-]+:[\w][\w.-]{0,127}")
+# A private ECR repository's image: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<name>.
+_ECR_IMAGE = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+                        r"([a-z0-9._/-]+)[:@].*")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:\S+")
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d")
 _ACCOUNT = re.compile(r"\d{12}")
@@ -91,11 +96,14 @@ class ContainerSpec:
     user: str = NON_ROOT_USER
     health: HealthCheck = field(default_factory=HealthCheck)
     nofile: int = 65536
+    # Accept `registry/repository:tag` too (the user's explicit opt-in: the tag may move).
+    allow_tag: bool = False
 
     def __post_init__(self) -> None:
         if not _CONTAINER_NAME.fullmatch(self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '-' and '_'")
-        if not _IMAGE_BY_DIGEST.fullmatch(self.image):
+        if not (_IMAGE_BY_DIGEST.fullmatch(self.image)
+                or (self.allow_tag and _IMAGE_BY_TAG.fullmatch(self.image))):
             raise ValueError(f"image: {self.image!r} must be referenced by digest "
                              "(registry/repository@sha256:...)")
         check_int("port", self.port, minimum=1, maximum=65535)
@@ -280,10 +288,20 @@ def _via_service(arn: str) -> str:
     return f"{service}.{region}.{suffix}"
 
 
+def ecr_repository_arn(image: str, partition: str) -> str | None:
+    """The ARN of the private ECR repository `image` is in; None for another registry."""
+    match = _ECR_IMAGE.fullmatch(image)
+    if match is None:
+        return None
+    account, region, name = match.groups()
+    return f"arn:{partition}:ecr:{region}:{account}:repository/{name}"
+
+
 def execution_role_policy(
     *,
     repository_arn: str,
     log_group_arn: str,
+    image_repository_arn: str | None = None,
     parameter_arns: Sequence[str] = (),
     secret_arns: Sequence[str] = (),
     kms_key_arns: Sequence[str] = (),
@@ -293,9 +311,13 @@ def execution_role_policy(
     SSM SecureStrings under the AWS-managed `aws/ssm` key need no kms grant;
     `kms_key_arns` is for parameters or secrets under customer-managed keys, and
     decrypts only through SSM or Secrets Manager in the secrets' regions
-    (`kms:ViaService`), never directly.
+    (`kms:ViaService`), never directly. `image_repository_arn`: the ECR repository of
+    an existing image the task runs, when that is not the target's own.
     """
     _check_arn("repository_arn", repository_arn, "ecr")
+    repositories = sorted({repository_arn, image_repository_arn or repository_arn})
+    for arn in repositories:
+        _check_arn("image_repository_arn", arn, "ecr")
     log_group_arn = log_group_arn.removesuffix(":*")
     _check_arn("log_group_arn", log_group_arn, "logs")
     for arn in parameter_arns:
@@ -324,7 +346,7 @@ def execution_role_policy(
             "Effect": "Allow",
             "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
                        "ecr:GetDownloadUrlForLayer"],
-            "Resource": repository_arn,
+            "Resource": repositories[0] if len(repositories) == 1 else repositories,
         },
         {
             "Sid": "LogsToThisGroup",

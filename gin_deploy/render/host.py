@@ -57,6 +57,9 @@ class HostService:
     write_timeout: int = 30     # the longest the app may take to answer, seconds
     origin_lock: OriginLock | None = None
     project: str = ""  # with stack and app, names the host's system files
+    # canary/blueGreen: where a new release starts beside the instances (its own ports,
+    # programs or units running the `candidate` link, never started by the supervisor).
+    candidate_ports: tuple[int, ...] = ()
 
     @property
     def system_name(self) -> str:
@@ -72,6 +75,12 @@ class HostService:
         app = re.sub(r"[^a-z0-9_-]", "-", self.app.lower())[:18]
         return f"gd-{app}-{hashlib.sha256(self.system_name.encode()).hexdigest()[:8]}"
 
+    @property
+    def group(self) -> str:
+        """supervisord's group of the instances (the host's supervisord holds every
+        target's programs in system mode)."""
+        return self.system_name if self.mode == "system" else self.app
+
 
 @dataclass(frozen=True)
 class HostFiles:
@@ -82,6 +91,27 @@ class HostFiles:
 
 def instance_name(app: str, port: int) -> str:
     return f"{app}-{port}"
+
+
+def access_log_path(state_dir: str) -> str:
+    """nginx's JSON access log: a release's requests are judged from it."""
+    return str(PurePosixPath(state_dir) / "logs" / "nginx-access.log")
+
+
+def candidate_share_dir(state_dir: str) -> str:
+    """Where the agent puts the files that send requests to a release's candidates."""
+    return str(PurePosixPath(state_dir) / "nginx" / "candidate-share")
+
+
+def candidate_group(group: str) -> str:
+    """supervisord: the group of a release's candidates, after the instances' group."""
+    return f"{group}-candidates"
+
+
+def candidate_unit_name(stem: str) -> str:
+    """systemd: the candidates' template unit, `<stem>-candidate@<port>.service`, after
+    the instances' `<stem>@.service` (the payload's system name)."""
+    return f"{stem}-candidate"
 
 
 def render_host_files(s: HostService,
@@ -98,9 +128,12 @@ def render_host_files(s: HostService,
         server_names=s.server_names,
         upstreams=upstreams or tuple(nginx.UpstreamServer(f"127.0.0.1:{p}")
                                      for p in s.instance_ports),
+        candidate_upstreams=tuple(nginx.UpstreamServer(f"127.0.0.1:{p}")
+                                  for p in s.candidate_ports),
+        candidate_share_dir=candidate_share_dir(s.state_dir) if s.candidate_ports else None,
         tls_certificate=str(sd / "tls" / "server.crt"),
         tls_certificate_key=str(sd / "tls" / "server.key"),
-        access_log=str(sd / "logs" / "nginx-access.log"),
+        access_log=access_log_path(s.state_dir),
         error_log=str(sd / "logs" / "nginx-error.log"),
         http_port=s.http_port,
         https_port=s.https_port,
@@ -129,20 +162,25 @@ def render_host_files(s: HostService,
     # Stop waits exceed the app's drain so a stop never cuts a request short.
     stop_wait = s.shutdown_timeout + 5
     if s.supervisor == "systemd":
-        unit = systemd.render_template_unit(systemd.SystemdService(
-            name=s.app,
-            description=f"{s.app} (gin-deploy {s.stack}/{s.target}) on port %i",
-            exec_start=str(sd / "current" / "app"),
-            working_directory=str(sd / "current"),
-            environment_file=str(sd / "current" / "app.env"),
-            timeout_stop_s=stop_wait + 5,
-        ))
+        def unit(name: str, link: str, what: str) -> str:
+            return systemd.render_template_unit(systemd.SystemdService(
+                name=name,
+                description=f"{s.app} {what}(gin-deploy {s.stack}/{s.target}) on port %i",
+                exec_start=str(sd / link / "app"),
+                working_directory=str(sd / link),
+                environment_file=str(sd / link / "app.env"),
+                timeout_stop_s=stop_wait + 5,
+            ))
+        # The candidates' unit has the instances' sandbox; only the link it runs differs.
+        candidate = unit(candidate_unit_name(s.system_name), "candidate", "candidate ") \
+            if s.candidate_ports else None
         renew = systemd.render_renew_units(
             f"{s.system_name}-renew", f"certbot renew for {s.app} (gin-deploy {s.stack}/"
             f"{s.target})", f"/usr/bin/env python3 {sd}/bin/hostctl.py renew --state {sd}",
         ) if s.acme else None
         return HostFiles(nginx_files, None, SystemdFiles(
-            unit=unit, renew_service=renew.service if renew else None,
+            unit=unit(s.app, "current", ""), candidate_unit=candidate,
+            renew_service=renew.service if renew else None,
             renew_timer=renew.timer if renew else None))
     return HostFiles(nginx_files, _supervisord_files(s, sd, stop_wait), None)
 
@@ -152,21 +190,24 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
     # between releases (see gin_deploy/agent/supervisors.py).
     agent = str(sd / "bin" / "hostctl.py")
     system = s.mode == "system"
-    programs = []
-    for port in s.instance_ports:
+
+    def program(port: int, candidate: bool) -> supervisor.SupervisorProgram:
         name = instance_name(s.app, port)
-        programs.append(supervisor.SupervisorProgram(
+        return supervisor.SupervisorProgram(
             name=name,
             command=f"/usr/bin/env python3 {agent} run --state {sd} --port {port} "
-                    f"--name {name}",
+                    f"--name {name}" + (" --release candidate" if candidate else ""),
             directory=str(sd),
             stdout_log=str(sd / "logs" / f"{name}.log"),
             stderr_log=str(sd / "logs" / f"{name}.err.log"),
             stop_wait_s=stop_wait,
-            # The host's supervisord runs as root: never the app.
+            # The host's supervisord runs as root: never the app (nor its candidates).
             user=s.account if system else None,
             umask=APP_UMASK if system else None,
-        ))
+            autostart=not candidate,
+        )
+
+    programs = [program(p, False) for p in s.instance_ports]
     if s.acme:
         # supervisord keeps the renewal loop alive (as root in system mode: certbot's files
         # and nginx's reload need it; the loop is our agent, not the app).
@@ -185,6 +226,11 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
         log_file=str(sd / "logs" / "supervisord.log"),
         include=str(sd / "supervisor" / "programs.conf"),
     ) if s.mode == "user" else None
-    group = s.system_name if system else s.app
-    return SupervisordFiles(programs=supervisor.render_programs(group, tuple(programs)),
-                            main=main, user=s.account if system else None)
+    text = supervisor.render_programs(s.group, tuple(programs))
+    if s.candidate_ports:
+        # Candidates run the `candidate` link, only while a release is judged: the agent
+        # starts and stops them, supervisord never does by itself. A group of their own:
+        # adding a program to a group makes `supervisorctl update` restart all of it.
+        text += "\n" + supervisor.render_programs(
+            candidate_group(s.group), tuple(program(p, True) for p in s.candidate_ports))
+    return SupervisordFiles(programs=text, main=main, user=s.account if system else None)

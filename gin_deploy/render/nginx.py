@@ -165,6 +165,11 @@ class NginxSite:
     upstream_keepalive_timeout_s: int = UPSTREAM_KEEPALIVE_TIMEOUT_S
     client_timeout_s: int = 10  # client_header_timeout / client_body_timeout / send_timeout
     gzip_min_length: int = 1024  # smaller JSON bodies are not worth compressing
+    # canary/blueGreen: where a new release starts beside `upstreams` (each pool is the
+    # other's backup); the agent sends it a share of the requests by putting files in
+    # candidate_share_dir (gin_deploy.agent.traffic).
+    candidate_upstreams: tuple[UpstreamServer, ...] = ()
+    candidate_share_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.search(r"[A-Za-z0-9]", self.name):
@@ -187,6 +192,20 @@ class NginxSite:
         addresses = [u.address for u in self.upstreams]
         if len(set(addresses)) != len(addresses):
             raise ValueError("upstreams: addresses must be unique")
+        _as_tuple(self, "candidate_upstreams")
+        if not all(isinstance(u, UpstreamServer) for u in self.candidate_upstreams):
+            raise ValueError("candidate_upstreams: items must be UpstreamServer instances")
+        candidates = [u.address for u in self.candidate_upstreams]
+        if len(set(candidates)) != len(candidates) or set(candidates) & set(addresses):
+            raise ValueError("candidate_upstreams: addresses must be unique and differ from "
+                             "the upstreams'")
+        if any(u.backup for u in self.candidate_upstreams):
+            raise ValueError("candidate_upstreams: a candidate cannot be a backup")
+        if bool(self.candidate_upstreams) != (self.candidate_share_dir is not None):
+            raise ValueError("candidate_share_dir: set exactly when there are "
+                             "candidate_upstreams")
+        if self.candidate_share_dir is not None:
+            check_safe_path("candidate_share_dir", self.candidate_share_dir)
 
         for field in ("tls_certificate", "tls_certificate_key", "access_log", "error_log"):
             check_safe_path(field, getattr(self, field))

@@ -138,7 +138,8 @@ def make_project(tmp: Path, *, backend_url: str | None = None,
     http_port, https_port = free_ports(2)
     return Project(root=root, state_dir=tmp / "state", settings=settings,
                    https_port=https_port, http_port=http_port,
-                   base_port=consecutive_free_ports(2), instances=2)
+                   # A canary's candidates take the ports after the instances'.
+                   base_port=consecutive_free_ports(4), instances=2)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import pytest
 
 from gin_deploy import automation
 from gin_deploy.agent import bundle
+from gin_deploy.agent.network import port_free
 from tests.e2e.conftest import Project
 from tests.host.conftest import Load, wait_for
 
@@ -84,7 +85,23 @@ def test_second_up_changes_nothing_and_preview_and_refresh_agree(project: Projec
     assert not refresh.changed
 
 
-def test_new_version_rolls_out_under_load_with_zero_failed_requests(project: Project) -> None:
+def deploy_result(project: Project) -> dict[str, Any]:
+    """What the agent reported for the last deploy (the deploy command's stdout)."""
+    export = json.loads(project.pulumi("stack", "export", "--stack", STACK,
+                                       "--show-secrets").stdout)
+    [deploy] = [r for r in export["deployment"]["resources"]
+                if r["urn"].endswith("::local-deploy")]
+    stdout = deploy["outputs"]["stdout"]
+    if isinstance(stdout, dict):  # a secret: its plaintext is the JSON-encoded value
+        stdout = json.loads(stdout["plaintext"])
+    result: dict[str, Any] = json.loads(stdout)
+    return result
+
+
+def test_new_version_is_released_as_a_canary_under_load_with_zero_failed_requests(
+        project: Project) -> None:
+    """Pulumi.dev.yaml's release: 10%, 50%, 100% of the requests, each step judged on the
+    new release's own requests in nginx's access log, then promoted."""
     config = project.dev_config()
     config["gin-deploy:app"] = {**config["gin-deploy:app"], "version": "2.0.0"}
     project.write_stack_file(STACK, config)
@@ -93,6 +110,13 @@ def test_new_version_rolls_out_under_load_with_zero_failed_requests(project: Pro
     assert load.ok > 100 and not load.failures, load.summary()
     assert result.summary.get("update", 0) >= 1
     assert versions_served(project) == {"2.0.0"}
+    report = deploy_result(project)
+    assert report["strategy"] == "canary"
+    assert [s["percent"] for s in report["steps"]] == [10, 50, 100]
+    assert all(s["requests"] > 0 and s["errors"] == 0 for s in report["steps"]), report
+    candidates = range(project.base_port + project.instances,
+                       project.base_port + 2 * project.instances)
+    assert wait_for(lambda: all(port_free(p) for p in candidates), timeout=15)
 
 
 def test_release_that_never_gets_ready_is_rolled_back_and_the_old_one_keeps_serving(
@@ -106,12 +130,18 @@ def test_release_that_never_gets_ready_is_rolled_back_and_the_old_one_keeps_serv
         automation.up(STACK, settings=project.settings)
     assert load.ok > 50 and not load.failures, load.summary()
     message = str(err.value)
+    # The candidates never got ready, so never a request; the old release kept serving.
     assert re.search(r"instance hello-gin-\d+ \(http://127\.0\.0\.1:\d+/readyz\) was not "
-                     r"ready within 3s; rolled back to release 2\.0\.0-", message), message
+                     r"ready within 3s; release 3\.0\.0-broken-\w+ was not released; release "
+                     r"2\.0\.0-\w+ serves again", message), message
     assert versions_served(project) == {"2.0.0"}
-    # The stack still knows where the service is.
+    # The stack still knows where the service is, and still describes the release that
+    # serves: the failed deploy kept its previous inputs, so preview shows it pending.
     outputs = automation.outputs(STACK, settings=project.settings)
     assert outputs.get("url") == f"https://localhost:{project.https_port}", outputs
+    assert deploy_result(project)["release"].startswith("2.0.0-")
+    preview = automation.preview(STACK, settings=project.settings)
+    assert preview.summary.get("update", 0) >= 1, preview.summary
 
 
 def status_cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
@@ -249,7 +279,6 @@ def test_bad_config_fails_preview_before_anything_exists(project: Project) -> No
 
 def test_destroy_leaves_no_process_port_or_file(project: Project) -> None:
     from gin_deploy.agent.layout import Layout
-    from gin_deploy.agent.network import port_free
     from gin_deploy.agent.processes import target_processes
 
     layout = Layout(str(project.state_dir))
@@ -257,7 +286,7 @@ def test_destroy_leaves_no_process_port_or_file(project: Project) -> None:
     automation.destroy(STACK, settings=project.settings)
     assert wait_for(lambda: not target_processes(layout), timeout=15)
     ports = [project.http_port, project.https_port,
-             *range(project.base_port, project.base_port + project.instances)]
+             *range(project.base_port, project.base_port + 2 * project.instances)]
     assert all(port_free(p) for p in ports), ports
     assert not Path(project.state_dir).exists()
     assert automation.outputs(STACK, settings=project.settings) == {}

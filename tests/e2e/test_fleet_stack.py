@@ -42,7 +42,9 @@ def config(project: Project, sim: Sim, hosts: list[str], version: str,
     cfg["gin-deploy:app"] = {**cfg["gin-deploy:app"], "version": version, "env": env or {}}
     target = sim.target(hosts)
     target.pop("privatePort")
-    cfg["gin-deploy:targets"] = [{**target, "privatePort": sim.private_port}]
+    # The dev stack's canary is stack-wide; a fleet releases host by host.
+    cfg["gin-deploy:targets"] = [{**target, "privatePort": sim.private_port,
+                                  "release": {"strategy": "rolling"}}]
     return cfg
 
 

@@ -6,7 +6,9 @@ scripts/setup.sh installed.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -105,6 +107,28 @@ def test_cli_runs_a_python_project(tiny_project: tuple[Path, dict[str, str]]) ->
     pulumi(work, env, "config", "set", "crash", "false")
     out = pulumi(work, env, "destroy", "--yes")
     assert "- 2 deleted" in out
+
+
+def test_about_reports_the_pinned_cli_sdk_and_language_host(
+        tiny_project: tuple[Path, dict[str, str]]) -> None:
+    """The pair the tests prove is the pinned one: CLI and SDK each at its own pin (no lockstep),
+    the language host at the CLI's version if official, else at PULUMI_LANGHOST_VERSION."""
+    work, env = tiny_project
+    pins = dict(re.findall(r"^([A-Z_]+)=(\S+)$",
+                           (ROOT / "tools" / "versions.env").read_text(), re.M))
+    pulumi(work, env, "stack", "init", "dev")
+    proc = subprocess.run(["pulumi", "about", "--json"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    about = json.loads(proc.stdout)
+    assert about["errors"] == [], about["errors"]
+    assert about["cliAbout"]["version"] == pins["PULUMI_CLI_VERSION"]
+    deps = {d["name"]: d["version"] for d in about["dependencies"]}
+    assert deps["pulumi"] == pins["PULUMI_SDK_VERSION"]
+    standin = "gin-deploy stand-in" in (TOOLS / "bin" / "pulumi-language-python").read_text(
+        errors="replace")
+    expected = pins["PULUMI_LANGHOST_VERSION" if standin else "PULUMI_CLI_VERSION"]
+    assert {"name": "python", "kind": "language", "version": expected} in about["plugins"]
 
 
 def test_automation_api_drives_the_project(tiny_project: tuple[Path, dict[str, str]]) -> None:

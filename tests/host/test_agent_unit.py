@@ -254,18 +254,31 @@ def _hold_lock(layout: Layout, seconds: float) -> subprocess.Popen[bytes]:
 
 
 def test_a_busy_lock_is_waited_for_with_a_notice_naming_the_holder(tmp_path: Path) -> None:
+    """The holder lets go once the agent has said it waits (not after a fixed time, which
+    a busy machine's slow agent start could outlast)."""
     data = minimal(tmp_path)
     layout = Layout(data["stateDir"])
     ensure_state_dir(layout)
-    holder = _hold_lock(layout, 2)
+    holder = _hold_lock(layout, 60)
+    target = {k: data[k] for k in ("app", "instances", "mode", "stateDir", "supervisor")}
+    agent = subprocess.Popen([sys.executable, str(AGENT), "destroy"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        target = {k: data[k] for k in ("app", "instances", "mode", "stateDir", "supervisor")}
-        proc = run_agent("destroy", target, timeout=60)
+        assert agent.stdin is not None and agent.stderr is not None
+        agent.stdin.write(json.dumps(target))
+        agent.stdin.close()
+        notice = agent.stderr.readline()
     finally:
+        holder.kill()
         holder.wait()
+    rest = agent.stderr.read()
+    agent.wait(timeout=60)
+    assert agent.stdout is not None
+    agent.stdout.close()
+    agent.stderr.close()
     assert f"waiting for another gin-deploy operation (pid {holder.pid}) holding " \
-           f"{layout.lock} to finish" in proc.stderr
-    assert proc.returncode == 0, proc.stderr
+           f"{layout.lock} to finish" in notice, notice + rest
+    assert agent.returncode == 0, notice + rest
 
 
 def test_the_lock_is_private_and_names_its_holder(tmp_path: Path) -> None:

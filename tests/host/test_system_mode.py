@@ -2,7 +2,8 @@
 (started here if they are not running, and stopped again by pid), each stack with its own
 project/stack names so nothing of the host is touched. Issue 16: the app never runs as
 root, stacks never meet each other's files, foreign files are refused, old-named files
-move, and ACME renewals are scheduled and reload nginx without a failed request."""
+move, and ACME renewals are scheduled and reload nginx without a failed request. Issue 14
+under those names: a canary's candidates run like the instances."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import ssl
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -30,13 +32,21 @@ from gin_deploy.agent.payload import (
     DeployPayload,
     Instance,
     Release,
+    Rollout,
     SelfSignedTls,
     serialise,
 )
 from gin_deploy.agent.processes import pid_alive, read_pid
-from gin_deploy.render.host import HostService, instance_name, render_host_files
+from gin_deploy.render.host import (
+    HostService,
+    access_log_path,
+    candidate_share_dir,
+    instance_name,
+    render_host_files,
+)
 from tests.host.conftest import (
     Binary,
+    Load,
     free_ports,
     kill_target,
     port_free,
@@ -128,6 +138,12 @@ class SysStack:
                  "TRUSTED_PROXIES": "127.0.0.1/32", "DB_PASSWORD": "s3cret-value"},
             secret_env_keys=("DB_PASSWORD",), ready_timeout_seconds=20,
             name=s.system_name if name == "default" else name,
+            rollout=Rollout(
+                strategy="canary", steps=(50, 100), bake_seconds=2, min_requests=20,
+                candidates=tuple(Instance(instance_name(s.app, p), p)
+                                 for p in s.candidate_ports),
+                access_log=access_log_path(s.state_dir),
+                share_dir=candidate_share_dir(s.state_dir)) if s.candidate_ports else Rollout(),
         )
         data: dict[str, Any] = json.loads(serialise(payload))
         return data
@@ -148,13 +164,15 @@ class SysStack:
         names = (self.service.system_name, f"gin-deploy-{self.service.app}")
         return [d / f"{n}.conf" for d in (CONF_D, PROGRAMS_D) for n in names]
 
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(
+            cadata=self.tls_ca or (self.state_dir / "tls" / "ca.crt").read_text())
+
     def get(self, path: str = "/healthz") -> int:
         import http.client
 
-        ctx = ssl.create_default_context(
-            cadata=self.tls_ca or (self.state_dir / "tls" / "ca.crt").read_text())
-        conn = http.client.HTTPSConnection("localhost", self.https_port, context=ctx,
-                                           timeout=5)
+        conn = http.client.HTTPSConnection("localhost", self.https_port,
+                                           context=self.tls_context(), timeout=5)
         try:
             conn.request("GET", path)
             return conn.getresponse().status
@@ -178,16 +196,17 @@ def make_sys_stack(system_daemons: None, binaries: dict[str, Binary]) -> Iterato
     made: list[SysStack] = []
 
     def make(app: str | None = None, stack: str | None = None, acme: bool = False,
-             instances: int = 2) -> SysStack:
+             instances: int = 2, canary: bool = False) -> SysStack:
         root = Path(tempfile.mkdtemp(prefix="hostctl-sys-"))
         root.chmod(0o755)  # the app's account and nginx's workers traverse it
-        ports = free_ports(instances + 2)
+        ports = free_ports(instances * (2 if canary else 1) + 2)
         service = HostService(
             app=app or f"hg{secrets.token_hex(3)}", stack=stack or "t", target="host",
             state_dir=str(root / "state"), mode="system", supervisor="supervisord",
             instance_ports=tuple(ports[:instances]), http_port=ports[-2],
             https_port=ports[-1], server_names=("localhost",), acme=acme, shutdown_timeout=2,
-            project="test16")
+            project="test16",
+            candidate_ports=tuple(ports[instances:2 * instances]) if canary else ())
         made.append(SysStack(root, service, binaries))
         return made[-1]
 
@@ -236,6 +255,52 @@ def test_the_app_runs_as_its_own_unprivileged_account(make_sys_stack: Any) -> No
     assert (env.stat().st_uid, env.stat().st_gid) == (0, account.pw_gid)
     # a redeploy changes nothing (env.json keeps its owner and mode)
     assert st.deploy()["changed"] is False
+
+
+def test_a_canary_runs_its_candidates_as_the_app_and_the_host_nginx_sends_them_requests(
+        make_sys_stack: Any) -> None:
+    """The candidates follow the system names and accounts: programs of the target's own
+    file in the group `<name>-candidates`, never started by supervisord itself, run as the
+    app's account with umask 077; the host's nginx (unprivileged workers) reads the share
+    files in the state dir, so the steps are judged on real requests."""
+    st = make_sys_stack(canary=True)
+    st.deploy()
+    name = st.service.system_name
+    assert f"[group:{name}-candidates]" in (PROGRAMS_D / f"{name}.conf").read_text()
+    candidates = {instance_name(st.service.app, p) for p in st.service.candidate_ports}
+    assert not candidates & set(st.instance_pids())
+    account = pwd.getpwnam(st.service.account)
+    seen: dict[str, dict[str, str]] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for program, pid in st.instance_pids().items():
+                if program in candidates and program not in seen:
+                    with contextlib.suppress(OSError):
+                        seen[program] = proc_status(pid)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with Load(st, "/whoami") as load:
+            result = st.deploy(version="v2")
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert result["strategy"] == "canary", result
+    assert [s["percent"] for s in result["steps"]] == [50, 100]
+    assert all(s["requests"] >= 20 and s["errors"] == 0 for s in result["steps"]), result
+    assert not load.failures, load.failures
+    assert candidates <= set(load.instances), load.instances
+    assert set(seen) == candidates
+    for status in seen.values():
+        assert status["Uid"].split() == [str(account.pw_uid)] * 4, status["Uid"]
+        assert status["Umask"] == "0077"
+    assert not candidates & set(st.instance_pids())  # stopped once promoted
+    assert result_of(st.destroy())["destroyed"]
+    assert not (PROGRAMS_D / f"{name}.conf").exists()
 
 
 # --------------------------------------------------------------------------- 16.4

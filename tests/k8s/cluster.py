@@ -8,6 +8,10 @@ built by scripts/install-kubernetes.sh into .tools/kubernetes) on free loopback 
 with fresh data and a throwaway PKI under the given directory, and writes a kubeconfig
 for the cluster admin. `start` returns only once every part reports healthy and a kwok
 node is Ready; `stop` ends exactly the processes this object started, by pid.
+
+kwok runs the stages shipped in its module (nodes Ready with a lease; pods Ready,
+completed, deleted) and ours in tests/k8s/stages/ (a pod of an image in a repository
+named `never-ready` runs but never gets Ready).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "kubernetes"
 BIN = TOOLS / "bin"
 STAGES = TOOLS / "kwok-stages"
+# Stages of our own for fault injection (each file says which pods it selects).
+TEST_STAGES = Path(__file__).resolve().parent / "stages"
 COMMANDS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
             "kubectl")
 NODE_NAME = "kwok-node-0"
@@ -289,7 +295,7 @@ class Cluster:
             f"--server-address=127.0.0.1:{self.ports['kwok']}",
             f"--cidr={POD_CIDR}",
             f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
-            *(f"--config={s}" for s in stages),
+            *(f"--config={s}" for s in [*stages, *sorted(TEST_STAGES.glob("*.yaml"))]),
         ])
 
     # ------------------------------------------------------------ health

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.k8s import addons
 from tests.k8s.cluster import Cluster, NotInstalledError
 
 
@@ -30,3 +31,12 @@ def k8s_cluster() -> Iterator[Cluster]:
     finally:
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def k8s_addons(k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> addons.Addons:
+    """The Gateway API CRDs, a GatewayClass and cert-manager, once per session (addons.py)."""
+    if not (addons.TOOLS / "bin" / "pulumi-resource-kubernetes").exists():
+        pytest.skip("pulumi-resource-kubernetes is not installed in .tools/bin: "
+                    "run scripts/install-kubernetes.sh")
+    return addons.install(k8s_cluster, tmp_path_factory.mktemp("addons"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from gin_deploy.render import cert_manager, helm_values
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render import kubernetes_versions as versions
 from gin_deploy.render.headers import hsts_value
+from tests.gomod import go_module_dir
 from tests.security_exceptions import exceptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,35 +51,43 @@ DNS01_KEY = dataclasses.replace(LETS_ENCRYPT, route53=cert_manager.Route53Solver
     role_arn=ROLE, access_key_id="AKIAIOSFODNN7EXAMPLE", hosted_zone_id="Z0EXAMPLEZONE"))
 
 
-def everything(**overrides: Any) -> list[render.Manifest]:
-    """Every object a target can have: canary by tag, secret env, registry credentials,
-    DNS-01 by web identity."""
-    kwargs: dict[str, Any] = {
-        "image": f"{REPO}@{DIGEST}", "acme": DNS01,
-        "canary_image": f"{REPO}:v1.5.0-rc.1", "canary_version": "v1.5.0-rc.1",
-        "canary_weight": 10, "secret_env": {"DB_PASSWORD": "not-a-real-password"},
-        "pull_secret_config": render.dockerconfigjson("ghcr.io", "deploy", "not-a-token"),
+def scenarios(app: render.KubernetesApp) -> dict[str, list[render.Manifest]]:
+    """Every object a target can have, over the scenarios that render them differently (also
+    what tests/k8s applies in a strict server-side dry run, with an app of its own)."""
+
+    def everything(**overrides: Any) -> list[render.Manifest]:
+        """Canary by tag, secret env, registry credentials, DNS-01 by web identity."""
+        kwargs: dict[str, Any] = {
+            "image": f"{REPO}@{DIGEST}", "acme": DNS01,
+            "canary_image": f"{REPO}:v1.5.0-rc.1", "canary_version": "v1.5.0-rc.1",
+            "canary_weight": 10, "secret_env": {"DB_PASSWORD": "not-a-real-password"},
+            "pull_secret_config": render.dockerconfigjson("ghcr.io", "deploy", "not-a-token"),
+        }
+        kwargs.update(overrides)
+        return render.render_manifests(app, **kwargs)
+
+    return {
+        "everything": everything(),
+        "minimal": render.render_manifests(app, image=f"{REPO}@{DIGEST}", acme=LETS_ENCRYPT,
+                                           network_policy_enabled=False),
+        "self-signed": everything(acme=None),
+        "pebble": everything(acme=PEBBLE),
+        "http01": everything(acme=LETS_ENCRYPT),
+        "dns01-access-key": everything(acme=DNS01_KEY,
+                                       route53_secret_access_key="not-a-real-key"),
+        "canary-by-digest": everything(canary_image=f"{REPO}@sha256:{'cd' * 32}",
+                                       canary_version="sha256:" + "cd" * 32, canary_weight=100),
+        # Behind edge routing with a CDN: the target's own name and the origin lock.
+        "edge-cdn": render.render_manifests(
+            dataclasses.replace(app, extra_names=(f"k8s-eu.origin.{app.domain}",),
+                                origin_verify_header="X-Origin-Verify",
+                                origin_open_path="/readyz"),
+            image=f"{REPO}@{DIGEST}", acme=LETS_ENCRYPT, origin_verify_value="Zq7" * 16),
     }
-    kwargs.update(overrides)
-    return render.render_manifests(APP, **kwargs)
 
 
-SCENARIOS = {
-    "everything": everything(),
-    "minimal": render.render_manifests(APP, image=f"{REPO}@{DIGEST}", acme=LETS_ENCRYPT,
-                                       network_policy_enabled=False),
-    "self-signed": everything(acme=None),
-    "pebble": everything(acme=PEBBLE),
-    "http01": everything(acme=LETS_ENCRYPT),
-    "dns01-access-key": everything(acme=DNS01_KEY, route53_secret_access_key="not-a-real-key"),
-    "canary-by-digest": everything(canary_image=f"{REPO}@sha256:{'cd' * 32}",
-                                   canary_version="sha256:" + "cd" * 32, canary_weight=100),
-    # Behind edge routing with a CDN: the target's own name and the origin lock.
-    "edge-cdn": render.render_manifests(
-        dataclasses.replace(APP, extra_names=("k8s-eu.origin.api.example.com",),
-                            origin_verify_header="X-Origin-Verify", origin_open_path="/readyz"),
-        image=f"{REPO}@{DIGEST}", acme=LETS_ENCRYPT, origin_verify_value="Zq7" * 16),
-}
+SCENARIOS = scenarios(APP)
+
 CORE_KINDS = {"Namespace", "ServiceAccount", "Secret", "Deployment", "Service",
               "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Role",
               "RoleBinding"}
@@ -184,21 +192,6 @@ def test_the_openapi_check_rejects_an_unknown_field() -> None:
 
 
 # --- custom resources: the pinned CRD schemas --------------------------------------------------
-
-
-def go_module_dir(module: str, version: str, workdir: Path) -> Path:
-    """The module's directory in the Go module cache, downloading it if needed."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("go is not installed (needed to fetch the pinned CRDs as Go modules)")
-    env = {**os.environ, "GOFLAGS": "-mod=mod"}
-    done = subprocess.run([go, "mod", "download", "-json", f"{module}@{version}"],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=workdir,
-                          check=False)
-    info = json.loads(done.stdout or "{}")
-    assert done.returncode == 0 and "Dir" in info, f"go mod download {module}@{version}: " \
-        f"{info.get('Error') or done.stderr}"
-    return Path(info["Dir"])
 
 
 def strict(schema: Any) -> Any:

@@ -51,10 +51,18 @@ def test_shell_scripts_pass_shellcheck() -> None:
 def test_workflows_use_the_pinned_cli_version() -> None:
     versions = dict(re.findall(r"^([A-Z_]+)=(\S+)$", (ROOT / "tools" / "versions.env").read_text(),
                                re.M))
+    checked = 0
     for path in WORKFLOWS:
-        env = (yaml.safe_load(path.read_text()) or {}).get("env", {})
-        if "PULUMI_VERSION" in env:
-            assert env["PULUMI_VERSION"] == versions["PULUMI_VERSION"], path.name
+        workflow = yaml.safe_load(path.read_text()) or {}
+        for job in workflow.get("jobs", {}).values():
+            for step in job.get("steps", []):
+                if not step.get("uses", "").startswith("pulumi/actions@"):
+                    continue
+                # Every CLI a workflow installs is the pinned one (not the SDK's version).
+                assert step["with"]["pulumi-version"] == "${{ env.PULUMI_CLI_VERSION }}", path.name
+                assert workflow["env"]["PULUMI_CLI_VERSION"] == versions["PULUMI_CLI_VERSION"]
+                checked += 1
+    assert checked >= 2  # preview and deploy
 
 
 def test_pr_previews_cover_every_stack_and_enforce_the_policy_pack() -> None:

@@ -20,6 +20,8 @@ KEY_FILE = __file__
 def fleet_config(**over: Any) -> dict[str, Any]:
     fields: dict[str, Any] = dict(
         connection="ssh", user="deploy", privateKeyPath=KEY_FILE, mode="user",
+        # dev's stack-wide canary: a fleet releases host by host instead
+        release={"strategy": "rolling"},
         hosts=[
             {"name": "app1", "host": "127.0.0.2", "hostKey": HOST_KEY, "weight": 3,
              "basePort": 9180},

@@ -148,3 +148,16 @@ def test_acme_on_a_fleet_proves_the_domain_by_dns_when_several_machines_answer_i
     assert found == ["gin-deploy:tls.acme.challenge: http-01 cannot issue 'api.example.com' "
                      "for web: 3 hosts answer(s) it, so the CA's request lands on any "
                      "target; use dns-01-route53 (the default for this stack)"], found
+
+
+def test_a_fleet_releases_host_by_host_and_refuses_canaries_for_now() -> None:
+    (target,) = parse(fleet(instances=3)).targets
+    assert target.release.strategy == "rolling"  # not the canary of a 3-instance host
+    assert target.candidate_ports == ()
+    found = problems({**fleet(), "release": {"strategy": "canary"}})
+    assert found == [f"{P}.release.strategy: canary is not supported on a fleet yet: a fleet "
+                     "releases host by host (maxUnavailable at a time); set this target's "
+                     "release.strategy to rolling"], found
+    (target,) = parse({**fleet(release={"strategy": "rolling"}),
+                       "release": {"strategy": "blueGreen"}}).targets
+    assert target.release.strategy == "rolling"

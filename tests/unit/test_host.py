@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +91,42 @@ def test_dev_payload_describes_three_instances_behind_nginx_on_8443() -> None:
     assert payload["readyPath"] == "/readyz" and payload["readyTimeoutSeconds"] == 30
     assert payload["env"]["TRUSTED_PROXIES"] == "127.0.0.1/32,::1/128"
     programs = payload["supervisord"]["programs"]
-    assert programs.count("[program:") == 3 and "hostctl.py run --state" in programs
+    assert programs.count("[program:") == 6 and "hostctl.py run --state" in programs
     assert payload["systemd"] is None
+
+
+def test_dev_releases_a_canary_beside_the_instances() -> None:
+    """Pulumi.dev.yaml's release: candidates on the three ports after the instances, run
+    by programs of their own that supervisord never starts by itself, judged from the
+    access log nginx writes."""
+    payload = payload_of(run_program(DEV))
+    state = payload["stateDir"]
+    assert payload["rollout"] == {
+        "strategy": "canary", "steps": [10, 50, 100], "bakeSeconds": 10,
+        "maxErrorRate": 0.01, "maxP95Ms": 500, "minRequests": 0,
+        "candidates": [{"name": f"hello-gin-{p}", "port": p} for p in (9083, 9084, 9085)],
+        "accessLog": f"{state}/logs/nginx-access.log",
+        "shareDir": f"{state}/nginx/candidate-share"}
+    site = payload["nginx"]["site"]
+    assert f"access_log {state}/logs/nginx-access.log hello_gin_json;" in site
+    assert f"if (-f {state}/nginx/candidate-share/$hello_gin_bucket)" in site
+    assert "proxy_pass http://$hello_gin_pool;" in site
+    programs = payload["supervisord"]["programs"]
+    candidate = programs.split("[program:hello-gin-9083]")[1].split("[program:")[0]
+    assert "--name hello-gin-9083 --release candidate" in candidate
+    assert "autostart=false" in candidate
+    first = programs.split("[program:hello-gin-9080]")[1].split("[program:")[0]
+    assert "--release" not in first and "autostart=true" in first
+
+
+def test_a_one_instance_host_rolls_with_no_candidates() -> None:
+    config = copy.deepcopy(DEV)
+    config["gin-deploy:targets"][0]["instances"] = 1
+    del config["gin-deploy:release"]
+    payload = payload_of(run_program(config))
+    assert "rollout" not in payload  # rolling: the payload reads as before
+    assert "split_clients" not in payload["nginx"]["site"]
+    assert payload["supervisord"]["programs"].count("[program:") == 1
 
 
 def test_release_follows_the_built_binary() -> None:
@@ -207,6 +243,40 @@ def test_ssh_target_stages_agent_and_binary_then_deploys_remotely(ssh_key: Path)
     assert payload["release"]["binary"] == uploads["edge-upload-binary"].inputs["remotePath"]
 
 
+def test_system_mode_candidates_are_named_and_confined_like_the_instances(
+        ssh_key: Path) -> None:
+    """Issue 14 under issue 16: the candidates' systemd unit is the instances' with the
+    `candidate` link (same sandbox), named after the system name; under the host's
+    supervisord they run as the app's account with umask 077, in a group after its own."""
+    def payload(supervisor: str) -> dict[str, Any]:
+        deploy = run_program(ssh_config(ssh_key, supervisor=supervisor)).named("edge-deploy")
+        data: dict[str, Any] = json.loads(unsecret(deploy.inputs["stdin"]))
+        return data
+
+    units = payload("systemd")
+    name, state = units["name"], units["stateDir"]
+    assert name == "gin-deploy-gin_deploy-dev-hello_gin"
+    assert [c["port"] for c in units["rollout"]["candidates"]] == [9082, 9083]
+    unit, candidate = units["systemd"]["unit"], units["systemd"]["candidateUnit"]
+    assert f"e.g. {name}-candidate@9080.service" in candidate
+
+    def sandbox(text: str) -> list[str]:
+        return [ln for ln in text.splitlines()
+                if not ln.startswith(("#", "Description="))]
+    assert sandbox(candidate) == [ln.replace(f"{state}/current", f"{state}/candidate")
+                                  for ln in sandbox(unit)]
+    assert "DynamicUser=yes" in candidate and f"ExecStart={state}/candidate/app" in candidate
+
+    programs = payload("supervisord")["supervisord"]
+    account = programs["user"]
+    assert account.startswith("gd-hello-gin-")
+    text = programs["programs"]
+    assert f"[group:{name}-candidates]\nprograms=hello-gin-9082,hello-gin-9083\n" in text
+    for port in (9080, 9081, 9082, 9083):
+        section = text.split(f"[program:hello-gin-{port}]")[1].split("[program:")[0]
+        assert f"user={account}\n" in section and "umask=077\n" in section
+
+
 def test_ssh_user_mode_needs_no_sudo_and_lives_in_the_users_home(ssh_key: Path) -> None:
     mocks = run_program(ssh_config(ssh_key, user="admin", mode="user", httpPort=18080,
                                    httpsPort=18443))
@@ -227,3 +297,27 @@ def test_ssh_private_key_from_secret_config(ssh_key: Path) -> None:
     for upload in mocks.of_type("command:remote:CopyToRemote"):
         assert is_secret(upload.inputs["connection"]) or is_secret(
             upload.inputs["connection"]["privateKey"])
+
+
+@pytest.mark.parametrize(("strategy", "candidates", "message"), [
+    ("canary", (), "service.candidate_ports: release.strategy canary needs candidate ports"),
+    ("rolling", (9090,), "service.candidate_ports: release.strategy rolling takes no"),
+    ("canary", (9090, 9091), "service.candidate_ports: as many as instance_ports"),
+    ("yolo", (), "release.strategy: 'yolo' must be one of rolling | canary | blueGreen"),
+])
+def test_host_args_refuse_a_release_without_its_candidates(
+        strategy: str, candidates: tuple[int, ...], message: str) -> None:
+    from components.host import HostRelease, HostTargetArgs
+    from gin_deploy.agent.payload import SelfSignedTls
+    from gin_deploy.render.host import HostService
+
+    service = HostService(app="a", stack="s", target="t", state_dir="/srv/a", mode="system",
+                          supervisor="systemd", instance_ports=(9080,), http_port=80,
+                          https_port=443, server_names=("localhost",),
+                          candidate_ports=candidates)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        HostTargetArgs(service=service, tls=SelfSignedTls(domains=("localhost",)),
+                       domain="localhost", env={}, ready_path="/readyz", ready_timeout=30,
+                       keep_releases=5, install=False, version="1", binary_path="b",
+                       binary_sha256="x", agent_path="a", agent_sha256="y", staging_dir="s",
+                       release=HostRelease(strategy=strategy))

@@ -87,7 +87,7 @@ def test_readme_config_reference_is_generated_from_the_code() -> None:
     assert docs.splice(readme) == readme, "run `python -m gin_deploy.docs` and commit README.md"
 
 
-def test_pulumi_sdk_and_cli_versions_are_paired() -> None:
+def test_pulumi_sdk_and_command_pins_are_the_versions_env_ones() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     deps = pyproject["project"]["dependencies"]
     sdk = next(d for d in deps if d.startswith("pulumi=="))
@@ -96,7 +96,7 @@ def test_pulumi_sdk_and_cli_versions_are_paired() -> None:
         line.split("=", 1) for line in (ROOT / "tools" / "versions.env").read_text().splitlines()
         if re.match(r"^[A-Z_]+=", line)
     )
-    assert sdk == f"pulumi=={versions['PULUMI_VERSION']}"
+    assert sdk == f"pulumi=={versions['PULUMI_SDK_VERSION']}"
     # The provider the Python package asks for must be the one we build.
     assert command == f"pulumi-command=={versions['PULUMI_COMMAND_VERSION']}"
     plugin = json.loads((Path(pulumi_command.__file__).parent / "pulumi-plugin.json").read_text())

@@ -36,7 +36,8 @@ def read_versions() -> dict[str, str]:
     return dict(pairs)
 
 
-PULUMI_PINS = {"PULUMI_VERSION", "PULUMI_COMMAND_VERSION"}
+PULUMI_PINS = {"PULUMI_CLI_VERSION", "PULUMI_SDK_VERSION", "PULUMI_LANGHOST_VERSION",
+               "PULUMI_COMMAND_VERSION"}
 KUBERNETES_PINS = {"KUBERNETES_VERSION", "ETCD_VERSION", "KWOK_VERSION",
                    "PULUMI_KUBERNETES_PROVIDER_VERSION", "PULUMI_KUBERNETES_PROVIDER_MODULE"}
 KUBERNETES_SCRIPT = ROOT / "scripts" / "install-kubernetes.sh"
@@ -54,13 +55,22 @@ def test_versions_env_has_exactly_the_pins_the_install_scripts_read() -> None:
 def test_pulumi_pins_match_the_python_requirements() -> None:
     versions = read_versions()
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert f"pulumi=={versions['PULUMI_VERSION']}" in deps
+    assert f"pulumi=={versions['PULUMI_SDK_VERSION']}" in deps
     assert f"pulumi-command=={versions['PULUMI_COMMAND_VERSION']}" in deps
     # What is installed, and the provider version the Python package asks the engine for.
-    assert importlib.metadata.version("pulumi") == versions["PULUMI_VERSION"]
+    assert importlib.metadata.version("pulumi") == versions["PULUMI_SDK_VERSION"]
     plugin = json.loads((Path(pulumi_command.__file__).parent / "pulumi-plugin.json").read_text())
     assert plugin == {"resource": True, "name": "command",
                       "version": versions["PULUMI_COMMAND_VERSION"]}
+
+
+def test_the_cli_is_at_least_as_new_as_the_sdk() -> None:
+    """The CLI accepts older SDKs (no lockstep), not newer ones: an SDK may need engine features
+    that an older CLI lacks."""
+    versions = read_versions()
+    cli, sdk = (tuple(map(int, versions[key].split("."))) for key in
+                ("PULUMI_CLI_VERSION", "PULUMI_SDK_VERSION"))
+    assert cli >= sdk, versions
 
 
 def test_install_script_is_valid_strict_bash() -> None:
@@ -70,13 +80,15 @@ def test_install_script_is_valid_strict_bash() -> None:
     assert os.access(SCRIPT, os.X_OK)
     # Only tools/versions.env writes versions (comments may name one as an example).
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    versions = read_versions()
-    assert versions["PULUMI_VERSION"] not in code and versions["PULUMI_COMMAND_VERSION"] not in code
+    for key in PULUMI_PINS:
+        assert read_versions()[key] not in code, key
 
 
 def test_install_script_help_needs_no_network() -> None:
     out = subprocess.run([str(SCRIPT), "--help"], check=True, capture_output=True, text=True)
     assert "--retry" in out.stdout and "tools/versions.env" in out.stdout
+    # The whole header comment, up to its last line.
+    assert out.stdout.rstrip().endswith('export PATH="$PWD/.tools/bin:$PATH"'), out.stdout
 
 
 def test_kubernetes_install_script_is_valid_strict_bash_and_writes_no_version() -> None:
@@ -115,8 +127,25 @@ def test_each_cache_key_covers_only_its_own_pins(tmp_path: Path) -> None:
     assert set(before) == {"kubernetes", "etcd", "kwok", "pulumi-kubernetes"}
     assert {piece for piece in before if before[piece] != after[piece]} == {"kwok"}
     assert _cache_dirs(SCRIPT, text, tmp_path) == _cache_dirs(SCRIPT, kwok_bumped, tmp_path)
-    pulumi_bumped = text.replace("PULUMI_VERSION=", "PULUMI_VERSION=1")
-    assert _cache_dirs(SCRIPT, text, tmp_path) != _cache_dirs(SCRIPT, pulumi_bumped, tmp_path)
+    # The SDK (and the stand-in language host, which is not cached) never rebuild the CLI.
+    for key in ("PULUMI_SDK_VERSION", "PULUMI_LANGHOST_VERSION"):
+        bumped = re.sub(rf"^{key}=.*$", f"{key}=9.9.9", text, flags=re.M)
+        assert _cache_dirs(SCRIPT, text, tmp_path) == _cache_dirs(SCRIPT, bumped, tmp_path), key
+    for key in ("PULUMI_CLI_VERSION", "PULUMI_COMMAND_VERSION"):
+        bumped = re.sub(rf"^{key}=.*$", f"{key}=9.9.9", text, flags=re.M)
+        assert _cache_dirs(SCRIPT, text, tmp_path) != _cache_dirs(SCRIPT, bumped, tmp_path), key
+    cli_bumped = re.sub(r"^PULUMI_CLI_VERSION=.*$", "PULUMI_CLI_VERSION=9.9.9", text, flags=re.M)
+    assert "/pulumi-v9.9.9_" in _cache_dirs(SCRIPT, cli_bumped, tmp_path)["pulumi"]
+
+
+def test_install_script_reads_each_pin_it_needs_by_name(tmp_path: Path) -> None:
+    text = (ROOT / "tools" / "versions.env").read_text()
+    for key in ("PULUMI_CLI_VERSION", "PULUMI_SDK_VERSION", "PULUMI_COMMAND_VERSION"):
+        broken = re.sub(rf"^{key}=.*$", f"{key}=latest", text, flags=re.M)
+        with pytest.raises(subprocess.CalledProcessError) as failed:
+            _cache_dirs(SCRIPT, broken, tmp_path)
+        assert f"{key} missing or malformed" in failed.value.stderr
+
 
 
 # ---------------------------------------------------------------- langhost
@@ -165,9 +194,28 @@ def test_user_traceback_starts_at_the_program(tmp_path: Path) -> None:
     assert "runpy" not in text and text.rstrip().endswith("ValueError: boom")
 
 
+def test_langhost_pin_is_the_sdk_it_runs_on() -> None:
+    """gin-deploy's language host builds on the SDK's private language server: bumping the SDK
+    means proving the host again (tests/e2e/test_langhost.py) and then its pin."""
+    versions = read_versions()
+    assert versions["PULUMI_LANGHOST_VERSION"] == versions["PULUMI_SDK_VERSION"], (
+        "the SDK pin moved: run tests/e2e/test_langhost.py with it, then set "
+        "PULUMI_LANGHOST_VERSION in tools/versions.env to it")
+
+
+def test_langhost_reports_its_pin_and_names_it_when_missing(tmp_path: Path) -> None:
+    host = langhost.LanguageHost("127.0.0.1:1")
+    assert host.GetPluginInfo(None, None).version == read_versions()["PULUMI_LANGHOST_VERSION"]
+    versions = tmp_path / "versions.env"
+    versions.write_text("PULUMI_SDK_VERSION=3.1.0\nPULUMI_LANGHOST_VERSION=3.0.0\n")
+    assert langhost.pinned_version(versions) == "3.0.0"
+    versions.write_text("PULUMI_SDK_VERSION=3.1.0\n")
+    with pytest.raises(RuntimeError, match="PULUMI_LANGHOST_VERSION missing or malformed"):
+        langhost.pinned_version(versions)
+
+
 def test_plugin_info_and_minimal_rpcs() -> None:
     host = langhost.LanguageHost("127.0.0.1:1")
-    assert host.GetPluginInfo(None, None).version == importlib.metadata.version("pulumi")
     assert not host.GetRequiredPackages(None, None).packages
     assert b"scripts/setup.sh" in next(iter(host.InstallDependencies(None, None))).stdout
     deps = host.GetProgramDependencies(None, None).dependencies

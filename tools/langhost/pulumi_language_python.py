@@ -21,6 +21,9 @@ message, any other exception once with the traceback of the user's code.
 
 RunPlugin runs Python plugins in a child process; the engine uses it for Python policy packs
 (`pulumi preview --policy-pack DIR`, which need the `pulumi-policy` package).
+
+Version: GetPluginInfo reports PULUMI_LANGHOST_VERSION from tools/versions.env, the SDK release
+this host was last proven with (not the CLI's: it is not the host released with the CLI).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import contextvars
 import importlib.metadata
 import os
 import queue
+import re
 import runpy
 import signal
 import subprocess
@@ -50,9 +54,20 @@ from pulumi.runtime import reset_options, run_in_stack, set_all_config
 from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
-SDK_VERSION = importlib.metadata.version("pulumi")
+VERSIONS_FILE = Path(__file__).resolve().parents[1] / "versions.env"
+VERSION_PIN = "PULUMI_LANGHOST_VERSION"
 INSTALL_MESSAGE = (b"gin-deploy: Python dependencies are managed by scripts/setup.sh "
                    b"(the project's .venv); nothing to install here.\n")
+
+
+def pinned_version(versions_file: Path = VERSIONS_FILE, key: str = VERSION_PIN) -> str:
+    """The version this host reports: `key` in tools/versions.env (read on each call, so a
+    missing or malformed pin fails the first GetPluginInfo with a message naming it)."""
+    text = versions_file.read_text() if versions_file.is_file() else ""
+    found = re.search(rf"^{key}=(\S+)$", text, re.M)
+    if not found or not re.fullmatch(r"\d+\.\d+\.\d+", found[1]):
+        raise RuntimeError(f"{key} missing or malformed in {versions_file}")
+    return found[1]
 
 
 def engine_address(argv: Sequence[str]) -> str:
@@ -116,7 +131,7 @@ class LanguageHost(LanguageServer):
         self.engine = engine
 
     def GetPluginInfo(self, request: Any, context: Any) -> Any:
-        return plugin_pb2.PluginInfo(version=SDK_VERSION)
+        return plugin_pb2.PluginInfo(version=pinned_version())
 
     def Run(self, request: Any, context: Any) -> Any:
         _suppress_unobserved_task_logging()
