@@ -17,7 +17,7 @@ import pytest
 
 from gin_deploy import automation
 from tests.e2e.conftest import Project
-from tests.host.conftest import wait_for
+from tests.host.conftest import kill_target, wait_for
 from tests.host.fleet_sim import FleetLoad, Front, Sim, get, simulated, versions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.host]
@@ -32,6 +32,9 @@ def sim(project: Project) -> Iterator[Sim]:
         with simulated(root, {}) as s:
             yield s
     finally:
+        # A test that failed before `destroy` leaves the machines' daemons running.
+        for d in root.glob("state-*"):
+            kill_target(d)
         shutil.rmtree(root, ignore_errors=True)
 
 
