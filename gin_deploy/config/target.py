@@ -55,6 +55,12 @@ class TargetBase:
         return 1
 
     @property
+    def tls_terminators(self) -> int:
+        """How many machines (or load balancers) of the target answer the domain with their
+        own certificate: more than one in the stack and HTTP-01 cannot prove it."""
+        return 1
+
+    @property
     def dns01_credentials(self) -> bool:
         """The target brings credentials for DNS-01 (then the stack's default challenge)."""
         return False
