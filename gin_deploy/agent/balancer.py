@@ -1,5 +1,6 @@
-"""A fleet's balancer, on the balancer host: its TLS, its nginx site, and which hosts are in
-the site's upstream at each step of a release.
+"""A fleet's balancer, on the balancer host: its TLS (ACME: renewed by the single host's
+program or timer), its nginx site, and which hosts are in the site's upstream at each
+step of a release.
 
 The program renders the whole site (gin_deploy/render/balancer.py); the agent only sets
 the `server` lines of its upstream from the payload's members, so draining a host (`down`)
