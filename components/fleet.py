@@ -44,6 +44,7 @@ from gin_deploy.render.balancer import (
     host_port,
     member_upstreams,
     render_balancer_files,
+    render_balancer_renewal,
     render_member_files,
     upstream_name,
 )
@@ -109,7 +110,8 @@ def balancer_payload(m: FleetMachineArgs, upstreams: Any, verify_value: str | No
         s = dataclasses.replace(
             s, trusted_proxies=tuple(dict.fromkeys((*s.trusted_proxies, *cdn_cidrs))))
     return BalancerPayload(target=balancer_target(m), nginx=render_balancer_files(s, upstreams),
-                           tls=m.host.tls, upstream=upstream_name(s))
+                           tls=m.host.tls, upstream=upstream_name(s),
+                           renewal=render_balancer_renewal(s))
 
 
 def fleet_payload(name: str, args: HostFleetArgs, staged: dict[str, tuple[str, str]],

@@ -1,5 +1,6 @@
-"""A fleet's balancer, on the balancer host: its TLS, its nginx site, and which hosts are in
-the site's upstream at each step of a release.
+"""A fleet's balancer, on the balancer host: its TLS (ACME: renewed by the single host's
+program or timer), its nginx site, and which hosts are in the site's upstream at each
+step of a release.
 
 The program renders the whole site (gin_deploy/render/balancer.py); the agent only sets
 the `server` lines of its upstream from the payload's members, so draining a host (`down`)
@@ -18,7 +19,12 @@ from typing import Any
 
 from gin_deploy.agent.deploy import install_agent
 from gin_deploy.agent.files import read_text
-from gin_deploy.agent.fleet_payload import BalancerPayload, BalancerTarget, Member
+from gin_deploy.agent.fleet_payload import (
+    BalancerPayload,
+    BalancerRenewal,
+    BalancerTarget,
+    Member,
+)
 from gin_deploy.agent.layout import (
     MARKER,
     Layout,
@@ -29,9 +35,21 @@ from gin_deploy.agent.layout import (
 )
 from gin_deploy.agent.nginx import Nginx, make_nginx
 from gin_deploy.agent.output import HostError, log
-from gin_deploy.agent.payload import NGINX_CONF_DIR, AcmeTls
+from gin_deploy.agent.payload import (
+    NGINX_CONF_DIR,
+    SUPERVISOR_CONF_DIR,
+    SYSTEMD_UNIT_DIR,
+    AcmeTls,
+    TargetPayload,
+)
 from gin_deploy.agent.processes import kill_processes, target_processes
 from gin_deploy.agent.records import renewal
+from gin_deploy.agent.supervisors import (
+    Supervisor,
+    Systemd,
+    SystemSupervisord,
+    UserSupervisord,
+)
 from gin_deploy.agent.tls import finish_acme, prepare_tls
 
 # A host taken out of rotation for good (a failed first deploy) still needs a line: nginx
@@ -76,6 +94,55 @@ def _nginx(target: BalancerTarget) -> Nginx:
                       target.name)
 
 
+def _renewer(layout: Layout, target: BalancerTarget, kind: str, conf_dir: str,
+             renew: BalancerRenewal | None = None) -> Supervisor:
+    """What runs the balancer's renewal: the single host's supervisord (its own in user
+    mode, the host's in system mode) or systemd, with no instance of its own."""
+    none = TargetPayload(app=target.app, state_dir=layout.state_dir, mode=target.mode,
+                         supervisor="systemd" if kind == "systemd" else "supervisord",
+                         instances=())
+    files = renew.supervisord if renew else None
+    if kind == "systemd":
+        return Systemd(none, layout, conf_dir, None, target.name)
+    if target.mode == "user":
+        return UserSupervisord(none, layout, conf_dir, files)
+    return SystemSupervisord(none, layout, conf_dir, files, target.name)
+
+
+def _apply_renewal(layout: Layout, target: BalancerTarget, renew: BalancerRenewal | None,
+                   state: dict[str, Any]) -> dict[str, Any]:
+    """Install (or remove) what renews the certificate; returns the state keys that let
+    destroy find it again."""
+    before = state.get("renewal")
+    if renew is None:
+        if isinstance(before, dict):
+            _remove_renewal(layout, target, before)
+        return {"renewal": None}
+    if renew.supervisord is not None:
+        kind, conf_dir = "supervisord", renew.supervisord.conf_dir
+    else:
+        kind, conf_dir = "systemd", renew.unit_dir
+    if isinstance(before, dict) and before.get("supervisor") != kind:
+        _remove_renewal(layout, target, before)
+    sup = _renewer(layout, target, kind, conf_dir, renew)
+    if isinstance(sup, Systemd):
+        sup.apply_renew_timer(renew.renew_service, renew.renew_timer)
+    else:
+        sup.apply()
+    return {"renewal": {"supervisor": kind, "confDir": conf_dir}}
+
+
+def _remove_renewal(layout: Layout, target: BalancerTarget, recorded: dict[str, Any]) -> None:
+    kind = str(recorded.get("supervisor") or "supervisord")
+    default = SYSTEMD_UNIT_DIR if kind == "systemd" else SUPERVISOR_CONF_DIR
+    sup = _renewer(layout, target, kind, str(recorded.get("confDir") or default))
+    if isinstance(sup, Systemd):
+        sup.remove_renew_timer()
+        sup.systemctl("daemon-reload", check=False)
+    else:
+        sup.destroy(())
+
+
 def balance(payload: BalancerPayload) -> dict[str, Any]:
     """Install (or update) the balancer with the payload's members; reload nginx."""
     layout = Layout(payload.target.state_dir)
@@ -93,6 +160,8 @@ def balance(payload: BalancerPayload) -> dict[str, Any]:
             finish_acme(layout, tls)
             nginx.reload()
         state = load_state(layout)
+        # Once the certificate is there, renewed like a single host's (`hostctl.py renew`).
+        state.update(_apply_renewal(layout, payload.target, payload.renewal, state))
         state.update({
             "role": "balancer", "app": payload.target.app, "mode": payload.target.mode,
             "systemName": payload.target.name, "nginxConfDir": payload.target.conf_dir,
@@ -134,6 +203,9 @@ def destroy_balancer(target: BalancerTarget) -> dict[str, Any]:
     lock: contextlib.AbstractContextManager[None] = (
         state_lock(layout) if exists else contextlib.nullcontext())
     with lock:
+        recorded = load_state(layout).get("renewal") if exists else None
+        if isinstance(recorded, dict):
+            _remove_renewal(layout, target, recorded)
         _nginx(target).remove()
         if exists:
             kill_processes(target_processes(layout))

@@ -14,9 +14,11 @@ from typing import Optional
 
 from gin_deploy.agent.payload import (
     NGINX_CONF_DIR,
+    SYSTEMD_UNIT_DIR,
     DeployPayload,
     Mode,
     NginxFiles,
+    SupervisordFiles,
     Tls,
     _abs_path,
     _in,
@@ -51,6 +53,28 @@ class BalancerTarget:
 
 
 @dataclass(frozen=True)
+class BalancerRenewal:
+    """ACME: what renews the balancer's certificate, as on a single host (`hostctl.py
+    renew`, certbot's deploy hook reloading this nginx): the `-certbot-renew` program
+    under supervisord, or the `-renew` service and timer under systemd."""
+
+    supervisord: Optional[SupervisordFiles] = None
+    renew_service: Optional[str] = field(default=None, metadata=meta(_text))
+    renew_timer: Optional[str] = field(default=None, metadata=meta(_text))
+    unit_dir: str = field(default=SYSTEMD_UNIT_DIR, metadata=meta(_abs_path, omit_default=True))
+
+    @property
+    def supervisor(self) -> str:
+        return "supervisord" if self.supervisord is not None else "systemd"
+
+    def problems(self) -> list[tuple[str, str]]:
+        units = [u for u in (self.renew_service, self.renew_timer) if u is not None]
+        if len(units) == 1 or (self.supervisord is None) == (len(units) == 0):
+            return [("renewal", "needs either supervisord, or renewService and renewTimer")]
+        return []
+
+
+@dataclass(frozen=True)
 class BalancerPayload:
     """The balancer's nginx site (TLS) and the hosts in its upstream at this step."""
 
@@ -59,11 +83,18 @@ class BalancerPayload:
     tls: Tls
     upstream: str = field(metadata=meta(_name))  # the upstream block whose servers we set
     members: tuple[Member, ...] = ()
+    # ACME: how the certificate is renewed (None: self-signed, the deploy reissues).
+    renewal: Optional[BalancerRenewal] = field(default=None, metadata=meta(omit_default=True))
 
     def problems(self) -> list[tuple[str, str]]:
         out = []
         if self.target.mode == "user" and self.nginx.main is None:
             out.append(("nginx.main", "is required in user mode"))
+        if self.tls.mode == "acme" and self.renewal is None:
+            out.append(("renewal", "is required with ACME (the certificate would expire)"))
+        sup = self.renewal.supervisord if self.renewal else None
+        if sup is not None and self.target.mode == "user" and sup.main is None:
+            out.append(("renewal.supervisord.main", "is required in user mode"))
         if len({m.name for m in self.members}) != len(self.members):
             out.append(("members", "must have unique names"))
         return out

@@ -447,21 +447,21 @@ class Systemd(Supervisor):
                 self.systemctl("disable", "--now", self.unit(inst), check=False)
         for inst in self.target.instances:
             self.systemctl("enable", self.unit(inst))
-        self.apply_renew_timer(spec)
+        self.apply_renew_timer(spec.renew_service, spec.renew_timer)
         return changed
 
     def renew_paths(self) -> tuple[str, str]:
         base = os.path.join(self.conf_dir, f"{self.stem}-renew")
         return f"{base}.service", f"{base}.timer"
 
-    def apply_renew_timer(self, spec: SystemdFiles) -> None:
+    def apply_renew_timer(self, renew_service: str | None, renew_timer: str | None) -> None:
         """ACME: the timer that runs `hostctl.py renew` (certbot's own timer never sees our
-        private --config-dir)."""
+        private --config-dir); without them, remove ours. A fleet's balancer has only this."""
         service, timer = self.renew_paths()
         timer_unit = os.path.basename(timer)
-        if spec.renew_service and spec.renew_timer:
-            changed = system_files.install(service, spec.renew_service, self.layout)
-            changed |= system_files.install(timer, spec.renew_timer, self.layout)
+        if renew_service and renew_timer:
+            changed = system_files.install(service, renew_service, self.layout)
+            changed |= system_files.install(timer, renew_timer, self.layout)
             if changed:
                 self.systemctl("daemon-reload")
             self.systemctl("enable", "--now", timer_unit)

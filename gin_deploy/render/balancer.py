@@ -22,9 +22,17 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from gin_deploy.agent.payload import NginxFiles
+from gin_deploy.agent.fleet_payload import BalancerRenewal
+from gin_deploy.agent.payload import NginxFiles, SupervisordFiles
+from gin_deploy.render import supervisor
 from gin_deploy.render._jinja import check_int, check_safe_path, make_environment
-from gin_deploy.render.host import HostService, render_host_files
+from gin_deploy.render.host import (
+    HostService,
+    render_host_files,
+    renew_program,
+    renew_units,
+    supervisord_main,
+)
 from gin_deploy.render.nginx import (
     UPSTREAM_KEEPALIVE_TIMEOUT_S,
     UpstreamServer,
@@ -127,6 +135,20 @@ def render_balancer_files(s: HostService, upstreams: tuple[UpstreamServer, ...])
     """A balancer's nginx: the public site of `s` (TLS, headers, origin lock) proxying to
     the fleet's hosts; the agent sets which are in rotation at each step."""
     return render_host_files(s, upstreams).nginx
+
+
+def render_balancer_renewal(s: HostService) -> BalancerRenewal | None:
+    """ACME: what renews a balancer's certificate - the program or timer a single host of
+    `s` gets, without instances. None without ACME."""
+    if not s.acme:
+        return None
+    sd = PurePosixPath(s.state_dir)
+    if s.supervisor == "systemd":
+        units = renew_units(s, sd)
+        return BalancerRenewal(renew_service=units.service, renew_timer=units.timer)
+    return BalancerRenewal(supervisord=SupervisordFiles(
+        programs=supervisor.render_programs(s.group, (renew_program(s, sd),)),
+        main=supervisord_main(s, sd)))
 
 
 def render_member_files(s: HostService, address: str, port: int,

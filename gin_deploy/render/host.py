@@ -174,10 +174,7 @@ def render_host_files(s: HostService,
         # The candidates' unit has the instances' sandbox; only the link it runs differs.
         candidate = unit(candidate_unit_name(s.system_name), "candidate", "candidate ") \
             if s.candidate_ports else None
-        renew = systemd.render_renew_units(
-            f"{s.system_name}-renew", f"certbot renew for {s.app} (gin-deploy {s.stack}/"
-            f"{s.target})", f"/usr/bin/env python3 {sd}/bin/hostctl.py renew --state {sd}",
-        ) if s.acme else None
+        renew = renew_units(s, sd) if s.acme else None
         return HostFiles(nginx_files, None, SystemdFiles(
             unit=unit(s.app, "current", ""), candidate_unit=candidate,
             renew_service=renew.service if renew else None,
@@ -209,23 +206,7 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
 
     programs = [program(p, False) for p in s.instance_ports]
     if s.acme:
-        # supervisord keeps the renewal loop alive (as root in system mode: certbot's files
-        # and nginx's reload need it; the loop is our agent, not the app).
-        programs.append(supervisor.SupervisorProgram(
-            name=f"{s.system_name if system else s.app}-certbot-renew",
-            command=f"/usr/bin/env python3 {agent} renew-loop --state {sd} "
-                    f"--interval-seconds {RENEW_INTERVAL_S}",
-            directory=str(sd),
-            stdout_log=str(sd / "logs" / "certbot-renew.log"),
-            stderr_log=str(sd / "logs" / "certbot-renew.err.log"),
-        ))
-    main = supervisor.render_main_config(
-        state_dir=str(sd),
-        socket_file=str(sd / "supervisor" / "supervisor.sock"),
-        pid_file=str(sd / "supervisor" / "supervisord.pid"),
-        log_file=str(sd / "logs" / "supervisord.log"),
-        include=str(sd / "supervisor" / "programs.conf"),
-    ) if s.mode == "user" else None
+        programs.append(renew_program(s, sd))
     text = supervisor.render_programs(s.group, tuple(programs))
     if s.candidate_ports:
         # Candidates run the `candidate` link, only while a release is judged: the agent
@@ -233,4 +214,36 @@ def _supervisord_files(s: HostService, sd: PurePosixPath, stop_wait: int) -> Sup
         # adding a program to a group makes `supervisorctl update` restart all of it.
         text += "\n" + supervisor.render_programs(
             candidate_group(s.group), tuple(program(p, True) for p in s.candidate_ports))
-    return SupervisordFiles(programs=text, main=main, user=s.account if system else None)
+    return SupervisordFiles(programs=text, main=supervisord_main(s, sd),
+                            user=s.account if system else None)
+
+
+def supervisord_main(s: HostService, sd: PurePosixPath) -> str | None:
+    """User mode: our own supervisord.conf (system mode uses the host's)."""
+    return supervisor.render_main_config(
+        state_dir=str(sd),
+        socket_file=str(sd / "supervisor" / "supervisor.sock"),
+        pid_file=str(sd / "supervisor" / "supervisord.pid"),
+        log_file=str(sd / "logs" / "supervisord.log"),
+        include=str(sd / "supervisor" / "programs.conf"),
+    ) if s.mode == "user" else None
+
+
+def renew_program(s: HostService, sd: PurePosixPath) -> supervisor.SupervisorProgram:
+    # supervisord keeps the renewal loop alive (as root in system mode: certbot's files
+    # and nginx's reload need it; the loop is our agent, not the app).
+    return supervisor.SupervisorProgram(
+        name=f"{s.system_name if s.mode == 'system' else s.app}-certbot-renew",
+        command=f"/usr/bin/env python3 {sd / 'bin' / 'hostctl.py'} renew-loop --state {sd} "
+                f"--interval-seconds {RENEW_INTERVAL_S}",
+        directory=str(sd),
+        stdout_log=str(sd / "logs" / "certbot-renew.log"),
+        stderr_log=str(sd / "logs" / "certbot-renew.err.log"),
+    )
+
+
+def renew_units(s: HostService, sd: PurePosixPath) -> systemd.RenewUnits:
+    return systemd.render_renew_units(
+        f"{s.system_name}-renew", f"certbot renew for {s.app} (gin-deploy {s.stack}/"
+        f"{s.target})", f"/usr/bin/env python3 {sd}/bin/hostctl.py renew --state {sd}")
+

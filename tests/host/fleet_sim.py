@@ -155,10 +155,13 @@ class Sim:
         }
 
     def payload(self, hosts: list[str], version: str = "v1", *, balancers: bool = True,
-                env: dict[str, str] | None = None, **over: Any) -> FleetPayload:
-        """What the program would send the coordinator for this fleet."""
+                env: dict[str, str] | None = None, stack: dict[str, Any] | None = None,
+                **over: Any) -> FleetPayload:
+        """What the program would send the coordinator for this fleet; `stack`: more
+        stack-level config (e.g. `tls`)."""
         raw = {"app": RawValue({"name": "hello-gin", "env": env or {}}, False),
-               "targets": RawValue([self.target(hosts, balancers, **over)], False)}
+               "targets": RawValue([self.target(hosts, balancers, **over)], False),
+               **{k: RawValue(v, False) for k, v in (stack or {}).items()}}
         cfg = parse_stack_config(raw, project="gin-deploy", stack="sim", project_dir=REPO)
         binary = self.binaries[version]
         args = fleet_args(cfg.targets[0], cfg, version=version,  # type: ignore[arg-type]

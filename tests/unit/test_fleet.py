@@ -121,6 +121,55 @@ def test_without_balancers_every_host_terminates_tls() -> None:
         assert h.deploy.nginx.listen_address is None and "ssl" in h.deploy.nginx.site
 
 
+def acme_fleet(**over: Any) -> dict[str, Any]:
+    config = fleet_config(**over)
+    config["gin-deploy:tls"] = {"mode": "acme", "acme": {
+        "email": "ops@example.com", "server": "https://localhost:14000/dir"}}
+    return config
+
+
+def test_an_acme_balancer_gets_the_single_hosts_renewal_and_proves_by_http_01() -> None:
+    payload = fleet_payload(run_program(acme_fleet()))
+    lb = payload.balancers[0].balancer
+    # One dedicated balancer is the only TLS terminator: HTTP-01 through its nginx.
+    assert lb.tls.mode == "acme" and lb.tls.challenge == "http-01"
+    assert "acme-challenge" in lb.nginx.site
+    assert lb.renewal is not None and lb.renewal.supervisord is not None
+    sd = lb.target.state_dir
+    programs = lb.renewal.supervisord.programs
+    # Only the renewal loop (no instance), named and run as a host's is.
+    assert "[program:hello-gin-balancer-certbot-renew]" in programs
+    assert f"hostctl.py renew-loop --state {sd} " in programs
+    assert programs.count("[program:") == 1
+    assert lb.renewal.supervisord.main is not None  # user mode: its own supervisord
+    # The hosts behind it serve no public certificate, so they renew nothing.
+    assert all(h.deploy.tls.mode == "self-signed" for h in payload.hosts)
+
+
+def test_a_systemd_balancer_renews_by_the_hosts_timer() -> None:
+    payload = fleet_payload(run_program(acme_fleet(mode="system", supervisor="systemd")))
+    renewal = payload.balancers[0].balancer.renewal
+    assert renewal is not None and renewal.supervisord is None
+    sd = payload.balancers[0].balancer.target.state_dir
+    assert renewal.renew_service and f"hostctl.py renew --state {sd}" in renewal.renew_service
+    assert renewal.renew_timer and "OnCalendar=" in renewal.renew_timer
+
+
+def test_a_self_signed_balancer_has_no_renewal_and_acme_requires_one() -> None:
+    import dataclasses
+
+    from gin_deploy.agent.wire import WireError, dump
+
+    assert fleet_payload(run_program(fleet_config())).balancers[0].balancer.renewal is None
+    lb = fleet_payload(run_program(acme_fleet())).balancers[0].balancer
+    try:
+        load(type(lb), dump(dataclasses.replace(lb, renewal=None)))
+    except WireError as exc:
+        assert any("renewal" in p for p in exc.problems), exc.problems
+    else:
+        raise AssertionError("an ACME balancer without renewal was accepted")
+
+
 def test_the_dev_stack_is_unchanged_by_fleets() -> None:
     names = {r.name for r in run_program(stack_config("dev")).resources}
     assert "local-deploy" in names and not any(n.endswith("-release") for n in names)
