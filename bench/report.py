@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+from bench import release
 from bench.common import ROOT, median
 
 MIB = 1024 * 1024
 PROXY_GOAL = 1.3
+# Release time of the largest size over the smallest: "does not grow" on a shared box.
+RELEASE_GROWTH = 1.25
 
 
 def git_describe() -> str:
@@ -126,7 +129,74 @@ def summary_table(r: dict[str, Any]) -> str:
             rows.append("| program scale, mixed targets | " + "; ".join(
                 f"{row['targets']}: {row['resources']} res. {row['seconds']:.2f} s"
                 for row in mixed) + " | - | - |")
+    rel = r.get("release")
+    if rel and rel.get("status") == "measured":
+        for bake in sorted({x["bake_seconds"] for x in rel["runs"] if x["kind"] == "good"}):
+            times = "; ".join(f"{n}: {s:.1f} s" for n, s in
+                              sorted(release.time_by_size(rel, bake).items()))
+            g = release.growth(rel, bake)
+            rows.append(f"| host release time, bake {bake} s (instances: time) | {times} | "
+                        f"does not grow with instances | "
+                        f"{_yes(None if g is None else g <= RELEASE_GROWTH)} |")
+        good = [x for x in rel["runs"] if x["kind"] == "good"]
+        rows.append(f"| failed requests, good releases | "
+                    f"{sum(x['load']['failed'] for x in good)} of "
+                    f"{sum(x['load']['requests'] for x in good):,} | 0 | "
+                    f"{_yes(all(x['load']['failed'] == 0 for x in good))} |")
+        for bad in (x for x in rel["runs"] if x["kind"] == "bad"):
+            first = rel["steps"][0] / 100
+            share = bad["load"]["failed"] / max(1, bad["load"]["requests"])
+            met = bool(bad["exit"]) and share <= first and not bad["after"]["failed"]
+            rows.append(f"| failed requests, bad release (fails {bad['fault_error_rate']:.0%}) "
+                        f"{'rolled back' if bad['exit'] else '**not rolled back**'} | "
+                        f"{bad['load']['failed']} of {bad['load']['requests']:,} "
+                        f"({share:.1%}), then {bad['after']['failed']} of "
+                        f"{bad['after']['requests']:,} | <= the first step's share "
+                        f"({first:.0%}), then 0 | {_yes(met)} |")
     return "\n".join(rows)
+
+
+def _release(rel: dict[str, Any]) -> list[str]:
+    if rel.get("status") != "measured":
+        return [f"**{rel.get('status')}**"]
+    out = [
+        f"A user-mode host stack (nginx, supervisord, self-signed TLS) runs v1; the agent "
+        f"releases v2 beside it with the `canary` strategy and the default steps "
+        f"{rel['steps']}, maxErrorRate {rel['max_error_rate']}, maxP95Ms {rel['max_p95_ms']}, "
+        f"minRequests {', '.join(f'{v} (bake {b} s)' for b, v in rel['min_requests'].items())}"
+        f" — every size canary, though a single instance defaults to rolling, so the sizes "
+        f"compare like with like. Time = the agent's deploy call (start the new instances "
+        f"side by side, readiness, the steps and their bakes, promotion, drain). "
+        f"Client during each release: {rel['client']}. Load average "
+        f"{rel['load_average'][0]:.1f} at the end of this part.",
+        "",
+        "| release | instances | bake s/step | seconds | outside the bakes | requests | "
+        "failed | agent |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for x in rel["runs"]:
+        baking = x["bake_seconds"] * (len(rel["steps"]) if x["kind"] == "good" else 0)
+        outcome = "promoted" if x["exit"] == 0 else "rolled back: " + x.get("message", "")
+        outcome = outcome.replace("hostctl: error: ", "").replace("|", "/")
+        out.append(f"| {x['kind']} | {x['instances']} | {x['bake_seconds']} | "
+                   f"{x['seconds']:.1f} | {max(0.0, x['seconds'] - baking):.1f} "
+                   f"{'' if x['kind'] == 'good' else '(stops early)'} | "
+                   f"{x['load']['requests']:,} | {x['load']['failed']} | {outcome} |")
+    out.append("")
+    for bake in sorted({x["bake_seconds"] for x in rel["runs"] if x["kind"] == "good"}):
+        g = release.growth(rel, bake)
+        if g is not None:
+            out.append(f"- bake {bake} s: the largest release takes x{g:.2f} the time of the "
+                       f"smallest (goal: does not grow with the number of instances; "
+                       f"<= x{RELEASE_GROWTH} counted as met on this shared machine).")
+    for bad in (x for x in rel["runs"] if x["kind"] == "bad"):
+        out.append(f"- bad release: {bad['load']['failed']} failed requests of "
+                   f"{bad['load']['requests']:,} reached the client before the rollback "
+                   f"(the build fails {bad['fault_error_rate']:.0%} of the requests it gets; "
+                   f"the first step sends it {rel['steps'][0]}% of them); in the "
+                   f"{bad['after']['requests']} requests after it, "
+                   f"{bad['after']['failed']} failed.")
+    return out
 
 
 # --- the document -----------------------------------------------------------------------------
@@ -314,6 +384,9 @@ def markdown(r: dict[str, Any]) -> str:
     if r.get("scale"):
         lines += ["## 4. Scale of the program", "", *SCALE_SETUP, "", *_scale(r["scale"]), "",
                   *SCALE_READING, ""]
+    if r.get("release"):
+        lines += ["## 5. Host release (canary)", "", *_release(r["release"]), "",
+                  *RELEASE_READING, ""]
     lines += SECURITY
     return "\n".join(lines).rstrip() + "\n"
 
@@ -372,6 +445,16 @@ SCALE_READING = [
     "step that is quadratic in targets. Even 20 targets evaluate in seconds; in a real "
     "`preview` of such a stack the providers' reads and diffs, not the program, take the "
     "time.",
+]
+
+RELEASE_READING = [
+    "**Reading it.** With bake 0 a release is readiness only: the candidates start side by "
+    "side (one supervisord group, started together), nginx moves the share step by step "
+    "without a reload, then the instances restart on the new release and the candidates "
+    "drain. With the default bake the time is the steps' observation windows plus that "
+    "same overhead; more instances add no step. A bad release is judged as soon as its "
+    "first step has seen enough of its own requests, so it is stopped long before the "
+    "bake is over, and only the first step's share of users could see its errors.",
 ]
 
 SECURITY = [
