@@ -32,6 +32,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common, deploy_speed, proxy, release, report, sizes
+from bench.fleet_release import keep_block
 from gin_deploy.config.release import DEFAULTS as RELEASE_DEFAULTS
 
 SECTIONS = ("proxy", "size", "deploy", "scale", "release")
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         saved: dict[str, Any] = json.loads(args.from_results.read_text())
         print(report.summary_table(saved))
         if args.docs is not None:
-            args.docs.write_text(report.markdown(saved))
+            args.docs.write_text(keep_block(args.docs, report.markdown(saved)))
         return 0
     started = time.time()
     results: dict[str, Any] = {
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary_table(results))
     docs = args.docs or (None if args.quick else common.ROOT / "docs" / "benchmarks.md")
     if docs is not None:
-        docs.write_text(report.markdown(results))
+        docs.write_text(keep_block(docs, report.markdown(results)))
         log(f"wrote {docs.relative_to(common.ROOT) if docs.is_relative_to(common.ROOT) else docs}")
     log(f"raw results: bench/results/{stamp}.json ({results['seconds']:.0f} s)")
     return 0

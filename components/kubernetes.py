@@ -22,13 +22,13 @@ import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.endpoint import EdgeOrigin
-from gin_deploy.render import cert_manager, helm_values
+from gin_deploy.render import cert_manager, flagger, helm_values
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render import kubernetes_versions as versions
 
@@ -68,6 +68,11 @@ class KubernetesTargetArgs:
     # With `acme.route53` by access key: its secret part (a Pulumi secret).
     route53_secret_access_key: pulumi.Input[str] | None = None
     canary: CanaryArgs | None = None
+    # A canary or blue/green release run by Flagger (None: rolling updates). It replaces
+    # `canary`, the Service and the HTTPS HTTPRoute, which Flagger then owns.
+    analysis: flagger.Analysis | None = None
+    # Install Flagger with Helm (with `analysis`); False reuses the cluster's.
+    install_flagger: bool = True
     # Install NGINX Gateway Fabric (+ Gateway API CRDs) and cert-manager with Helm;
     # False reuses what the cluster has (app.gateway_class_name).
     install_gateway: bool = True
@@ -87,6 +92,9 @@ class KubernetesTargetArgs:
     def __post_init__(self) -> None:
         if not self.registry:
             raise ValueError("registry is required (the image repository)")
+        if self.analysis is not None and self.canary is not None:
+            raise ValueError("canary (a static weight) and analysis (Flagger) exclude "
+                             "each other")
         if self.rollout_timeout < 1:
             raise ValueError(f"rollout_timeout must be positive, got {self.rollout_timeout}")
         if self.client_ip_mode not in CLIENT_IP_MODES:
@@ -168,6 +176,8 @@ class KubernetesTarget(pulumi.ComponentResource):
     gateway_namespace: str
     deployment: k8s.apps.v1.Deployment
     canary: k8s.apps.v1.Deployment | None
+    # Flagger's Canary of the Deployment, with `analysis`.
+    release: CustomResource | None
     gateway: CustomResource
     url: pulumi.Output[str]
     # The gateway load balancer's IP or host name; None until the cloud assigns one.
@@ -181,6 +191,7 @@ class KubernetesTarget(pulumi.ComponentResource):
         app = app_with_edge(args)
         acme = args.acme
         weight = args.canary.weight if args.canary is not None else 0
+        analysis = args.analysis
         self.namespace, self.gateway_namespace = app.namespace, app.gateway_namespace
 
         self.provider = k8s.Provider(
@@ -201,6 +212,9 @@ class KubernetesTarget(pulumi.ComponentResource):
             values = {_ARGS[k]: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
             values.update(kwargs)
             opts = self._opts(depends_on)
+            if analysis is not None and manifest["kind"] == "Deployment":
+                # Flagger scales the Deployment (its canary target) between releases.
+                opts.ignore_changes = ["spec.replicas"]
             if manifest["kind"] == "Deployment":
                 # The provider awaits the rollout this long (its own default: 10 minutes).
                 wait = f"{args.rollout_timeout}s"
@@ -236,6 +250,11 @@ class KubernetesTarget(pulumi.ComponentResource):
         if args.install_cert_manager:
             issuer_deps.append(self._helm("cert-manager", versions.CERT_MANAGER,
                                           helm_values.cert_manager_values(), crds))
+        flagger_deps: list[pulumi.Resource] = []
+        if analysis is not None and args.install_flagger:
+            # Its chart brings the Canary and MetricTemplate CRDs.
+            flagger_deps.append(self._helm("flagger", versions.FLAGGER, flagger.flagger_values(
+                analysis.prometheus_url), crds))
 
         # The workload.
         ns_deps: list[pulumi.Resource] = [app_ns]
@@ -273,12 +292,14 @@ class KubernetesTarget(pulumi.ComponentResource):
         workload_deps = [app_ns, account]
         # A pushed digest is an Output; a given reference is pinned only by a digest.
         stable_pinned = not isinstance(args.image, str) or "@sha256:" in args.image
-        self.deployment = apply("deployment", workload(
-            "stable", args.image, app.version, pinned=stable_pinned, replicas=None),
-            depends_on=workload_deps)
-        apply("service", render.service(app), depends_on=ns_deps)
-        apply("hpa", render.horizontal_pod_autoscaler(app), depends_on=[self.deployment])
-        apply("pdb", render.pod_disruption_budget(app), depends_on=ns_deps)
+        stable = workload("stable", args.image, app.version, pinned=stable_pinned,
+                          replicas=None)
+        self.deployment = apply("deployment", flagger.canary_target(stable) if analysis
+                                else stable, depends_on=workload_deps)
+        if analysis is None:
+            apply("service", render.service(app), depends_on=ns_deps)
+        hpa = apply("hpa", render.horizontal_pod_autoscaler(app), depends_on=[self.deployment])
+        apply("pdb", render.pod_disruption_budget(app, analysis is not None), depends_on=ns_deps)
         self.canary = None
         if weight and args.canary is not None:
             image = canary_image(args.registry, args.canary.version)
@@ -287,7 +308,8 @@ class KubernetesTarget(pulumi.ComponentResource):
                 replicas=render.canary_replicas(app, weight)), depends_on=workload_deps)
             apply("canary-service", render.service(app, "canary"), depends_on=ns_deps)
         if args.network_policy:
-            apply("network-policy", render.network_policy(app), depends_on=ns_deps)
+            apply("network-policy", render.network_policy(app, analysis is not None),
+                  depends_on=ns_deps)
 
         # Certificates and the edge.
         if acme is not None and acme.route53 is not None:
@@ -298,12 +320,18 @@ class KubernetesTarget(pulumi.ComponentResource):
         custom("certificate", render.certificate(app, acme),
                depends_on=[gateway_ns, issuer, *issuer_deps])
         self.gateway = custom("gateway", render.gateway(app), depends_on=gateway_deps + crds)
-        https_route = render.https_route(app, weight)
-        if app.origin_verify_header is not None:
-            assert args.edge is not None and args.edge.verify_value is not None
-            https_route = with_leaf(https_route, _ORIGIN_VERIFY_VALUE,
-                                    pulumi.Output.secret(args.edge.verify_value))
-        route = custom("https-route", https_route, depends_on=[app_ns, self.gateway, *crds])
+        self.release = None
+        if analysis is not None:
+            route = self.release = self._flagger_canary(
+                app, analysis, args, custom,
+                [app_ns, self.gateway, self.deployment, hpa, *crds, *flagger_deps])
+        else:
+            https_route = render.https_route(app, weight)
+            if app.origin_verify_header is not None:
+                assert args.edge is not None and args.edge.verify_value is not None
+                https_route = with_leaf(https_route, _ORIGIN_VERIFY_VALUE,
+                                        pulumi.Output.secret(args.edge.verify_value))
+            route = custom("https-route", https_route, depends_on=[app_ns, self.gateway, *crds])
         custom("redirect-route", render.redirect_route(app),
                depends_on=[app_ns, self.gateway, *crds])
 
@@ -317,6 +345,23 @@ class KubernetesTarget(pulumi.ComponentResource):
             "namespace": self.namespace,
             "gatewayNamespace": self.gateway_namespace,
         })
+
+    @staticmethod
+    def _flagger_canary(app: render.KubernetesApp, analysis: flagger.Analysis,
+                        args: KubernetesTargetArgs, custom: Any,
+                        deps: list[pulumi.Resource]) -> CustomResource:
+        """MetricTemplates and the Canary; Flagger makes the HTTPS route from it."""
+        templates = [custom(f"metric-{m['metadata']['name'].removeprefix(app.name + '-')}", m,
+                            depends_on=deps)
+                     for m in flagger.metric_templates(app.name, app.namespace,
+                                                       render.common_labels(app), analysis)]
+        manifest = render.flagger_canary(app, analysis, progress_deadline=args.rollout_timeout)
+        if app.origin_verify_header is not None:
+            assert args.edge is not None and args.edge.verify_value is not None
+            manifest = with_leaf(manifest, ("spec", "service", "match", 0, "headers",
+                                            app.origin_verify_header, "exact"),
+                                 pulumi.Output.secret(args.edge.verify_value))
+        return cast(CustomResource, custom("canary", manifest, depends_on=[*deps, *templates]))
 
     @staticmethod
     def _route53_credentials(app: render.KubernetesApp, acme: render.Acme,

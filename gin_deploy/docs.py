@@ -48,9 +48,27 @@ RELEASE_BY_KIND = [
     "candidates stopped, and `pulumi up` fails naming the step, metric, value and "
     "threshold. A deploy that dies in between is undone by a guard process. `rolling` "
     "restarts the instances in place, one at a time, gated on readiness.",
-    "- `ecs` and `kubernetes`: not read yet - ecs uses its own `blueGreen`/`bakeMinutes` "
-    "(ECS rolls back on its circuit breaker and its 5xx/unhealthy-task alarms, "
-    "`rollbackErrorPercent`), kubernetes its static `canary` weight.",
+    "- `ecs`: ECS's native deployment strategies shift the load balancer's traffic "
+    "between two target groups: `canary` with steps `[p, 100]` is `CANARY` (p %, then "
+    "the rest), equal steps `[s, 2s, ..., 100]` (s >= 3) are `LINEAR`, any other list is "
+    "a config error (ECS has no other shape; the kind's default steps are `[10, 100]`); "
+    "`blueGreen` is `BLUE_GREEN`, `rolling` is `ROLLING`. `bakeSeconds` is rounded up "
+    "to ECS's whole minutes, per step and after the last. ECS rolls back on CloudWatch "
+    "alarms over the ALB target groups' metrics: the 5xx share above `maxErrorRate` and "
+    "the p95 `TargetResponseTime` above `maxP95Ms`, each target group judged on its own "
+    "requests, a minute only with its share of `minRequests` (fewer: not judged - ECS "
+    "cannot fail a release as inconclusive), plus unhealthy tasks. Behind `edge.cdn` "
+    "the default is `rolling` and a canary or blueGreen set in the config is a config "
+    "error (docs/ecs.md).",
+    "- `kubernetes`: `canary`/`blueGreen` are run by Flagger (installed by Helm, "
+    "`installFlagger`) with its Gateway API provider: a `Canary` on the Deployment sets "
+    "the HTTPRoute's weights to each step of `steps` (`blueGreen`: `[100]`), every "
+    "`bakeSeconds`, judged by two MetricTemplates on the service's own Prometheus "
+    "metrics of the canary's pods (5xx share against `maxErrorRate`, p95 against "
+    "`maxP95Ms`, no value below `minRequests`, which fails the check) read from "
+    "`prometheusUrl` (required unless `bakeSeconds` is 0); a second failed check rolls "
+    "back. `rolling` is the Deployment's own rolling update (maxUnavailable 0), awaited "
+    "by `pulumi up` (docs/kubernetes.md).",
 ]
 
 

@@ -8,8 +8,9 @@
 * the target group checks readiness and drains like the app;
 * behind a CDN the origin lock: the HTTPS listener answers 403 unless the request
   carries CloudFront's secret header (or asks for the health check path);
-* blue/green: a second target group and the listener rule ECS shifts, with the
-  role ECS does it with;
+* traffic shifting (BLUE_GREEN, CANARY, LINEAR): a second target group and the
+  listener rule ECS re-weights, with the role ECS does it with (allowed exactly that
+  rule, its listener and the two target groups);
 * access logs (on by default), deletion protection (on), a WAF web ACL (opt-in):
   see audit.py.
 """
@@ -36,6 +37,7 @@ from components.ecs.common import Account, Scope, to_json
 from components.ecs.network import EcsNetwork
 from components.endpoint import EdgeOrigin
 from gin_deploy.render import ecs as render
+from gin_deploy.render.ecs_release import load_balancer_role_policy
 from gin_deploy.render.headers import HstsPolicy
 
 # A TLS 1.3 + 1.2 policy restricted to AEAD (GCM) suites with forward secrecy.
@@ -48,7 +50,6 @@ UNHEALTHY_THRESHOLD = 3
 # Origin lock rules: the health check path first, then the secret header.
 OPEN_PATH_RULE_PRIORITY = 10
 ORIGIN_VERIFY_RULE_PRIORITY = 20
-ECS_LB_ROLE_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,15 @@ class EcsLoadBalancer:
     certificate_arn: pulumi.Output[str]
     load_balancer: aws.lb.LoadBalancer
     target_group: aws.lb.TargetGroup
-    # Blue/green: the target group the new release starts in.
+    # Traffic shifting: the other target group (each release starts in the idle one).
     green_target_group: aws.lb.TargetGroup | None
     https_listener: aws.lb.Listener
     http_listener: aws.lb.Listener
     # Behind a CDN: the rules that forward locked traffic (health check path, secret header).
     origin_rules: list[aws.lb.ListenerRule]
-    # What the service waits for: listeners, rules, the blue/green role's policy.
+    # What the service waits for: listeners, rules, the shifting role's policy.
     ready: list[pulumi.Resource]
-    # Blue/green: the service's traffic shifting settings.
+    # Traffic shifting: the service's settings for it.
     advanced: aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs | None
 
 
@@ -107,7 +108,7 @@ class Backend:
 
 def build_load_balancer(scope: Scope, args: EcsLoadBalancerArgs, *, domain: str,
                         zone_id: pulumi.Output[str] | None, network: EcsNetwork,
-                        backend: Backend, blue_green: bool, edge: EdgeOrigin | None,
+                        backend: Backend, traffic_shifting: bool, edge: EdgeOrigin | None,
                         account: Account, log_retention_days: int = 30) -> EcsLoadBalancer:
     name = scope.name
     locked = edge is not None and edge.locked
@@ -144,7 +145,7 @@ def build_load_balancer(scope: Scope, args: EcsLoadBalancerArgs, *, domain: str,
     if args.waf:
         build_web_acl(scope, alb.arn, args.waf_rate_limit)
     target_group = _target_group(scope, "tg", network, backend)
-    green = _target_group(scope, "tg-green", network, backend) if blue_green else None
+    green = _target_group(scope, "tg-green", network, backend) if traffic_shifting else None
     https = aws.lb.Listener(
         f"{name}-https",
         load_balancer_arn=alb.arn,
@@ -180,9 +181,8 @@ def build_load_balancer(scope: Scope, args: EcsLoadBalancerArgs, *, domain: str,
     ready: list[pulumi.Resource] = [https, http, *origin_rules]
     advanced = None
     if green is not None:
-        rule, attachment, advanced = _blue_green(scope, https, target_group, green,
-                                                 account.partition)
-        ready += [rule, attachment]
+        rule, policy, advanced = _traffic_shifting(scope, https, target_group, green)
+        ready += [rule, policy]
     return EcsLoadBalancer(
         certificate_arn=certificate_arn, load_balancer=alb, target_group=target_group,
         green_target_group=green, https_listener=https, http_listener=http,
@@ -275,10 +275,10 @@ def _origin_lock(scope: Scope, edge: EdgeOrigin, https: aws.lb.Listener,
     return rules
 
 
-def _blue_green(scope: Scope, https: aws.lb.Listener, blue: aws.lb.TargetGroup,
-                green: aws.lb.TargetGroup, partition: pulumi.Output[str],
-                ) -> tuple[aws.lb.ListenerRule, aws.iam.RolePolicyAttachment,
-                           aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs]:
+def _traffic_shifting(scope: Scope, https: aws.lb.Listener, blue: aws.lb.TargetGroup,
+                      green: aws.lb.TargetGroup,
+                      ) -> tuple[aws.lb.ListenerRule, aws.iam.RolePolicy,
+                                 aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs]:
     """The production rule ECS shifts between the two target groups, and its role."""
     name = scope.name
     # ECS shifts traffic by rewriting this rule's weights: do not fight it.
@@ -300,15 +300,19 @@ def _blue_green(scope: Scope, https: aws.lb.Listener, blue: aws.lb.TargetGroup,
     role = aws.iam.Role(
         f"{name}-ecs-lb-role",
         assume_role_policy=to_json(render.ecs_service_trust_policy()),
-        description=f"ECS blue/green traffic shifting for {scope.label}",
+        description=f"ECS traffic shifting for {scope.label}",
         opts=scope.opts())
-    attachment = aws.iam.RolePolicyAttachment(
+    # Instead of AmazonECSInfrastructureRolePolicyForLoadBalancers (every listener,
+    # rule and target group of the account): this rule, listener and pair only.
+    policy = aws.iam.RolePolicy(
         f"{name}-ecs-lb-policy", role=role.name,
-        policy_arn=partition.apply(lambda p: f"arn:{p}:iam::aws:policy/{ECS_LB_ROLE_POLICY}"),
+        policy=pulumi.Output.all(https.arn, rule.arn, blue.arn, green.arn).apply(
+            lambda a: to_json(load_balancer_role_policy(
+                listener_arn=a[0], rule_arn=a[1], target_group_arns=[a[2], a[3]]))),
         opts=scope.opts())
     advanced = aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs(
         alternate_target_group_arn=green.arn,
         production_listener_rule=rule.arn,
         role_arn=role.arn,
     )
-    return rule, attachment, advanced
+    return rule, policy, advanced

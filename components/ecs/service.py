@@ -1,28 +1,52 @@
 """The service part of an EcsTarget: cluster, Fargate service, alarms, autoscaling.
 
-The service rolls 100/200 with the circuit breaker rolling back (or uses native
-ECS blue/green with a bake time), rolls back on its alarms in both cases, and
-waits for steady state; target tracking scales it on CPU and, for rolling
+The service deploys with the ECS strategy of the target's release (ROLLING 100/200,
+or BLUE_GREEN, CANARY, LINEAR shifting traffic between two target groups with bake
+times: gin_deploy.render.ecs_release), rolls back on the circuit breaker and on its
+alarms, and waits for steady state; target tracking scales it on CPU and, for rolling
 deployments, on requests per task.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
-from components.ecs.alarms import build_alarms
+from components.ecs.alarms import build_alarms, thresholds
 from components.ecs.common import Scope
 from components.ecs.load_balancer import EcsLoadBalancer
 from components.ecs.network import EcsNetwork
 from gin_deploy.render import ecs as render
+from gin_deploy.render import ecs_release
 
 # Target tracking: add capacity quickly, remove it slowly.
 SCALE_OUT_COOLDOWN_S = 60
 SCALE_IN_COOLDOWN_S = 300
 ARCHITECTURES = ("amd64", "arm64")
+
+
+@dataclass(frozen=True)
+class EcsRelease:
+    """How a new version goes out and what it must hold (the target's `release`)."""
+
+    strategy: str = "canary"           # rolling | canary | blueGreen
+    steps: tuple[int, ...] = (10, 100)
+    bake_seconds: int = 60             # per step; ECS bakes whole minutes (rounded up)
+    max_error_rate: float = 0.01
+    max_p95_ms: int = 500
+    min_requests: int = 100
+
+    def __post_init__(self) -> None:
+        try:
+            _ = self.deployment
+        except ValueError as e:
+            raise ValueError(f"release.steps: {e}") from None
+
+    @property
+    def deployment(self) -> ecs_release.Deployment:
+        return ecs_release.deployment(self.strategy, self.steps, self.bake_seconds)
 
 
 @dataclass(frozen=True)
@@ -40,12 +64,8 @@ class EcsServiceArgs:
     spot: int = 0
     # Seconds new tasks may fail load balancer health checks.
     health_check_grace_seconds: int = 30
-    # Native ECS blue/green instead of rolling; bake_minutes both versions stay.
-    blue_green: bool = False
-    bake_minutes: int = 5
-    # Deployments roll back when more than this percent of requests get a 5xx from the
-    # tasks, or when tasks fail the load balancer's health check (alarms.py).
-    rollback_error_percent: int = 5
+    # The ECS deployment strategy and what the rollback alarms judge (alarms.py).
+    release: EcsRelease = field(default_factory=EcsRelease)
     # Autoscaling targets: average CPU percent; load balancer requests per task per minute.
     cpu_target: int = 60
     requests_per_target: int = 1000
@@ -58,9 +78,6 @@ class EcsServiceArgs:
         if not self.min_count <= self.desired_count <= self.max_count:
             raise ValueError(f"desired_count {self.desired_count} must lie within min_count.."
                              f"max_count ({self.min_count}..{self.max_count})")
-        if not 1 <= self.rollback_error_percent <= 100:
-            raise ValueError(f"rollback_error_percent must be 1..100, got "
-                             f"{self.rollback_error_percent}")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {' | '.join(ARCHITECTURES)}, "
                              f"got {self.arch!r}")
@@ -70,7 +87,7 @@ class EcsServiceArgs:
 class EcsService:
     cluster: aws.ecs.Cluster
     service: aws.ecs.Service
-    # What the deployments roll back on: the 5xx rate and unhealthy tasks.
+    # What the deployments roll back on: 5xx share, p95, unhealthy tasks.
     alarms: list[aws.cloudwatch.MetricAlarm]
 
 
@@ -95,9 +112,12 @@ def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
     target_groups = [balancer.target_group]
     if balancer.green_target_group is not None:
         target_groups.append(balancer.green_target_group)
+    r = args.release
     alarms = build_alarms(scope, load_balancer=balancer.load_balancer.arn_suffix,
                           target_groups=[tg.arn_suffix for tg in target_groups],
-                          error_percent=args.rollback_error_percent)
+                          thresholds=thresholds(
+                              max_error_rate=r.max_error_rate, max_p95_ms=r.max_p95_ms,
+                              min_requests=r.min_requests, bake_seconds=r.bake_seconds))
     service = aws.ecs.Service(
         f"{name}-service",
         cluster=cluster.arn,
@@ -124,14 +144,11 @@ def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
         deployment_maximum_percent=200,
         deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
             enable=True, rollback=True),
-        # For both strategies: the circuit breaker sees tasks that never get healthy,
-        # the alarms a release that serves errors.
+        # For every strategy: the circuit breaker sees tasks that never get healthy,
+        # the alarms a release that serves errors or slowly.
         alarms=aws.ecs.ServiceAlarmsArgs(
             alarm_names=[a.name for a in alarms], enable=True, rollback=True),
-        deployment_configuration=aws.ecs.ServiceDeploymentConfigurationArgs(
-            strategy="BLUE_GREEN", bake_time_in_minutes=str(args.bake_minutes),
-        ) if args.blue_green else aws.ecs.ServiceDeploymentConfigurationArgs(
-            strategy="ROLLING"),
+        deployment_configuration=_deployment_configuration(r.deployment),
         # ECS applies some changes only with a new deployment (a capacity provider
         # strategy, i.e. `spot`, is refused without one); every update of the service
         # starts one, and a secret's new version is such an update.
@@ -149,6 +166,21 @@ def build_service(scope: Scope, args: EcsServiceArgs, *, container_name: str,
     )
     _autoscaling(scope, args, cluster, service, balancer)
     return EcsService(cluster=cluster, service=service, alarms=alarms)
+
+
+def _deployment_configuration(
+        d: ecs_release.Deployment) -> aws.ecs.ServiceDeploymentConfigurationArgs:
+    if not d.shifts_traffic:
+        return aws.ecs.ServiceDeploymentConfigurationArgs(strategy=d.strategy)
+    bake = str(d.bake_minutes)
+    return aws.ecs.ServiceDeploymentConfigurationArgs(
+        strategy=d.strategy, bake_time_in_minutes=bake,
+        canary_configuration=aws.ecs.ServiceDeploymentConfigurationCanaryConfigurationArgs(
+            canary_percent=d.percent, canary_bake_time_in_minutes=bake)
+        if d.strategy == "CANARY" else None,
+        linear_configuration=aws.ecs.ServiceDeploymentConfigurationLinearConfigurationArgs(
+            step_percent=d.percent, step_bake_time_in_minutes=bake)
+        if d.strategy == "LINEAR" else None)
 
 
 def _autoscaling(scope: Scope, args: EcsServiceArgs, cluster: aws.ecs.Cluster,

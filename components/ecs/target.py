@@ -11,10 +11,10 @@ creates its resources as the component's children (see docs/ecs.md):
   target runs an existing image);
 * network.py - the VPC (or yours) and the security groups;
 * load_balancer.py - the certificate, the ALB, target groups, listeners, the
-  origin lock behind a CDN, the blue/green rule;
+  origin lock behind a CDN, the traffic-shifting rule;
 * task.py - logs, secrets, IAM roles, the task definition;
 * service.py - the cluster, the Fargate service and its autoscaling;
-* alarms.py - the alarms the service's deployments roll back on;
+* alarms.py - the alarms the service's deployments roll back on (5xx, p95, health);
 * audit.py - access logs, flow logs, the optional WAF (for network and load balancer);
 
 and, unless edge routing owns the domain, the alias record pointing it at the ALB.
@@ -77,10 +77,11 @@ class EcsTargetArgs:
             raise ValueError("load_balancer.waf cannot be combined with a locked edge origin: "
                              "the ALB sees only CloudFront's addresses, so a per-IP rate "
                              "limit would throttle whole edge locations")
-        if locked and self.service.blue_green:
-            raise ValueError("service.blue_green cannot be combined with a locked edge "
-                             "origin: ECS's traffic shifting would not move the lock's "
-                             "listener rules along")
+        if locked and self.service.release.deployment.shifts_traffic:
+            raise ValueError(f"service.release.strategy {self.service.release.strategy} "
+                             "cannot be combined with a locked edge origin: ECS's traffic "
+                             "shifting re-weights one listener rule and would not move the "
+                             "lock's health check rule along")
 
 
 class EcsTarget(pulumi.ComponentResource):
@@ -108,7 +109,7 @@ class EcsTarget(pulumi.ComponentResource):
     cluster: aws.ecs.Cluster
     task_definition: aws.ecs.TaskDefinition
     service: aws.ecs.Service
-    # The 5xx-rate and unhealthy-task alarms deployments roll back on.
+    # The 5xx-share, p95 and unhealthy-task alarms deployments roll back on.
     alarms: list[aws.cloudwatch.MetricAlarm]
     alias_record: aws.route53.Record | None
     image: pulumi.Output[str]
@@ -147,7 +148,8 @@ class EcsTarget(pulumi.ComponentResource):
             scope, args.load_balancer, domain=args.domain, zone_id=zone_id, network=network,
             backend=Backend(port=c.port, ready_path=c.ready_path,
                             deregistration_delay_s=c.write_timeout + c.shutdown_timeout),
-            blue_green=s.blue_green, edge=args.edge, account=account,
+            traffic_shifting=s.release.deployment.shifts_traffic, edge=args.edge,
+            account=account,
             log_retention_days=s.log_retention_days)
         task = build_task(
             scope, c, TaskSettings(cpu=s.cpu, memory=s.memory, arch=s.arch,

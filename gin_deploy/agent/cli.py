@@ -22,6 +22,7 @@ Commands
                   Records the run in renewal.json and logs/renew.log; fails when certbot
                   fails or the served certificate has fewer than N (14) days left
     renew-loop    --state DIR --interval-seconds N: renew forever, every N seconds
+    fleet-release and the fleet's host and balancer commands: see agent/fleet_cli.py
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from typing import IO, TypeVar
 
 from gin_deploy.agent.deploy import deploy, destroy, status, status_from_state
+from gin_deploy.agent.fleet_cli import FLEET_COMMANDS, fleet_commands, run_fleet_command
 from gin_deploy.agent.guard import guard
 from gin_deploy.agent.nginx import nginx_for_state
 from gin_deploy.agent.output import HostError, emit, log, set_secrets
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--state", required=True)
     rn.add_argument("--force", action="store_true",
                     help="renew even when not due (certbot --force-renewal)")
+    fleet_commands(sub)
     loop = sub.add_parser("renew-loop")
     loop.add_argument("--state", required=True)
     loop.add_argument("--interval-seconds", type=float, default=43200.0)
@@ -112,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             emit(renew(args.state, force=args.force, min_days=args.min_days))
         elif args.command == "renew-loop":
             renew_loop(args.state, args.interval_seconds, args.min_days)
+        elif args.command in FLEET_COMMANDS:
+            emit(run_fleet_command(args, read_payload))
         elif args.command == "status":
             emit(status(status_from_state(args.state) if args.state
                         else read_payload(TargetPayload, sys.stdin)))

@@ -30,7 +30,7 @@ from gin_deploy.agent.layout import (
 )
 from gin_deploy.agent.output import HostError, log
 from gin_deploy.agent.payload import AcmeTls, DeployPayload, Instance, TargetPayload
-from gin_deploy.agent.preflight import check_ports, ensure_tools
+from gin_deploy.agent.preflight import check_ports, ensure_tools, nginx_ports
 from gin_deploy.agent.processes import kill_processes, target_processes
 from gin_deploy.agent.records import last_deploy, record_deploy, renewal
 from gin_deploy.agent.releases import (
@@ -48,15 +48,14 @@ from gin_deploy.agent.wire import WireError, load
 
 def preflight(target: Target, payload: DeployPayload) -> None:
     ensure_tools(payload)
-    ports: list[tuple[int, str]] = []
+    ports: list[tuple[int, str] | tuple[int, str, str]] = []
     running = target.supervisor.running_instances() if target.supervisor.daemon_running() \
         else set()
     for inst in (*payload.instances, *payload.rollout.candidates):
         if inst.name not in running:
             ports.append((inst.port, f"instance {inst.name}"))
     if not target.nginx.running():
-        ports += [(payload.nginx.http_port, "nginx http"),
-                  (payload.nginx.https_port, "nginx https")]
+        ports += nginx_ports(payload.nginx)
     check_ports(ports)
 
 

@@ -10,10 +10,13 @@ import urllib.request
 from gin_deploy.agent.payload import Instance
 
 
-def port_free(port: int) -> bool:
-    """True when nothing listens on `port` (checked on 127.0.0.1 and 0.0.0.0)."""
-    for host in ("127.0.0.1", "0.0.0.0"):  # noqa: S104 - probing, not serving
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def port_free(port: int, address: str | None = None) -> bool:
+    """True when nothing listens on `port` (checked on 127.0.0.1 and 0.0.0.0, or only on
+    `address` when the port will be bound there alone)."""
+    hosts = (address,) if address else ("127.0.0.1", "0.0.0.0")  # noqa: S104 - probing
+    for host in hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))

@@ -179,6 +179,10 @@ class NginxFiles:
     main: Optional[str] = None
     conf_dir: str = field(default=NGINX_CONF_DIR,
                           metadata=meta(_abs_path, omit_default=True))
+    # A fleet host behind balancers: nginx listens on this (private) address only, on
+    # http_port; https_port is not served there.
+    listen_address: Optional[str] = field(default=None,
+                                          metadata=meta(_text, omit_default=True))
     # None: derived from the site's upstream servers (their fail_timeout).
     settle_seconds: Optional[float] = field(default=None,
                                             metadata=meta(_in(0, 600), omit_default=True))

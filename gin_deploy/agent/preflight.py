@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from gin_deploy.agent.certs import have_cryptography
 from gin_deploy.agent.network import port_free
 from gin_deploy.agent.output import HostError, log
-from gin_deploy.agent.payload import AcmeTls, DeployPayload
+from gin_deploy.agent.payload import AcmeTls, DeployPayload, NginxFiles
 from gin_deploy.agent.processes import run_cmd, which
 
 APT_PACKAGES = {
@@ -54,8 +54,18 @@ def ensure_tools(payload: DeployPayload) -> None:
         raise HostError(f"{', '.join(still)} still not found after apt-get install")
 
 
-def check_ports(ports: Sequence[tuple[int, str]]) -> None:
-    busy = [f"{port} ({what})" for port, what in ports if not port_free(port)]
+def nginx_ports(nginx: NginxFiles) -> list[tuple[int, str] | tuple[int, str, str]]:
+    """The ports nginx will listen on: both on every address, or (a fleet host behind
+    balancers) plain HTTP on its private address only."""
+    if nginx.listen_address is not None:
+        return [(nginx.http_port, "nginx http", nginx.listen_address)]
+    return [(nginx.http_port, "nginx http"), (nginx.https_port, "nginx https")]
+
+
+def check_ports(ports: Sequence[tuple[int, str] | tuple[int, str, str]]) -> None:
+    """Each (port, what[, the one address it will listen on]) must be free."""
+    busy = [f"{p[0]} ({p[1]})" for p in ports
+            if not port_free(p[0], *(p[2:] if len(p) == 3 else ()))]
     if busy:
         raise HostError(f"port {', '.join(busy)} already in use on the host; stop what uses it "
                         "or choose other ports")

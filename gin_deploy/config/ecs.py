@@ -6,7 +6,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from gin_deploy.agent.names import is_env_name
 from gin_deploy.config.app import RESERVED_ENV
@@ -14,6 +14,7 @@ from gin_deploy.config.checks import cidrs, dns_name, is_dns_name
 from gin_deploy.config.image import ImageConfig, image_doc
 from gin_deploy.config.schema import NAMESPACE, ParseContext, Problems, fill, spec_field
 from gin_deploy.config.target import TargetBase
+from gin_deploy.render.ecs_release import ECSShapeError, deployment
 
 if TYPE_CHECKING:
     from gin_deploy.config.edge import EdgeConfig
@@ -76,6 +77,10 @@ def parent_zone(domain: str) -> str:
 
 @dataclass(frozen=True)
 class EcsTargetConfig(TargetBase):
+    # ECS has one intermediate canary step (CANARY), so the kind's default canary is
+    # 10 % then all (render.ecs_release); gin-deploy:release.steps still overrides it.
+    release_steps: ClassVar[tuple[int, ...] | None] = (10, 100)
+
     cpu: int = spec_field("cpu", "Fargate CPU units.", 256, choices=tuple(FARGATE_SIZES))
     memory: int = spec_field("memory", "Fargate memory, MiB (must fit the CPU size).", 512)
     desired_count: int = spec_field("desiredCount", "Tasks to run.", 2, min=1, max=1000)
@@ -152,16 +157,6 @@ class EcsTargetConfig(TargetBase):
     health_check_grace_seconds: int = spec_field(
         "healthCheckGraceSeconds", "Seconds new tasks may fail load balancer health checks.",
         30, min=0, max=3600)
-    blue_green: bool = spec_field("blueGreen", "Native ECS blue/green deployments instead of "
-                                  "rolling.", False)
-    bake_minutes: int = spec_field("bakeMinutes", "Blue/green: minutes both versions stay "
-                                   "before the old one is dropped (rollback window).", 5,
-                                   min=0, max=1440)
-    rollback_error_percent: int = spec_field(
-        "rollbackErrorPercent", "Deployments (rolling and blue/green) roll back when more "
-        "than this percent of requests get a 5xx from the tasks in 2 of 3 minutes (minutes "
-        "with 10+ requests), or when tasks fail the load balancer's health check.", 5,
-        min=1, max=100)
     cpu_target: int = spec_field("cpuTarget", "Autoscaling: target average CPU percent.", 60,
                                  min=10, max=95)
     requests_per_target: int = spec_field("requestsPerTarget", "Autoscaling: target load "
@@ -283,6 +278,7 @@ class EcsTargetConfig(TargetBase):
         for i, target in members:
             assert isinstance(target, EcsTargetConfig)
             target._check_timeouts(f"{p}targets[{i}]", cfg, problems)
+            target._check_release(f"{p}targets[{i}]", cfg, problems)
             for name in sorted(target.secret_arns):
                 if name in app.env or name in app.secret_env:
                     problems.add(f"{p}targets[{i}].secretArns.{name}", "is also set by "
@@ -301,6 +297,18 @@ class EcsTargetConfig(TargetBase):
                          f"{domain!r} at their load balancer; add gin-deploy:edge to route "
                          "across them")
 
+    def _check_release(self, path: str, cfg: StackConfig, problems: Problems) -> None:
+        """The release's steps must be a shape ECS shifts traffic in (render.ecs_release)."""
+        r = self.release
+        try:
+            deployment(r.strategy, r.steps, r.bake_seconds)
+        except ECSShapeError as e:
+            # Name the steps where they were written (this target's, else the stack's).
+            own = self.release_config is not None and self.release_config.steps is not None
+            key = f"{path}.release.steps" if own else f"{NAMESPACE}:release.steps"
+            fix = "" if own else f" (set {path}.release.steps for this ecs target)"
+            problems.add(key, f"{e}{fix}")
+
     def _check_timeouts(self, path: str, cfg: StackConfig, problems: Problems) -> None:
         """write timeout < load balancer idle timeout < app idle timeout (docs/ecs.md)."""
         app, idle = cfg.app, self.idle_timeout
@@ -315,6 +323,11 @@ class EcsTargetConfig(TargetBase):
                          f"({app.write_timeout}s): the load balancer would close a connection "
                          "still waiting for a response (504)")
 
+    def release_strategy_default(self, edge: EdgeConfig | None) -> str | None:
+        # ECS's traffic-shifting strategies cannot run behind the CDN (check_edge says
+        # why), so there a target deploys rolling, guarded by its rollback alarms.
+        return "rolling" if edge is not None and edge.cdn else None
+
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)
         if edge.cdn and self.ingress_cidrs != ("0.0.0.0/0",):
@@ -326,8 +339,13 @@ class EcsTargetConfig(TargetBase):
                          "load balancer sees only CloudFront's addresses, so a per-IP rate "
                          "limit would throttle whole edge locations; put the web ACL on "
                          "CloudFront")
-        if self.blue_green and edge.cdn:
-            problems.add(f"{path}.blueGreen", "cannot be combined with edge.cdn: the origin "
-                         "lock needs a second listener rule (for health checks) that ECS's "
-                         "blue/green traffic shifting would not move along; use rolling "
-                         "deployments behind the CDN")
+        strategy = self.release.strategy
+        if edge.cdn and strategy != "rolling":
+            # Only an explicit choice gets here: behind the CDN the default is rolling.
+            problems.add(f"{path}.release.strategy", f"{strategy} cannot be combined "
+                         "with edge.cdn on an ecs target: ECS shifts traffic by re-weighting "
+                         "one production listener rule, and the origin lock needs a second "
+                         "one (the health check path, which Route 53 checks without the "
+                         "secret header) that ECS would not move: after a release it would "
+                         "forward the health checks to the emptied target group; set "
+                         f"{path}.release.strategy: rolling (the default behind edge.cdn)")

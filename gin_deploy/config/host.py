@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from gin_deploy.config.checks import trusted_cidrs
+from gin_deploy.config.fleet import (
+    FleetBalancer,
+    FleetHost,
+    check_fleet,
+    check_fleet_edge,
+    check_fleet_release,
+)
 from gin_deploy.config.schema import (
     NAMESPACE,
     ParseContext,
@@ -79,6 +86,29 @@ class HostTargetConfig(TargetBase):
         "trustedProxies", "CIDRs of proxies in front of nginx whose X-Forwarded-For is "
         "trusted (e.g. a CDN).", (), check=trusted_cidrs)
 
+    # A fleet (gin_deploy/config/fleet.py): several machines instead of `host`.
+    hosts: tuple[FleetHost, ...] = spec_field(
+        "hosts", "Application hosts of a fleet (ssh): each runs nginx and the instances; "
+        "user, key, mode and ports are the target's. Instead of host.", ())
+    balancers: tuple[FleetBalancer, ...] = spec_field(
+        "balancers", "Dedicated balancer hosts of a fleet: their nginx terminates TLS and "
+        "proxies to the hosts' private addresses, which answer only them. Empty: every "
+        "host terminates TLS itself.", ())
+    max_unavailable: int = spec_field("maxUnavailable", "Fleet hosts released (drained, "
+                                      "deployed, rejoined) at a time.", 1, min=1, max=64)
+    private_port: int = spec_field("privatePort", "With balancers: the port the hosts' nginx "
+                                   "listens on at their private address (plain HTTP).", 8081,
+                                   min=1, max=65535)
+
+    @property
+    def fleet(self) -> bool:
+        return bool(self.hosts or self.balancers)
+
+    @property
+    def tls_terminators(self) -> int:
+        # A fleet's balancers terminate TLS; without them, every host does.
+        return len(self.balancers or self.hosts) or 1
+
     def __post_init__(self) -> None:
         fill(self, mode="user" if self.connection == "local" else "system")
         user = self.mode == "user"
@@ -102,7 +132,9 @@ class HostTargetConfig(TargetBase):
 
     @property
     def scale(self) -> int:
-        return self.instances
+        # A fleet releases host by host (maxUnavailable): rolling unless told otherwise,
+        # and told otherwise is refused until canaries span the fleet (check_fleet_release).
+        return 1 if self.fleet else self.instances
 
     @property
     def instance_ports(self) -> tuple[int, ...]:
@@ -128,6 +160,8 @@ class HostTargetConfig(TargetBase):
                          f"targets ({where}): nginx, not the app, must close idle connections")
         for i, target in members:
             assert isinstance(target, HostTargetConfig)
+            if target.fleet:
+                check_fleet_release(target, f"{NAMESPACE}:targets[{i}]", problems)
             ports = target.candidate_ports
             if not ports:
                 continue
@@ -141,18 +175,20 @@ class HostTargetConfig(TargetBase):
                     problems.add(f"{path}.{key}", f"{port} collides with them: {why}")
 
     def check(self, path: str, problems: Problems, ctx: ParseContext) -> None:
+        if self.fleet:
+            check_fleet(self, path, problems)
+        elif self.connection == "ssh" and not self.host:
+            problems.add(f"{path}.host", "is required when connection is ssh")
+        if self.connection == "ssh" and not self.user:
+            problems.add(f"{path}.user", "is required when connection is ssh")
+        if self.connection == "ssh" and self.host and not self.fleet:
+            self._check_host_keys(path, problems)
         if self.connection == "ssh":
-            if not self.host:
-                problems.add(f"{path}.host", "is required when connection is ssh")
-            if not self.user:
-                problems.add(f"{path}.user", "is required when connection is ssh")
             if self.private_key and self.private_key_path:
                 problems.add(path, "set only one of privateKey, privateKeyPath")
             if not (self.private_key or self.private_key_path):
                 problems.add(f"{path}.privateKey", "an SSH key is required for ssh: privateKey "
                              "(secret) or privateKeyPath")
-            if self.host:
-                self._check_host_keys(path, problems)
         else:
             for name, value in (("host", self.host), ("user", self.user),
                                 ("privateKey", self.private_key),
@@ -225,6 +261,8 @@ class HostTargetConfig(TargetBase):
 
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         super().check_edge(edge, domain, path, problems)
+        if self.fleet:
+            check_fleet_edge(self, path, problems)
         if self.connection != "ssh":
             problems.add(f"{path}.connection", "edge routing needs hosts reachable from "
                          "the internet: connection ssh with a public host address")

@@ -71,6 +71,13 @@ def _image_version(value: str) -> str | None:
             f"sha256:<64 hex>, got {value!r}")
 
 
+def _prometheus_url(value: str) -> str | None:
+    if re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        return None
+    return ("must be the http(s) URL of a Prometheus server, e.g. "
+            f"http://prometheus.monitoring:9090, got {value!r}")
+
+
 def _matches(pattern: re.Pattern[str], what: str) -> Check:
     def check(value: str) -> str | None:
         return None if pattern.fullmatch(value) else f"must be {what}, got {value!r}"
@@ -174,6 +181,14 @@ class KubernetesTargetConfig(TargetBase):
                                        True)
     install_cert_manager: bool = spec_field("installCertManager", "Install cert-manager (Helm); "
                                             "false reuses the cluster's.", True)
+    install_flagger: bool = spec_field("installFlagger", "Install Flagger (Helm) when the "
+                                       "release strategy is canary or blueGreen; false reuses "
+                                       "the cluster's.", True)
+    prometheus_url: str | None = spec_field(
+        "prometheusUrl", "Prometheus server that scrapes the app's pods (with `namespace` and "
+        "`pod` labels): Flagger's analysis of a canary or blueGreen release reads the "
+        "service's metrics there (required unless the strategy is rolling or "
+        "release.bakeSeconds is 0).", None, check=_prometheus_url)
     gateway_class_name: str = spec_field("gatewayClassName", "GatewayClass of the Gateway.",
                                          "nginx", check=dns_name)
     gateway_namespace: str = spec_field("gatewayNamespace", "Namespace of the Gateway, "
@@ -249,6 +264,26 @@ class KubernetesTargetConfig(TargetBase):
             problems.add(f"{path}.trustedProxies", "is required with clientIpMode ProxyProtocol "
                          "(the addresses of the load balancer that sends it)")
 
+    @property
+    def by_flagger(self) -> bool:
+        """Flagger runs the release (canary or blueGreen); rolling is the Deployment's."""
+        return self.release.strategy in ("canary", "blueGreen")
+
+    def check_release(self, path: str, problems: Problems) -> None:
+        """What the resolved release needs (its strategy may come from the stack's)."""
+        if not self.by_flagger:
+            return
+        strategy = self.release.strategy
+        if self.canary is not None:
+            problems.add(f"{path}.canary", f"a static canary weight applies only with release "
+                         f"strategy rolling; with {strategy} Flagger moves the traffic step by "
+                         "step (remove canary, or set release.strategy: rolling)")
+        if self.release.bake_seconds and not self.prometheus_url:
+            problems.add(f"{path}.prometheusUrl", f"is required with release strategy "
+                         f"{strategy} (Flagger judges each step on the service's metrics in "
+                         "this Prometheus); or set release.strategy: rolling, or "
+                         "release.bakeSeconds: 0 for readiness only")
+
     @classmethod
     def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
                    problems: Problems) -> None:
@@ -260,6 +295,9 @@ class KubernetesTargetConfig(TargetBase):
                              "kubernetes targets (the image repository the cluster pulls "
                              "from, e.g. {server: ghcr.io/acme/hello-gin}) unless an existing "
                              "image is given (app.image or the target's image)")
+        for i, target in members:
+            assert isinstance(target, KubernetesTargetConfig)
+            target.check_release(f"{NAMESPACE}:targets[{i}]", problems)
         if f"{NAMESPACE}:tls" in problems.incomplete:
             return  # the challenge is not known: tls itself was rejected
         acme = cfg.tls.acme if cfg.tls.mode == "acme" else None

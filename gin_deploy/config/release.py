@@ -89,8 +89,12 @@ class ReleaseConfig:
             problems.add(f"{path}.steps", f"only applies to strategy canary ({self.strategy} "
                          "moves all traffic at once)")
 
-    def resolve(self, stack: ReleaseConfig, scale: int) -> ReleasePolicy:
-        """This target's release: its own values, else the stack's, else the defaults."""
+    def resolve(self, stack: ReleaseConfig, scale: int,
+                default_steps: tuple[int, ...] | None = None,
+                default_strategy: str | None = None) -> ReleasePolicy:
+        """This target's release: its own values, else the stack's, else the defaults
+        (`default_steps`: the kind's own default steps, where it has one;
+        `default_strategy`: the kind's default where the size-based one cannot apply)."""
         def pick(name: str) -> Any:
             own = getattr(self, name)
             if own is not None:
@@ -98,9 +102,14 @@ class ReleaseConfig:
             shared = getattr(stack, name)
             return shared if shared is not None else getattr(DEFAULTS, name)
 
-        strategy = self.strategy or stack.strategy or (
+        strategy = self.strategy or stack.strategy or default_strategy or (
             "canary" if scale >= CANARY_MIN_SCALE else "rolling")
-        steps = pick("steps") if strategy == "canary" else (100,)
+        if strategy != "canary":
+            steps: tuple[int, ...] = (100,)
+        elif self.steps is None and stack.steps is None and default_steps is not None:
+            steps = default_steps
+        else:
+            steps = pick("steps")
         return ReleasePolicy(strategy=strategy, steps=tuple(steps),
                              bake_seconds=pick("bake_seconds"),
                              max_error_rate=float(pick("max_error_rate")),

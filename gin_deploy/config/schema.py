@@ -300,9 +300,14 @@ def reference_rows(cls: type, prefix: str) -> Iterator[tuple[str, str, str]]:
         doc = spec.doc
         if spec.choices:
             doc += " One of: " + ", ".join(f"`{c}`" for c in spec.choices) + "."
+        items = get_args(inner)[0] if get_origin(inner) is tuple else None
         if dataclasses.is_dataclass(inner):
             yield key, "" if default.startswith("{") or default == "-" else default, doc
             yield from reference_rows(typing.cast(type, inner), key)
+        elif items is not None and dataclasses.is_dataclass(items):
+            # A list of objects: its items' keys follow as `key[].field`.
+            yield key, default, doc
+            yield from reference_rows(typing.cast(type, items), f"{key}[]")
         else:
             yield key, default, doc
 

@@ -115,7 +115,9 @@ def _resolve_target(target: TargetConfig, cfg: StackConfig) -> TargetConfig:
     """The target with every default filled in, its release policy included."""
     target = target.resolve(cfg)
     own = target.release_config or ReleaseConfig()
-    return replace(target, release=own.resolve(cfg.release, target.scale))
+    return replace(target, release=own.resolve(
+        cfg.release, target.scale, target.release_steps,
+        target.release_strategy_default(cfg.edge)))
 
 
 def _secret_env(app: AppConfig, raw: Mapping[str, RawValue], problems: Problems) -> dict[str, str]:

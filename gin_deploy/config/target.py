@@ -33,6 +33,8 @@ def cast_none() -> Any:
 class TargetBase:
     # The kind gets its certificate for the domain from tls.acme (with tls.mode acme).
     acme_certificates: ClassVar[bool] = False
+    # The kind's default `release.steps` when the config sets none (None: DEFAULTS').
+    release_steps: ClassVar[tuple[int, ...] | None] = None
 
     name: str = spec_field("name", "Unique target name; prefixes its resources.",
                            check=resource_name)
@@ -53,6 +55,12 @@ class TargetBase:
         return 1
 
     @property
+    def tls_terminators(self) -> int:
+        """How many machines (or load balancers) of the target answer the domain with their
+        own certificate: more than one in the stack and HTTP-01 cannot prove it."""
+        return 1
+
+    @property
     def dns01_credentials(self) -> bool:
         """The target brings credentials for DNS-01 (then the stack's default challenge)."""
         return False
@@ -69,6 +77,11 @@ class TargetBase:
     def check_kind(cls, cfg: StackConfig, members: Sequence[tuple[int, TargetBase]],
                    problems: Problems) -> None:
         """Rules over the targets of this kind: (index in the config list, target)."""
+
+    def release_strategy_default(self, edge: EdgeConfig | None) -> str | None:
+        """The strategy this target gets when no config sets one; None: canary from
+        2 instances/tasks/replicas, else rolling."""
+        return None
 
     def check_edge(self, edge: EdgeConfig, domain: str, path: str, problems: Problems) -> None:
         """What edge routing needs of this target."""

@@ -95,7 +95,8 @@ class TlsConfig:
         issuing = [t.name for _i, t in indexed if t.acme_certificates]
         if issuing and shared_domain(cfg):
             front = "CloudFront" if cfg.edge is not None and cfg.edge.cdn else \
-                f"{len(cfg.targets)} targets"
+                f"{len(cfg.targets)} targets" if len(cfg.targets) > 1 else \
+                f"{sum(t.tls_terminators for t in cfg.targets)} hosts"
             problems.add(f"{NAMESPACE}:tls.acme.challenge", f"http-01 cannot issue "
                          f"{cfg.domain!r} for {', '.join(issuing)}: {front} answer(s) it, so "
                          "the CA's request lands on any target; use dns-01-route53 (the "
@@ -111,5 +112,7 @@ class TlsConfig:
 
 
 def shared_domain(cfg: StackConfig) -> bool:
-    """More than one target serves the domain, or CloudFront does in front of them."""
-    return len(cfg.targets) > 1 or (cfg.edge is not None and cfg.edge.cdn)
+    """More than one target (or machine of a fleet) serves the domain, or CloudFront does
+    in front of them."""
+    terminators = sum(t.tls_terminators for t in cfg.targets)
+    return terminators > 1 or (cfg.edge is not None and cfg.edge.cdn)

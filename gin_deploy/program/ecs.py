@@ -11,6 +11,7 @@ from components.ecs import (
     EcsContainerArgs,
     EcsLoadBalancerArgs,
     EcsNetworkArgs,
+    EcsRelease,
     EcsServiceArgs,
     EcsTarget,
     EcsTargetArgs,
@@ -61,14 +62,20 @@ def ecs_target_args(target: EcsTargetConfig, cfg: StackConfig, push_image: Image
             cpu=t.cpu, memory=t.memory, desired_count=t.desired_count, min_count=min_count,
             max_count=max_count, arch=t.arch, spot=t.spot,
             health_check_grace_seconds=t.health_check_grace_seconds,
-            blue_green=t.blue_green, bake_minutes=t.bake_minutes,
-            rollback_error_percent=t.rollback_error_percent, cpu_target=t.cpu_target,
+            release=ecs_release(t), cpu_target=t.cpu_target,
             requests_per_target=t.requests_per_target, keep_images=t.keep_images,
             log_retention_days=t.log_retention_days, task_policy_arns=t.task_policy_arns),
         # Edge routing owns the domain's records when there is one.
         manage_dns=cfg.edge is None,
         edge=edge,
     )
+
+
+def ecs_release(target: EcsTargetConfig) -> EcsRelease:
+    r = target.release
+    return EcsRelease(strategy=r.strategy, steps=r.steps, bake_seconds=r.bake_seconds,
+                      max_error_rate=r.max_error_rate, max_p95_ms=r.max_p95_ms,
+                      min_requests=r.min_requests)
 
 
 def build_ecs(target: TargetConfig, cfg: StackConfig, build: GinBuild,

@@ -22,6 +22,7 @@ from gin_deploy.agent import bundle
 from gin_deploy.agent.payload import AcmeTls, SelfSignedTls, Tls
 from gin_deploy.config import NAMESPACE, AppConfig, HostTargetConfig, StackConfig, TargetConfig
 from gin_deploy.config.ssh_keys import preferred
+from gin_deploy.program.fleet import build_fleet
 from gin_deploy.program.host_keys import check_host_key
 from gin_deploy.render.host import HostService
 
@@ -32,6 +33,8 @@ def build_host(target: TargetConfig, cfg: StackConfig, build: GinBuild,
     assert isinstance(target, HostTargetConfig)
     assert build.binary_path is not None and build.binary_sha256 is not None
     agent_path, agent_sha256 = build_agent(cfg.project_dir)
+    if target.fleet:  # several machines: program/fleet.py
+        return build_fleet(target, cfg, build, edge, (agent_path, agent_sha256))
     host = HostTarget(target.name, host_target_args(
         target, cfg, version=build.version, binary_path=build.binary_path,
         binary_sha256=build.binary_sha256, agent_path=agent_path, agent_sha256=agent_sha256,
@@ -63,7 +66,8 @@ def build_agent(project_dir: Path) -> tuple[str, str]:
 
 def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str,
                      binary_path: str, binary_sha256: pulumi.Input[str], agent_path: str,
-                     agent_sha256: str, edge: EdgeOrigin | None = None) -> HostTargetArgs:
+                     agent_sha256: str, edge: EdgeOrigin | None = None,
+                     key_path: str | None = None) -> HostTargetArgs:
     """HostTarget's args for one `kind: host` target of the stack."""
     mode = target.mode
     state_dir = target.state_dir   # resolved at parse time (gin_deploy/config/host.py)
@@ -88,8 +92,10 @@ def host_target_args(target: HostTargetConfig, cfg: StackConfig, *, version: str
         assert key is not None  # validated in config
         pinned = list(target.host_keys)
         assert pinned  # validated in config
-        index = cfg.targets.index(target)
-        check_host_key(f"{NAMESPACE}:targets[{index}]", target.host, target.ssh_port, pinned)
+        if key_path is None:  # a fleet's machines were checked by program/fleet.py
+            index = cfg.targets.index(target)
+            check_host_key(f"{NAMESPACE}:targets[{index}]", target.host, target.ssh_port,
+                           pinned)
         ssh = SshEndpoint(target.host, target.user, target.ssh_port, key,
                           host_key=preferred(pinned).line)
     return HostTargetArgs(

@@ -19,6 +19,7 @@ from gin_deploy.config import (
     TargetConfig,
     TlsConfig,
 )
+from gin_deploy.render import flagger
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render.cert_manager import Route53Solver
 from gin_deploy.render.headers import hsts_value
@@ -61,6 +62,18 @@ def kubernetes_app(target: KubernetesTargetConfig, cfg: StackConfig,
         wait_for_address=t.wait_for_address,
         hsts=hsts_value(hsts.max_age, hsts.include_subdomains, hsts.preload),
     )
+
+
+def analysis_of(target: KubernetesTargetConfig) -> flagger.Analysis | None:
+    """Flagger's analysis of a canary or blueGreen release; None for rolling updates."""
+    if not target.by_flagger:
+        return None
+    policy = target.release
+    return flagger.Analysis(
+        steps=policy.steps, bake_seconds=policy.bake_seconds,
+        max_error_rate=policy.max_error_rate, max_p95_ms=policy.max_p95_ms,
+        min_requests=policy.min_requests,
+        prometheus_url=target.prometheus_url if policy.bake_seconds else None)
 
 
 def acme_of(tls: TlsConfig, project_dir: Path,
@@ -110,6 +123,8 @@ def kubernetes_target_args(target: KubernetesTargetConfig, cfg: StackConfig, *,
         canary=CanaryArgs(canary.version, canary.weight) if canary is not None else None,
         install_gateway=target.install_gateway,
         install_cert_manager=target.install_cert_manager,
+        analysis=analysis_of(target),
+        install_flagger=target.install_flagger,
         trusted_proxies=target.trusted_proxies,
         client_ip_mode=target.client_ip_mode,
         network_policy=target.network_policy,
@@ -146,7 +161,9 @@ def build_kubernetes(target: TargetConfig, cfg: StackConfig, build: GinBuild,
         region=target.region,
         # cert-manager's gateway-shim names the Certificate after the Gateway's secret.
         status={"context": target.context, "namespace": app.namespace,
-                "deployment": app.deployment_name("stable"),
+                # Under Flagger the primary serves; the app's Deployment is its canary.
+                "deployment": flagger.primary_name(app.name) if target.by_flagger
+                else app.deployment_name("stable"),
                 "certificate": {"namespace": app.gateway_namespace,
                                 "name": app.tls_secret_name}},
     )

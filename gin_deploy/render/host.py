@@ -114,9 +114,11 @@ def candidate_unit_name(stem: str) -> str:
     return f"{stem}-candidate"
 
 
-def render_host_files(s: HostService) -> HostFiles:
+def render_host_files(s: HostService,
+                      upstreams: tuple[nginx.UpstreamServer, ...] = ()) -> HostFiles:
     """The nginx, supervisord or systemd files for `s`; behind a CDN the nginx site holds
-    the origin lock's value, so a payload carrying these files must then be a secret."""
+    the origin lock's value, so a payload carrying these files must then be a secret.
+    `upstreams`: a fleet's balancer proxies to these (its hosts), not to instances."""
     sd = PurePosixPath(s.state_dir)
     lock = s.origin_lock
     system = s.mode == "system"
@@ -124,7 +126,8 @@ def render_host_files(s: HostService) -> HostFiles:
         # The host's nginx holds every site's upstream and log format in one namespace.
         name=s.system_name if system else s.app,
         server_names=s.server_names,
-        upstreams=tuple(nginx.UpstreamServer(f"127.0.0.1:{p}") for p in s.instance_ports),
+        upstreams=upstreams or tuple(nginx.UpstreamServer(f"127.0.0.1:{p}")
+                                     for p in s.instance_ports),
         candidate_upstreams=tuple(nginx.UpstreamServer(f"127.0.0.1:{p}")
                                   for p in s.candidate_ports),
         candidate_share_dir=candidate_share_dir(s.state_dir) if s.candidate_ports else None,

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gin_deploy.render import cert_manager
+from gin_deploy.render import cert_manager, flagger
 
 Manifest = dict[str, Any]
 
@@ -101,7 +101,6 @@ class KubernetesApp:
 
     def deployment_name(self, track: str) -> str:
         return self.name if track == "stable" else f"{self.name}-{track}"
-
 
 
 def _int_or_percent(value: str) -> int | str:
@@ -308,8 +307,7 @@ def _label_value(text: str) -> str:
 
 
 def canary_replicas(app: KubernetesApp, weight: int) -> int:
-    """Enough canary pods for its share of the stable minimum, at least one."""
-    return max(1, -(-app.replicas * weight // 100))
+    return max(1, -(-app.replicas * weight // 100))  # its share of the minimum, at least 1
 
 
 def service(app: KubernetesApp, track: str = "stable") -> Manifest:
@@ -343,26 +341,34 @@ def horizontal_pod_autoscaler(app: KubernetesApp) -> Manifest:
     }
 
 
-def pod_disruption_budget(app: KubernetesApp) -> Manifest:
+def app_pods(app: KubernetesApp, by_flagger: bool = False) -> dict[str, Any]:
+    """Every pod of the app (Flagger's primary pods have `<name>-primary` in NAME_LABEL)."""
+    if not by_flagger:
+        return {"matchLabels": {NAME_LABEL: app.name}}
+    return {"matchExpressions": [{"key": NAME_LABEL, "operator": "In",
+                                  "values": [app.name, flagger.primary_name(app.name)]}]}
+
+
+def pod_disruption_budget(app: KubernetesApp, by_flagger: bool = False) -> Manifest:
     """Voluntary disruptions (node drains) take one pod at a time, stable and canary."""
     return {
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": _meta(app, app.name),
         "spec": {
             "maxUnavailable": 1,
-            "selector": {"matchLabels": {NAME_LABEL: app.name}},
+            "selector": app_pods(app, by_flagger),
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
 
 
-def network_policy(app: KubernetesApp) -> Manifest:
+def network_policy(app: KubernetesApp, by_flagger: bool = False) -> Manifest:
     """The app's pods accept connections only from the gateway's namespace, on the app port."""
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": _meta(app, app.name),
         "spec": {
-            "podSelector": {"matchLabels": {NAME_LABEL: app.name}},
+            "podSelector": app_pods(app, by_flagger),
             "policyTypes": ["Ingress"],
             "ingress": [{
                 "from": [{"namespaceSelector": {"matchLabels": {
@@ -444,6 +450,21 @@ def https_route(app: KubernetesApp, canary_weight: int = 0,
             "rules": [{"matches": matches, "filters": filters, "backendRefs": backends}],
         },
     }
+
+
+def flagger_canary(app: KubernetesApp, analysis: flagger.Analysis, *,
+                   progress_deadline: int = 600, origin_verify_value: str = "") -> Manifest:
+    """The Canary: Flagger makes the HTTPS route (hosts, HSTS, origin lock) with weights."""
+    lock, open_path = app.origin_verify_header, app.origin_open_path
+    matches: list[dict[str, Any]] = [] if lock is None else [
+        {"uri": {"prefix": "/"}, "headers": {lock: {"exact": origin_verify_value}}},
+        *([{"uri": {"exact": open_path}}] if open_path is not None else [])]
+    return flagger.canary(
+        name=app.name, namespace=app.namespace, labels=common_labels(app), port=SERVICE_PORT,
+        gateway_refs=[_parent(app, name) for name in app.listener_names("https")],
+        hosts=app.hostnames, matches=matches, analysis=analysis,
+        response_headers={"Strict-Transport-Security": app.hsts},
+        progress_deadline=progress_deadline)
 
 
 def redirect_route(app: KubernetesApp) -> Manifest:
@@ -537,12 +558,15 @@ def render_manifests(
     network_policy_enabled: bool = True,
     origin_verify_value: str = "",
     route53_secret_access_key: str = "",
+    analysis: flagger.Analysis | None = None,
 ) -> list[Manifest]:
     """Every object of one target in apply order, with the given plain values.
 
-    The component creates the same objects; Secret names, which Pulumi generates
-    there, are fixed here (`<app>-env`, `<app>-registry`).
+    With `analysis`, Flagger's Canary and MetricTemplates replace the Service, the static
+    canary and the HTTPS HTTPRoute. The component creates the same objects; Secret names
+    (Pulumi's there) are fixed here (`<app>-env`, `<app>-registry`).
     """
+    by_flagger = analysis is not None
     env_name = f"{app.name}-env" if secret_env else None
     pull_name = f"{app.name}-registry" if pull_secret_config else None
     objects: list[Manifest] = [app_namespace(app), gateway_namespace(app), service_account(app)]
@@ -550,20 +574,27 @@ def render_manifests(
         objects.append(env_secret(app, secret_env, env_name))
     if pull_secret_config:
         objects.append(registry_secret(app, pull_secret_config, pull_name))
-    objects.append(deployment(app, image=image, version=app.version,
-                              env_secret_name=env_name, pull_secret_name=pull_name))
-    objects += [service(app), horizontal_pod_autoscaler(app), pod_disruption_budget(app)]
-    if canary_weight and canary_image and canary_version:
+    stable = deployment(app, image=image, version=app.version,
+                        env_secret_name=env_name, pull_secret_name=pull_name)
+    # Under Flagger it is the canary target, and Flagger makes the Services.
+    objects += [flagger.canary_target(stable)] if by_flagger else [stable, service(app)]
+    objects += [horizontal_pod_autoscaler(app), pod_disruption_budget(app, by_flagger)]
+    if canary_weight and canary_image and canary_version and not by_flagger:
         objects.append(deployment(app, track="canary", image=canary_image,
                                   version=canary_version,
                                   replicas=canary_replicas(app, canary_weight),
                                   env_secret_name=env_name, pull_secret_name=pull_name))
         objects.append(service(app, "canary"))
     if network_policy_enabled:
-        objects.append(network_policy(app))
+        objects.append(network_policy(app, by_flagger))
     if acme is not None and acme.route53 is not None:
         objects += cert_manager.credentials(issuer_name(app, acme), common_labels(app),
                                             acme.route53, route53_secret_access_key)
-    objects += [cluster_issuer(app, acme), certificate(app, acme), gateway(app),
-                https_route(app, canary_weight, origin_verify_value), redirect_route(app)]
-    return objects
+    objects += [cluster_issuer(app, acme), certificate(app, acme), gateway(app)]
+    if analysis is None:
+        return [*objects, https_route(app, canary_weight, origin_verify_value),
+                redirect_route(app)]
+    return [*objects, *flagger.metric_templates(app.name, app.namespace, common_labels(app),
+                                                analysis),
+            flagger_canary(app, analysis, origin_verify_value=origin_verify_value),
+            redirect_route(app)]

@@ -52,6 +52,17 @@ CERT_MANAGER = HelmChart(
 CERT_MANAGER_MODULE = "github.com/cert-manager/cert-manager"
 CERT_MANAGER_MODULE_VERSION = CERT_MANAGER.version
 
+# Flagger runs canary and blue/green releases (gin_deploy/render/flagger.py). Its Go module
+# ships the same chart (charts/flagger, CRDs in its crds/) and artifacts/flagger/crd.yaml.
+FLAGGER = HelmChart(
+    name="flagger",
+    chart="flagger",
+    version="1.36.1",
+    repository="https://flagger.app",
+)
+FLAGGER_MODULE = "github.com/fluxcd/flagger"
+FLAGGER_MODULE_VERSION = f"v{FLAGGER.version}"
+
 # Kubernetes minor versions every rendered core object is validated against
 # (NGINX Gateway Fabric 2.6 supports 1.31+).
 KUBERNETES_VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35", "1.36", "1.37")

@@ -25,10 +25,10 @@ class HostQueryError(RuntimeError):
     """The agent could not be asked, or answered with an error."""
 
 
-def agent_command(target: Mapping[str, Any]) -> str:
+def agent_command(target: Mapping[str, Any], command: str = "status") -> str:
     state = str(target["stateDir"])
     sudo = "sudo -n " if target.get("sudo") else ""
-    return (f"{sudo}python3 {shlex.quote(state + '/bin/hostctl.py')} status "
+    return (f"{sudo}python3 {shlex.quote(state + '/bin/hostctl.py')} {command} "
             f"--state {shlex.quote(state)}")
 
 
@@ -66,9 +66,12 @@ def _ssh_args(target: Mapping[str, Any], tmp: str) -> list[str]:
 
 
 def query_agent(target: Mapping[str, Any], private_key: str | None = None,
-                private_key_path: str | None = None) -> dict[str, Any]:
-    """The agent's status JSON for one host target (the `targets` output entry)."""
-    command = agent_command(target)
+                private_key_path: str | None = None, agent: str = "status") -> dict[str, Any]:
+    """The agent's status JSON for one host target (the `targets` output entry); `agent`:
+    another query command of the agent (a balancer's `balancer-members`)."""
+    if target.get("connection") == "fleet":
+        return query_fleet(target, private_key, private_key_path)
+    command = agent_command(target, agent)
     with tempfile.TemporaryDirectory(prefix="gd-status-") as tmp:
         if target.get("connection") != "ssh":
             proc = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
@@ -97,3 +100,53 @@ def query_agent(target: Mapping[str, Any], private_key: str | None = None,
     if not isinstance(data, dict):
         raise HostQueryError("the agent's status was not a JSON object")
     return data
+
+
+def query_fleet(target: Mapping[str, Any], private_key: str | None = None,
+                private_key_path: str | None = None) -> dict[str, Any]:
+    """A fleet's hosts asked one by one, summed up as one target: instances ready of
+    wanted across the fleet, the release if every host runs the same one (else `mixed`),
+    the worst last deploy; each host's own answer under `hosts`."""
+    answers: dict[str, dict[str, Any]] = {}
+    for machine in target.get("hosts") or []:
+        try:
+            answers[str(machine["name"])] = query_agent(
+                {**machine, "connection": "ssh"}, private_key, private_key_path)
+        except HostQueryError as exc:
+            raise HostQueryError(f"host {machine.get('name')}: {exc}") from None
+    if not answers:
+        raise HostQueryError("the fleet lists no hosts")
+    balancers: dict[str, dict[str, Any]] = {}
+    for machine in target.get("balancers") or []:
+        try:
+            balancers[str(machine["name"])] = query_agent(
+                {**machine, "connection": "ssh"}, private_key, private_key_path,
+                "balancer-members")
+        except HostQueryError as exc:
+            raise HostQueryError(f"balancer {machine.get('name')}: {exc}") from None
+    # Instances of a host the balancers do not send traffic to are not counted ready.
+    for b in balancers.values():
+        for name, a in answers.items():
+            if name not in (b.get("joined") or []):
+                a["ready"] = 0
+    releases = {name: a.get("current") for name, a in answers.items()}
+    common = set(releases.values())
+    deploys = [a.get("lastDeploy") or {} for a in answers.values()]
+    failed = [d for d in deploys if d.get("result") not in (None, "ok")]
+    latest = max(deploys, key=lambda d: str(d.get("time", "")))
+    first = next(iter(answers.values()))
+    return {
+        "current": common.pop() if len(common) == 1 else
+        "mixed: " + ", ".join(f"{n}={r}" for n, r in releases.items()),
+        "ready": sum(int(a.get("ready") or 0) for a in answers.values()),
+        "wanted": sum(int(a.get("wanted") or 0) for a in answers.values()),
+        "nginxRunning": all(a.get("nginxRunning")
+                            for a in (*answers.values(), *balancers.values())),
+        "lastDeploy": (failed or [latest])[0] or None,
+        # What the public URL serves: the balancers' certificate, else the hosts'.
+        **({"tlsMode": b0.get("tlsMode"), "caCert": b0.get("caCert"),
+            "renewal": b0.get("renewal")} if (b0 := next(iter(balancers.values()), None))
+           else {"tlsMode": first.get("tlsMode"), "caCert": first.get("caCert"),
+                 "renewal": first.get("renewal")}),
+        "hosts": answers, "balancers": balancers,
+    }

@@ -369,6 +369,7 @@ def test_readme_lists_the_pinned_versions() -> None:
     section = readme[readme.index("## Kubernetes versions"):]
     for pinned in (versions.NGINX_GATEWAY_FABRIC.version, versions.NGINX_GATEWAY_FABRIC.chart,
                    versions.CERT_MANAGER.version, versions.CERT_MANAGER.repository,
+                   versions.FLAGGER.version, versions.FLAGGER.repository,
                    versions.GATEWAY_API_VERSION, versions.KUBERNETES_VERSIONS[0],
                    versions.KUBERNETES_VERSIONS[-1]):
         assert pinned is not None and pinned in section, pinned

@@ -20,6 +20,7 @@ from tests.unit.harness import HOST_KEY, ROOT, RecordingMocks, run_program, stac
 HOST = {"name": "local", "kind": "host"}
 ECS = {"name": "aws", "kind": "ecs", "region": "us-east-1", "cpu": 256, "memory": 512}
 K8S = {"name": "k8s", "kind": "kubernetes", "context": "prod",
+       "prometheusUrl": "http://prometheus.monitoring:9090",
        "registry": {"server": "ghcr.io/acme/hello-gin"}}
 # ecs targets need a public name (an ACM certificate, a Route 53 record).
 PUBLIC = {"domain": "api.example.com"}
@@ -155,7 +156,8 @@ def test_canary_weight_outside_0_to_100(weight: int) -> None:
 
 def test_canary_weight_bounds_accepted() -> None:
     for weight in (0, 100):
-        cfg = parse({"targets": [{**K8S, "canary": {"version": "v2", "weight": weight}}]})
+        cfg = parse({"targets": [{**K8S, "canary": {"version": "v2", "weight": weight},
+                                  "release": {"strategy": "rolling"}}]})
         assert cfg.targets[0].canary.weight == weight
 
 

@@ -543,8 +543,19 @@ def create_service_input(service: Registered) -> dict[str, Any]:
                    "rollback": i["alarms"]["rollback"]},
         "strategy": i["deploymentConfiguration"]["strategy"],
     }
-    if "bakeTimeInMinutes" in i["deploymentConfiguration"]:
-        config["bakeTimeInMinutes"] = int(i["deploymentConfiguration"]["bakeTimeInMinutes"])
+    d = i["deploymentConfiguration"]
+    if "bakeTimeInMinutes" in d:
+        config["bakeTimeInMinutes"] = int(d["bakeTimeInMinutes"])
+    if "canaryConfiguration" in d:
+        c = d["canaryConfiguration"]
+        config["canaryConfiguration"] = {
+            "canaryPercent": float(c["canaryPercent"]),
+            "canaryBakeTimeInMinutes": int(c["canaryBakeTimeInMinutes"])}
+    if "linearConfiguration" in d:
+        c = d["linearConfiguration"]
+        config["linearConfiguration"] = {
+            "stepPercent": float(c["stepPercent"]),
+            "stepBakeTimeInMinutes": int(c["stepBakeTimeInMinutes"])}
     return {
         "cluster": i["cluster"], "serviceName": service.name,
         "taskDefinition": i["taskDefinition"], "desiredCount": int(i["desiredCount"]),
@@ -732,7 +743,8 @@ def test_autoscaling_tracks_cpu_and_requests_scaling_in_slower(prod: RecordingMo
 
 @pytest.fixture(scope="module")
 def blue_green() -> RecordingMocks:
-    return run_program(with_target(blueGreen=True, bakeMinutes=15), stack="prod")
+    return run_program(with_target(release={"strategy": "blueGreen", "bakeSeconds": 900}),
+                       stack="prod")
 
 
 def test_blue_green_uses_native_ecs_strategy_with_bake_time(blue_green: RecordingMocks) -> None:
@@ -746,9 +758,22 @@ def test_blue_green_uses_native_ecs_strategy_with_bake_time(blue_green: Recordin
     assert advanced["alternateTargetGroupArn"].split("/")[1] == "aws-use1-tg-green"
     assert advanced["productionListenerRule"].split("/")[2] == "aws-use1-https-rule"
     assert advanced["roleArn"] == f"arn:aws:iam::{ACCOUNT}:role/aws-use1-ecs-lb-role"
-    [attachment] = mocks.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    assert attachment.inputs["policyArn"] == \
-        "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
+    # Least privilege instead of the managed policy: this rule, listener and pair only.
+    assert mocks.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []
+    policy = mocks.named("aws-use1-ecs-lb-policy").inputs
+    assert policy["role"] == "aws-use1-ecs-lb-role"
+    # parliament reports a resource of an action with ALB and NLB forms that matches
+    # only one of them; an ALB's rule and listener are `app/` ARNs, never `net/`.
+    assert {f.split("'required_format': ")[1].split("/")[1]
+            for f in parliament_findings(policy["policy"])} == {"net"}
+    assert [f.split(": ")[0] for f in parliament_findings(policy["policy"])] == [
+        "RESOURCE_MISMATCH", "RESOURCE_MISMATCH"]
+    document = json.loads(policy["policy"])
+    resources = {s["Sid"]: s["Resource"] for s in document["Statement"]}
+    assert resources["ShiftProductionRule"] == [advanced["productionListenerRule"]]
+    assert {r.split("/")[1] for r in resources["MoveTasks"]} == {"aws-use1-tg",
+                                                                  "aws-use1-tg-green"}
+    assert resources["ProductionListener"][0].split(":")[5].startswith("listener/")
     rule = mocks.named("aws-use1-https-rule").inputs
     weights = [g["weight"] for g in rule["actions"][0]["forward"]["targetGroups"]]
     assert weights == [100, 0]

@@ -1,26 +1,19 @@
 """EcsTarget under mocks, how it deploys and stays up: a new deployment whenever ECS
-needs one (spot, secret values), rollback alarms for rolling and blue/green, a
-liveness health check, NAT per AZ with an S3 endpoint. The mocks and helpers:
-tests/unit/test_ecs.py."""
+needs one (spot, secret values), a liveness health check, NAT per AZ with an S3
+endpoint (the release strategies and rollback alarms: test_ecs_release.py). The mocks
+and helpers: tests/unit/test_ecs.py."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
 from tests.unit.harness import RecordingMocks, run_program
 from tests.unit.test_ecs import (
-    CLOUDWATCH_MODEL,
-    ECS_MODEL,
     SECRET,
     _parameter,
     containers,
-    create_service_input,
     ecs_only,
     one,
-    put_metric_alarm_input,
-    validate,
     with_target,
 )
 
@@ -41,11 +34,6 @@ def prod_secret() -> RecordingMocks:
 def variant() -> RecordingMocks:
     """Two AZs, one NAT gateway, 70 % spot."""
     return run_program(with_target(nat="single", azCount=2, spot=70), stack="prod")
-
-
-@pytest.fixture(scope="module")
-def blue_green() -> RecordingMocks:
-    return run_program(with_target(blueGreen=True, bakeMinutes=15), stack="prod")
 
 
 def test_image_layers_reach_s3_through_a_free_gateway_endpoint(
@@ -94,55 +82,3 @@ def test_a_new_secret_value_rolls_the_tasks(prod_secret: RecordingMocks) -> None
     # The task definition only holds the parameter's ARN: it alone would not change.
     assert containers(prod_secret) == containers(rotated)
 
-
-# --- rollback alarms ---------------------------------------------------------------------------
-
-
-def alarms_by_role(mocks: RecordingMocks) -> dict[str, dict[str, Any]]:
-    # The deployment's rollback alarms (the certificate's expiry alarm is another matter).
-    return {a.name.removeprefix("aws-use1-alarm-"): put_metric_alarm_input(a)
-            for a in mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-            if a.name.startswith("aws-use1-alarm-")}
-
-
-def watched_target_groups(alarm: dict[str, Any]) -> set[str]:
-    return {d["Value"] for m in alarm["Metrics"] if "MetricStat" in m
-            for d in m["MetricStat"]["Metric"]["Dimensions"] if d["Name"] == "TargetGroup"}
-
-
-@pytest.mark.parametrize("strategy", ["rolling", "blue_green"])
-def test_deployments_roll_back_on_5xx_rate_and_unhealthy_tasks(
-        strategy: str, prod: RecordingMocks, blue_green: RecordingMocks) -> None:
-    mocks = prod if strategy == "rolling" else blue_green
-    alarms = alarms_by_role(mocks)
-    assert sorted(alarms) == ["5xx", "unhealthy"]
-    for alarm in alarms.values():
-        validate(CLOUDWATCH_MODEL, "PutMetricAlarm", alarm)
-        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
-        assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 2)
-        assert alarm["TreatMissingData"] == "notBreaching"
-        assert [m["Id"] for m in alarm["Metrics"] if m["ReturnData"]] in (["rate"],
-                                                                           ["unhealthy"])
-    # Blue/green serves a new release from the other target group: both are watched.
-    groups = {"targetgroup/aws-use1-tg/73e2d6bc24d8a067"}
-    if strategy == "blue_green":
-        groups.add("targetgroup/aws-use1-tg-green/73e2d6bc24d8a067")
-    for alarm in alarms.values():
-        assert watched_target_groups(alarm) == groups
-    rate = alarms["5xx"]
-    assert rate["Threshold"] == 5.0
-    metrics = {m["MetricStat"]["Metric"]["MetricName"] for m in rate["Metrics"]
-               if "MetricStat" in m}
-    assert metrics == {"HTTPCode_Target_5XX_Count", "RequestCount"}
-    assert [m["Expression"] for m in rate["Metrics"] if m["Id"] == "rate"] == [
-        "IF(requests >= 10, 100 * errors / requests, 0)"]
-    service = one(mocks, "aws:ecs/service:Service")
-    assert service.inputs["alarms"] == {
-        "alarmNames": ["aws-use1-alarm-5xx", "aws-use1-alarm-unhealthy"],
-        "enable": True, "rollback": True}
-    validate(ECS_MODEL, "CreateService", create_service_input(service))
-
-
-def test_rollback_threshold_follows_config() -> None:
-    mocks = run_program(with_target(rollbackErrorPercent=2), stack="prod")
-    assert alarms_by_role(mocks)["5xx"]["Threshold"] == 2.0

@@ -62,7 +62,8 @@ def test_malformed_references_do_not_parse(ref: str) -> None:
 
 # --- config: parse-time validation ---------------------------------------------------------
 
-K8S = {"name": "k8s", "kind": "kubernetes", "context": "prod"}
+K8S = {"name": "k8s", "kind": "kubernetes", "context": "prod",
+       "release": {"strategy": "rolling"}}
 ECS = {"name": "aws", "kind": "ecs", "region": "us-east-1", "cpu": 256, "memory": 512}
 
 

@@ -430,7 +430,7 @@ KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n# a throwaway, secret 
 ROUTE53_ROLE = {"roleArn": "arn:aws:iam::111122223333:role/hello-gin-cert-manager-dns01"}
 US: dict[str, Any] = {
     "name": "k8s-us", "kind": "kubernetes", "kubeconfig": KUBECONFIG, "context": "us-prod",
-    "region": "us-east-1", "replicas": 2, "weight": 20,
+    "region": "us-east-1", "replicas": 2, "weight": 20, "release": {"strategy": "rolling"},
     "registry": {"server": "us-docker.pkg.dev/example/apps/hello-gin",
                  "username": "_json_key", "password": "registry-s3cret"},
     "route53": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE",

@@ -17,6 +17,7 @@ from components.ecs import (
     EcsContainerArgs,
     EcsLoadBalancerArgs,
     EcsNetworkArgs,
+    EcsRelease,
     EcsServiceArgs,
     EcsTargetArgs,
 )
@@ -33,6 +34,7 @@ from gin_deploy.config import (
 from gin_deploy.program.ecs import ecs_target_args
 from gin_deploy.program.edge import edge_origins_args, edge_routing_args
 from gin_deploy.program.kubernetes import kubernetes_target_args
+from gin_deploy.render import flagger
 from gin_deploy.render import kubernetes as render
 from gin_deploy.render.cert_manager import Route53Solver
 from tests.unit.harness import ROOT
@@ -63,7 +65,9 @@ def test_default_ecs_config_maps_to_the_components_defaults() -> None:
 
 
 def test_default_kubernetes_config_maps_to_the_components_defaults() -> None:
+    # Two replicas by default: a canary release, which Flagger runs with the defaults.
     cfg = _config(targets=[{"name": "k8s", "kind": "kubernetes", "context": "prod",
+                            "prometheusUrl": "http://prometheus:9090",
                             "registry": {"server": "ghcr.io/acme/hello-gin"}}])
     [target] = cfg.targets
     assert isinstance(target, KubernetesTargetConfig)
@@ -72,11 +76,16 @@ def test_default_kubernetes_config_maps_to_the_components_defaults() -> None:
         app=render.KubernetesApp(name="hello-gin", namespace="hello-gin",
                                  gateway_namespace="hello-gin-gateway", domain=DOMAIN,
                                  version="1.0.0"),
-        image="img", registry="ghcr.io/acme/hello-gin", context="prod")
+        image="img", registry="ghcr.io/acme/hello-gin", context="prod",
+        analysis=flagger.Analysis(steps=(10, 50, 100), bake_seconds=60, max_error_rate=0.01,
+                                  max_p95_ms=500, min_requests=100,
+                                  prometheus_url="http://prometheus:9090"))
 
 
 def test_default_edge_config_maps_to_the_components_defaults() -> None:
-    targets = [{"name": "aws", "kind": "ecs", "region": "us-east-1"}]
+    # Behind the CDN an ecs target deploys rolling (test_ecs_release.py).
+    targets = [{"name": "aws", "kind": "ecs", "region": "us-east-1",
+                "release": {"strategy": "rolling"}}]
     cfg = _config(targets=targets, edge={"zone": "example.com", "cdn": True})
     assert cfg.edge is not None
     names = {"aws": f"aws.origin.{DOMAIN}"}
@@ -134,9 +143,11 @@ LOCKED = EdgeOrigin(names=("a.origin.x",), verify_header="X-Origin-Verify", veri
      "region is required"),
     (lambda: EcsTargetArgs(region="us-east-1", domain=DOMAIN, zone_name="example.com",
                            stack="s", container=EcsContainerArgs(name="app"),
-                           push_image=_push, service=EcsServiceArgs(blue_green=True),
+                           push_image=_push,
+                           service=EcsServiceArgs(release=EcsRelease(strategy="blueGreen")),
                            edge=LOCKED),
-     "service.blue_green cannot be combined with a locked edge origin"),
+     "service.release.strategy blueGreen cannot be combined with a locked edge origin"),
+    (lambda: EcsRelease(steps=(10, 50, 100)), r"release.steps: \[10, 50, 100\] has no ECS"),
     (lambda: EcsTargetArgs(region="us-east-1", domain=DOMAIN, zone_name="example.com",
                            stack="s", container=EcsContainerArgs(name="app"),
                            push_image=_push, network=EcsNetworkArgs(ingress_cidrs=("10.0.0.0/8",)),

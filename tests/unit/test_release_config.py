@@ -27,6 +27,18 @@ def test_default_strategy_depends_on_the_size_of_each_target() -> None:
     assert cfg.targets[1].release.steps == (100,)
 
 
+
+def test_behind_the_cdn_an_ecs_target_defaults_to_rolling() -> None:
+    # 2 tasks would make it canary, which ECS cannot shift behind the CDN
+    # (test_ecs_release): the target deploys rolling, guarded by its rollback alarms,
+    # rather than failing a config that never asked for a canary.
+    targets = [{**ECS, "desiredCount": 2}]
+    cdn = parse({**PUBLIC, "targets": targets,
+                 "edge": {"zone": "example.com", "cdn": True}})
+    assert cdn.targets[0].release.strategy == "rolling"
+    direct = parse({**PUBLIC, "targets": targets})
+    assert direct.targets[0].release.strategy == "canary"
+
 def test_a_target_overrides_only_the_keys_it_sets() -> None:
     cfg = parse({"release": {"bakeSeconds": 5, "maxErrorRate": "0.05", "steps": [25, 100]},
                  "targets": [{**HOST, "release": {"maxP95Ms": 200}},
@@ -106,8 +118,9 @@ def test_host_candidates_get_the_ports_after_the_instances_and_must_not_collide(
 
 def test_pulumi_yaml_default_is_the_documented_defaults() -> None:
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]["release"]
+    # No steps: a kind may have its own default (ecs: [10, 100]); DEFAULTS' are the rest's.
     assert declared["default"] == {
-        "steps": list(DEFAULTS.steps), "bakeSeconds": DEFAULTS.bake_seconds,
+        "bakeSeconds": DEFAULTS.bake_seconds,
         "maxErrorRate": DEFAULTS.max_error_rate, "maxP95Ms": DEFAULTS.max_p95_ms,
         "minRequests": DEFAULTS.min_requests}
 
