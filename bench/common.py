@@ -47,8 +47,9 @@ class Binary:
     build_seconds: float
 
 
-def build_binary(out_dir: Path, version: str = "0.0.0-bench") -> Binary:
-    """`go build` exactly as components/build.py's GinBuild runs it (flags and env)."""
+def build_binary(out_dir: Path, version: str = "0.0.0-bench", tags: str = "") -> Binary:
+    """`go build` exactly as components/build.py's GinBuild runs it (flags and env);
+    `tags` builds a variant (e.g. "faults", the fault-injection build)."""
     import time
 
     from components.build import git_stamp
@@ -60,11 +61,12 @@ def build_binary(out_dir: Path, version: str = "0.0.0-bench") -> Binary:
     ldflags = " ".join(["-s", "-w", f"-X main.version={version}", f"-X main.commit={commit}",
                         f"-X main.buildTime={build_time}"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "hello-gin"
+    out = out_dir / ("hello-gin" + (f"-{tags}" if tags else ""))
     env = {**os.environ, "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": "amd64",
            "GOFLAGS": "-mod=readonly"}
     start = time.monotonic()
-    done = run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), "."],
+    done = run([go, "build", *(["-tags", tags] if tags else []), "-trimpath", "-ldflags",
+                ldflags, "-o", str(out), "."],
                cwd=APP_DIR, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"go build failed:\n{done.stderr}")

@@ -1,4 +1,4 @@
-"""Proxy efficiency: the reference service (2 instances) measured three ways in one run.
+"""Proxy efficiency: the reference service (2 instances) measured four ways in one run.
 
   a  direct   HTTP to one instance (no proxy, no TLS): the ceiling
   b  gin-deploy  HTTPS through the nginx config gin-deploy generates, deployed by the
@@ -7,9 +7,12 @@
   c  naive    HTTPS through bench/naive_nginx.conf.j2 (tutorial style: no upstream
               keepalive, HTTP/1.0 to the instances, default buffers), same TLS, same
               certificate, same instances, same nginx.conf around it
+  d  minimal  HTTPS through bench/minimal_nginx.conf.j2: only proxy_pass with upstream
+              keepalive, no log, no headers (the ceiling of any generated config on the
+              box), same TLS, certificate, instances and nginx.conf
 
-Rounds are interleaved (a b c, b c a, c a b, ...) so drift in the machine hits all
-three alike; each run is wrk with a Lua done() hook (bench/latency.lua) for p99.9.
+Rounds are interleaved (a b c d, b c d a, ...) so drift in the machine hits all four
+alike; each run is wrk with a Lua done() hook (bench/latency.lua) for p99.9.
 Reported: medians over rounds of requests/s and of each latency percentile.
 """
 
@@ -55,33 +58,37 @@ from gin_deploy.config import RawValue, parse_stack_config
 from gin_deploy.render import _jinja, nginx
 
 LUA = ROOT / "bench" / "latency.lua"
-NAIVE_TEMPLATE = ROOT / "bench" / "naive_nginx.conf.j2"
+TEMPLATES = {"c": ROOT / "bench" / "naive_nginx.conf.j2",
+             "d": ROOT / "bench" / "minimal_nginx.conf.j2"}
 PATH = "/healthz"
-VARIANTS = ("a", "b", "c")
+VARIANTS = ("a", "b", "c", "d")
 LABELS = {
     "a": "direct (HTTP, one instance)",
     "b": "gin-deploy nginx (HTTPS)",
     "c": "naive nginx (HTTPS)",
+    "d": "minimal nginx (HTTPS)",
 }
+# The nginx beside gin-deploy's: variant -> its directory under the work dir.
+EXTRA = {"c": "naive", "d": "minimal"}
 
 
 @dataclass
 class Deployed:
-    """A user-mode host target deployed by the agent, plus the naive nginx beside it."""
+    """A user-mode host target deployed by the agent, plus the naive and minimal nginx
+    beside it."""
 
     work: Path
     state_dir: Path
     instance_ports: list[int]
     https_port: int
-    naive_port: int
+    extra_ports: dict[str, int]  # variant -> HTTPS port of its nginx
     agent: str  # the agent's zip archive
     destroy_payload: str
-    naive_pid_file: Path = field(init=False)
     site_conf: str = ""
-    naive_conf: str = ""
+    extra_confs: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.naive_pid_file = self.work / "naive" / "nginx.pid"
+    def pid_file(self, variant: str) -> Path:
+        return self.work / EXTRA[variant] / "nginx.pid"
 
     @property
     def ca(self) -> Path:
@@ -90,14 +97,15 @@ class Deployed:
     def url(self, variant: str) -> str:
         if variant == "a":
             return f"http://127.0.0.1:{self.instance_ports[0]}{PATH}"
-        port = self.https_port if variant == "b" else self.naive_port
+        port = self.https_port if variant == "b" else self.extra_ports[variant]
         return f"https://127.0.0.1:{port}{PATH}"
 
     def server_pids(self) -> list[int]:
         pids = set(target_processes(Layout(str(self.state_dir))))
-        with contextlib.suppress(OSError, ValueError):
-            master = int(self.naive_pid_file.read_text().strip())
-            pids |= {master, *children(master)}
+        for v in EXTRA:
+            with contextlib.suppress(OSError, ValueError):
+                master = int(self.pid_file(v).read_text().strip())
+                pids |= {master, *children(master)}
         return sorted(pids)
 
 
@@ -122,7 +130,7 @@ def deploy(work: Path, binary: Binary, instances: int = 2) -> Deployed:
 
     state_dir = work / "state"
     base = free_port_block(instances)
-    http_port, https_port, naive_port = free_ports(3)
+    http_port, https_port, naive_port, minimal_port = free_ports(4)
     cfg = parse_stack_config(
         _dev_target_config(state_dir, base, http_port, https_port, instances),
         project="gin-deploy", stack="bench", project_dir=ROOT)
@@ -133,47 +141,50 @@ def deploy(work: Path, binary: Binary, instances: int = 2) -> Deployed:
                             binary_sha256=binary.sha256, agent_path=agent,
                             agent_sha256=agent_sha256)
     payload = deploy_payload(args, str(binary.path), binary.sha256)
-    deployed = Deployed(work, state_dir, list(target.instance_ports), https_port, naive_port,
-                        agent, serialise(target_payload(args)))
+    deployed = Deployed(work, state_dir, list(target.instance_ports), https_port,
+                        {"c": naive_port, "d": minimal_port}, agent,
+                        serialise(target_payload(args)))
     deployed.site_conf = payload.nginx.site
     done = run([sys.executable, agent, "deploy"], input=serialise(payload), timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"the agent failed to deploy the benchmark stack:\n{done.stderr}")
-    _start_naive(deployed)
+    for variant in EXTRA:
+        _start_extra(deployed, variant)
     return deployed
 
 
-def _start_naive(d: Deployed) -> None:
-    naive = d.work / "naive"
-    (naive / "temp").mkdir(parents=True, exist_ok=True)
+def _start_extra(d: Deployed, variant: str) -> None:
+    here = d.work / EXTRA[variant]
+    (here / "temp").mkdir(parents=True, exist_ok=True)
     env = _jinja.make_environment({})
-    site = env.from_string(NAIVE_TEMPLATE.read_text()).render(
-        upstream_ports=d.instance_ports, https_port=d.naive_port,
-        access_log=str(naive / "access.log"), error_log=str(naive / "error.log"),
+    site = env.from_string(TEMPLATES[variant].read_text()).render(
+        upstream_ports=d.instance_ports, https_port=d.extra_ports[variant],
+        access_log=str(here / "access.log"), error_log=str(here / "error.log"),
         certificate=str(d.state_dir / "tls" / "server.crt"),
         certificate_key=str(d.state_dir / "tls" / "server.key"),
         tls12_ciphers=nginx.TLS12_CIPHERS, tls_curves=nginx.TLS_CURVES)
-    d.naive_conf = site
-    (naive / "site.conf").write_text(site)
+    d.extra_confs[variant] = site
+    (here / "site.conf").write_text(site)
     # The same nginx.conf gin-deploy renders around its site, so only the site differs.
-    (naive / "nginx.conf").write_text(nginx.render_main_config(
-        site_include=str(naive / "site.conf"), pid_file=str(d.naive_pid_file),
-        error_log=str(naive / "error.log"), temp_dir=str(naive / "temp")))
+    (here / "nginx.conf").write_text(nginx.render_main_config(
+        site_include=str(here / "site.conf"), pid_file=str(d.pid_file(variant)),
+        error_log=str(here / "error.log"), temp_dir=str(here / "temp")))
     exe = tool("nginx")
     if exe is None:
         raise RuntimeError("nginx is not installed")
-    done = run([exe, "-c", str(naive / "nginx.conf"), "-e", str(naive / "error.log")],
+    done = run([exe, "-c", str(here / "nginx.conf"), "-e", str(here / "error.log")],
                timeout=30)
     if done.returncode != 0:
-        raise RuntimeError(f"the naive nginx did not start:\n{done.stderr}")
+        raise RuntimeError(f"the {EXTRA[variant]} nginx did not start:\n{done.stderr}")
     deadline = time.monotonic() + 10
-    while not d.naive_pid_file.exists() and time.monotonic() < deadline:
+    while not d.pid_file(variant).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
 def teardown(d: Deployed) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        os.kill(int(d.naive_pid_file.read_text().strip()), signal.SIGQUIT)
+    for v in EXTRA:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(d.pid_file(v).read_text().strip()), signal.SIGQUIT)
     run([sys.executable, d.agent, "destroy"], input=d.destroy_payload, timeout=120)
     for pid in target_processes(Layout(str(d.state_dir))):
         with contextlib.suppress(ProcessLookupError):
@@ -254,7 +265,8 @@ def measure(binary: Binary, settings: ProxySettings, cpus: CpuPlan,
                 threads=settings.threads, cpus=cpus.client)
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
         for r in range(settings.rounds):
-            order = VARIANTS[r % 3:] + VARIANTS[:r % 3]
+            k = r % len(VARIANTS)
+            order = VARIANTS[k:] + VARIANTS[:k]
             for v in order:
                 pids = d.server_pids()
                 busy0, ours0 = system_busy_seconds(), process_cpu_seconds(pids)
@@ -274,9 +286,9 @@ def measure(binary: Binary, settings: ProxySettings, cpus: CpuPlan,
                     f"p99 {result['latency_us']['p99'] / 1000:.2f} ms, "
                     f"errors {result['error_count']}, "
                     f"others' CPU {result['foreign_cpu_share']:.0%}")
-        configs = {"b": d.site_conf, "c": d.naive_conf}
+        configs = {"b": d.site_conf, **d.extra_confs}
     summary = {v: _summarize(runs[v]) for v in VARIANTS}
-    b, a, c = summary["b"]["rps"], summary["a"]["rps"], summary["c"]["rps"]
+    a, b, c, m = (summary[v]["rps"] for v in VARIANTS)
     return {
         "settings": settings.__dict__,
         "cpus": cpus.describe(),
@@ -284,7 +296,8 @@ def measure(binary: Binary, settings: ProxySettings, cpus: CpuPlan,
         "labels": LABELS,
         "runs": runs,
         "summary": summary,
-        "ratios": {"b/a": b / a if a else None, "b/c": b / c if c else None},
+        "ratios": {"b/a": b / a if a else None, "b/c": b / c if c else None,
+                   "b/d": b / m if m else None},
         "headers": headers,
         "config_sha256": {k: hashlib.sha256(v.encode()).hexdigest()[:12]
                           for k, v in configs.items()},

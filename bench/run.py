@@ -8,6 +8,8 @@
 2. artifact size     static binary vs the image of app/Dockerfile (bench/sizes.py)
 3. deploy speed      `pulumi up` timings with the real engine (bench/deploy_speed.py)
 4. program scale     resources and evaluation time as targets grow (bench/scale.py)
+5. host release      canary release time for 1/3/6 instances, failed requests seen by a
+                     client in a good and in a rolled-back bad release (bench/release.py)
 
 Raw results go to bench/results/<UTC time>.json (git-ignored) and
 bench/results/latest.json. All load goes to 127.0.0.1 and every run is bounded in time.
@@ -29,10 +31,11 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common, deploy_speed, proxy, report, sizes
+from bench import common, deploy_speed, proxy, release, report, sizes
 from bench.fleet_release import keep_block
+from gin_deploy.config.release import DEFAULTS as RELEASE_DEFAULTS
 
-SECTIONS = ("proxy", "size", "deploy", "scale")
+SECTIONS = ("proxy", "size", "deploy", "scale", "release")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="do not run `pulumi up` even when the CLI is installed")
     p.add_argument("--deploy-rounds", type=int, help="deploy speed: passes (default 3, quick 1)")
     p.add_argument("--scale-sizes", default="1,5,20", help="program scale: target counts")
+    p.add_argument("--release-sizes", default="1,3,6", help="host release: instance counts")
+    p.add_argument("--release-bake", type=int,
+                   help=f"host release: the bake besides 0, seconds per step (default "
+                        f"{RELEASE_DEFAULTS.bake_seconds}, the config default; quick 3)")
     p.add_argument("--from-results", type=Path, metavar="JSON",
                    help="measure nothing: re-render the table and --docs from saved results")
     p.add_argument("--docs", type=Path,
@@ -118,6 +125,18 @@ def main(argv: list[str] | None = None) -> int:
         if "size" in only:
             log("2. artifact size")
             results["size"] = sizes.measure(binary)
+        if "release" in only:
+            log("5. host release (canary)")
+            bake = args.release_bake if args.release_bake is not None else (
+                3 if args.quick else RELEASE_DEFAULTS.bake_seconds)
+            variants = {
+                "v1": common.build_binary(Path(tmp) / "v1", "v1"),
+                "v2": common.build_binary(Path(tmp) / "v2", "v2"),
+                "faults": common.build_binary(Path(tmp) / "faults", "v2-faults", "faults"),
+            }
+            results["release"] = release.measure(
+                variants, sizes=tuple(int(x) for x in args.release_sizes.split(",")),
+                bakes=(0, bake), log=log)
     if "deploy" in only:
         log("3. deploy speed (real engine)")
         if args.skip_deploy_speed:

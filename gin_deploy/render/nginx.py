@@ -67,6 +67,7 @@ _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 # for letters, digits and '-', and drops names with '_' unless told otherwise.
 _HEADER_NAME = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 _NGINX_SIZE = re.compile(r"[0-9]+[kKmMgG]?")
+_LOG_BUFFER = re.compile(r"[1-9][0-9]*[kKmM]?")
 # Visible ASCII; '$' would be expanded as a variable by nginx and cannot be escaped.
 _ORIGIN_VALUE = re.compile(r"[\x21-\x23\x25-\x7e]+")
 _EXEMPT_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
@@ -165,6 +166,11 @@ class NginxSite:
     upstream_keepalive_timeout_s: int = UPSTREAM_KEEPALIVE_TIMEOUT_S
     client_timeout_s: int = 10  # client_header_timeout / client_body_timeout / send_timeout
     gzip_min_length: int = 1024  # smaller JSON bodies are not worth compressing
+    # The access log is written per worker in chunks of this size instead of one write()
+    # per request (bench/proxy.py), and at the latest after access_log_flush_ms, which
+    # bounds how late a release's analysis (gin_deploy.agent.analysis) sees a request.
+    access_log_buffer: str = "64k"
+    access_log_flush_ms: int = 250
     # canary/blueGreen: where a new release starts beside `upstreams` (each pool is the
     # other's backup); the agent sends it a share of the requests by putting files in
     # candidate_share_dir (gin_deploy.agent.traffic).
@@ -254,6 +260,14 @@ class NginxSite:
         check_int("next_upstream_timeout_s", self.next_upstream_timeout_s, minimum=1)
         check_int("client_timeout_s", self.client_timeout_s, minimum=1)
         check_int("gzip_min_length", self.gzip_min_length, minimum=0)
+        if not isinstance(self.access_log_buffer, str) or not _LOG_BUFFER.fullmatch(
+            self.access_log_buffer
+        ):
+            raise ValueError(
+                f"access_log_buffer: {self.access_log_buffer!r} must look like 64k or 1m"
+            )
+        # Longer would let a bake be judged without its last requests.
+        check_int("access_log_flush_ms", self.access_log_flush_ms, minimum=1, maximum=1000)
         if self.http_redirect_code not in (301, 308):
             raise ValueError(f"http_redirect_code: {self.http_redirect_code!r} must be 301 or 308")
 

@@ -108,7 +108,8 @@ def test_dev_releases_a_canary_beside_the_instances() -> None:
         "accessLog": f"{state}/logs/nginx-access.log",
         "shareDir": f"{state}/nginx/candidate-share"}
     site = payload["nginx"]["site"]
-    assert f"access_log {state}/logs/nginx-access.log hello_gin_json;" in site
+    assert (f"access_log {state}/logs/nginx-access.log hello_gin_json buffer=64k "
+            "flush=250ms;") in site
     assert f"if (-f {state}/nginx/candidate-share/$hello_gin_bucket)" in site
     assert "proxy_pass http://$hello_gin_pool;" in site
     programs = payload["supervisord"]["programs"]
