@@ -13,10 +13,12 @@ import os
 import shlex
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from gin_deploy.agent.fleet import ssh_agent
+from gin_deploy.agent.output import HostError
 
 TIMEOUT = 60
 
@@ -34,24 +36,12 @@ def agent_command(target: Mapping[str, Any], command: str = "status") -> str:
 
 @contextlib.contextmanager
 def _ssh_agent(private_key: str, tmp: str) -> Iterator[str]:
-    """A private ssh-agent holding `private_key`; yields its socket."""
-    sock = os.path.join(tmp, "agent.sock")
-    proc = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    """The fleet coordinator's private ssh-agent, its failure as a query error."""
     try:
-        deadline = time.monotonic() + 5
-        while not os.path.exists(sock) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        added = subprocess.run(["ssh-add", "-q", "-"], input=private_key, text=True,
-                               env={**os.environ, "SSH_AUTH_SOCK": sock},
-                               capture_output=True, timeout=15, check=False)
-        if added.returncode != 0:
-            raise HostQueryError(f"ssh-add refused the stack's SSH key: {added.stderr.strip()}")
-        yield sock
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+        with ssh_agent(private_key, tmp) as sock:
+            yield sock
+    except HostError as exc:
+        raise HostQueryError(str(exc)) from None
 
 
 def _ssh_args(target: Mapping[str, Any], tmp: str) -> list[str]:
