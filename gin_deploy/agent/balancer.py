@@ -10,7 +10,6 @@ in flight on the old workers finish, new ones go to the hosts that are up.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -26,8 +25,8 @@ from gin_deploy.agent.fleet_payload import (
     Member,
 )
 from gin_deploy.agent.layout import (
-    MARKER,
     Layout,
+    destroy_lock,
     ensure_state_dir,
     load_state,
     save_state,
@@ -197,12 +196,7 @@ def members(state_dir: str) -> dict[str, Any]:
 def destroy_balancer(target: BalancerTarget) -> dict[str, Any]:
     layout = Layout(os.path.normpath(target.state_dir))
     exists = os.path.isdir(layout.state_dir)
-    if exists and os.listdir(layout.state_dir) and not os.path.exists(layout.marker):
-        raise HostError(f"stateDir {layout.state_dir} has no {MARKER} marker; refusing to "
-                        "delete a directory gin-deploy did not create")
-    lock: contextlib.AbstractContextManager[None] = (
-        state_lock(layout) if exists else contextlib.nullcontext())
-    with lock:
+    with destroy_lock(layout):
         recorded = load_state(layout).get("renewal") if exists else None
         if isinstance(recorded, dict):
             _remove_renewal(layout, target, recorded)

@@ -21,8 +21,8 @@ from gin_deploy.agent.canary import release_beside, stray_candidates
 from gin_deploy.agent.files import read_text, write_file
 from gin_deploy.agent.guard import recover
 from gin_deploy.agent.layout import (
-    MARKER,
     Layout,
+    destroy_lock,
     ensure_state_dir,
     load_state,
     save_state,
@@ -148,12 +148,7 @@ def destroy(payload: TargetPayload) -> dict[str, Any]:
     target = Target.from_state(payload)
     layout = target.layout
     exists = os.path.isdir(layout.state_dir)
-    if exists and os.listdir(layout.state_dir) and not os.path.exists(layout.marker):
-        raise HostError(f"stateDir {layout.state_dir} has no {MARKER} marker; refusing to "
-                        "delete a directory gin-deploy did not create")
-    lock: contextlib.AbstractContextManager[None] = (
-        state_lock(layout) if exists else contextlib.nullcontext())
-    with lock:
+    with destroy_lock(layout):
         state = load_state(layout)
         instances = list(payload.instances)
         for old in [*(state.get("instances") or []), *(state.get("candidates") or [])]:

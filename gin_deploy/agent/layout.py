@@ -173,6 +173,16 @@ def state_lock(layout: Layout) -> Iterator[None]:
         os.close(fd)
 
 
+def destroy_lock(layout: Layout) -> contextlib.AbstractContextManager[None]:
+    """The lock a destroy holds; refuses a non-empty stateDir gin-deploy did not create
+    (no marker), and takes no lock where there is no stateDir left."""
+    exists = os.path.isdir(layout.state_dir)
+    if exists and os.listdir(layout.state_dir) and not os.path.exists(layout.marker):
+        raise HostError(f"stateDir {layout.state_dir} has no {MARKER} marker; refusing to "
+                        "delete a directory gin-deploy did not create")
+    return state_lock(layout) if exists else contextlib.nullcontext()
+
+
 def check_trusted_path(path: str) -> None:
     """Refuse a state dir others could swap under us: the dir and each parent must be a real
     directory (checked with lstat) owned by us or root and writable by nobody else; a
